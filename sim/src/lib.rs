@@ -1,0 +1,150 @@
+//! # cafe-sim: a simulated Kubernetes member cluster
+//!
+//! `cafe-sim` starts simulated clusters in-process, each a real HTTP server on its own loopback port
+//! speaking the subset of the Kubernetes REST API that the cafe agent, kube-rs and kubectl use, with a
+//! simulated scheduler and kubelet, simulated load balancers that hold pod finalizers, a prober counting
+//! lost requests, and fault injection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use cafe_sim::{SimCluster, SimConfig};
+//! let cluster = SimCluster::start(
+//!     SimConfig::new("sh-dc1").with_zones(["sh-az1", "sh-az2"]).with_traffic_finalizer("traffic.cafe.io/lb"),
+//! )
+//! .await?;
+//! let client = cluster.client()?; // a kube::Client
+//! cluster.write_kubeconfig("/tmp/sh-dc1.kubeconfig")?;
+//! println!("{} lost requests", cluster.traffic().lost);
+//! cluster.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## What is served
+//! Discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{g}`, `/apis/{g}/{v}`, plain JSON only);
+//! core/v1 namespaces, pods (+status), nodes (+status), events, services (+status), configmaps;
+//! coordination.k8s.io/v1 leases; events.k8s.io/v1 events; apiextensions.k8s.io/v1
+//! CustomResourceDefinitions, whose creation starts serving the custom resource (namespaced or
+//! cluster-scoped, with the status subresource when declared). Verbs: get, list (label and field
+//! selectors, `limit`/`continue`), watch, create, update, patch, delete, deletecollection. kubectl gets
+//! `meta.k8s.io/v1` Tables when it asks for them (lists, gets and watches).
+//!
+//! The control endpoints `GET /sim/v1/traffic` (`{"sent": N, "lost": M}`), `GET|POST /sim/v1/faults`
+//! (see [`Faults`] and [`FaultsUpdate`]) and `POST /sim/v1/nodes/{node}/ready` (`{"ready": false}`) are
+//! not subject to faults.
+//!
+//! ## Semantics kept from Kubernetes
+//! One resourceVersion counter per cluster; `metadata.generation` bumped only on spec changes (custom
+//! resources with a status subresource: not on status or metadata writes; without one: on anything but
+//! metadata); `uid`, `creationTimestamp` set by the server; `generateName` with a random five-character
+//! suffix; `Status` error bodies (404, 409 AlreadyExists / Conflict, 410 Expired, 415, 422, 429 with
+//! `Retry-After`, 500); pod specs immutable except container images, `activeDeadlineSeconds`,
+//! tolerations, `terminationGracePeriodSeconds` and scheduling gates (422 otherwise); writes that change
+//! nothing do not bump the resourceVersion; watches replay retained history from a resourceVersion and
+//! answer an `ERROR` event with 410 Expired (reason `Expired`) for an older one, send BOOKMARKs when
+//! allowed, honour `timeoutSeconds` and `sendInitialEvents`, and send an object leaving a selector as
+//! DELETED and one entering it as ADDED; deletion with finalizers sets `deletionTimestamp` and
+//! `deletionGracePeriodSeconds`, refuses new finalizers, and removes the object when the last one goes;
+//! namespaces terminate after their contents; owner references cascade in the background.
+//!
+//! ## Simplifications (on purpose)
+//! - **No authentication or authorization**, plain HTTP only; the kubeconfig has an empty user.
+//! - **Time**: pod grace periods are multiplied by [`SimConfig::grace_period_scale`] (default 0.01, so
+//!   the default 30 s lasts 300 ms); `deletionTimestamp` still shows the unscaled time.
+//! - **Versions**: custom resources are stored as sent, without conversion between served versions.
+//! - **Server-side apply** (`application/apply-patch+yaml`, `fieldManager` required): the applied
+//!   configuration is merged with strategic-merge rules (lists with a known merge key such as
+//!   containers by `name`, conditions by `type`, merge by item; `finalizers` as a set; other lists are
+//!   replaced). Each apply manager's fields are kept in `metadata.managedFields` (FieldsV1); a field a
+//!   manager applied before and omits now is removed unless another apply manager owns it; applying a
+//!   different value to a field another apply manager owns is a 409 Conflict unless `force=true`, which
+//!   takes ownership. Non-apply writes do not record field ownership. No schema validation.
+//! - **Strategic merge patch** uses a fixed table of merge keys (containers, env, volumes, ports,
+//!   conditions, readinessGates, ownerReferences, ...) rather than OpenAPI schemas; custom resources
+//!   answer 415 to it, like Kubernetes.
+//! - **Updates** do not require `metadata.resourceVersion` (unconditional updates are allowed for every
+//!   kind); when present it must match (409 Conflict).
+//! - **Deletion**: `propagationPolicy=Foreground` behaves as Background; deleting a CRD drops its custom
+//!   resources at once, ignoring their finalizers; `dryRun` is not supported.
+//! - **Scheduling** honours `nodeSelector` and node readiness only (no affinity, taints, resources); pods
+//!   are spread to the least loaded matching node.
+//! - **Kubelet** ([`KUBELET_TICK`]): containers wait in `ContainerCreating` for the start delay
+//!   ([`SimConfig::start_delay`], per pod [`START_DELAY_ANNOTATION`] in milliseconds), then run ready (no
+//!   probes). An image containing `crashloop` runs for [`SimConfig::crash_interval`], crashes and backs
+//!   off (`CrashLoopBackOff`) with a growing `restartCount`, never ready; one containing `badimage`
+//!   alternates `ErrImagePull` / `ImagePullBackOff`. An in-place image change restarts that container
+//!   (`restartCount` + 1, running but unready for the start delay). A NotReady node makes its pods'
+//!   containers unready. A pod being deleted is unready at once and is removed when its scaled grace
+//!   period ends (and its finalizers are gone).
+//! - **Traffic** (see [`TRAFFIC_TICK`]): each traffic finalizer is a load balancer. It registers a pod
+//!   (adds the finalizer) as soon as the pod is Ready (every readiness gate True) and not terminating;
+//!   when a registered pod stops qualifying, the balancer notices after
+//!   [`SimConfig::lb_reaction_delay`] (endpoint propagation), stops sending to it at once, and removes
+//!   its finalizer after [`SimConfig::deregistration_delay`]. The prober sends each registered pod one
+//!   request per tick; a request is lost when the pod is gone, terminating, not Running, or its
+//!   containers are not ready. The readiness gate alone does not lose requests: a drained pod serves
+//!   until the balancer lets go, so a drained pod loses none while a pod deleted or restarted while
+//!   registered loses those sent during the reaction delay.
+//! - **Faults**: `dropWatches` is an action (closes every open watch once, cleanly; reads back false);
+//!   `offline` closes each API request's connection without an answer and aborts open watches;
+//!   `errorRate` answers that share of API requests with 500 or 429 (half each); `latencyMs` delays
+//!   every API request.
+
+mod api;
+mod apply;
+mod cluster;
+mod config;
+mod error;
+mod faults;
+mod kubeconfig;
+mod kubelet;
+mod nodes;
+mod patch;
+mod selector;
+mod server;
+mod state;
+mod status;
+mod store;
+mod time;
+mod traffic;
+
+pub use cluster::SimCluster;
+pub use config::{
+    DEFAULT_BOOKMARK_INTERVAL, DEFAULT_CRASH_INTERVAL, DEFAULT_DEREGISTRATION_DELAY,
+    DEFAULT_GRACE_PERIOD_SCALE, DEFAULT_LB_REACTION_DELAY, DEFAULT_NODES, DEFAULT_START_DELAY,
+    DEFAULT_WATCH_HISTORY, SimConfig,
+};
+pub use error::SimError;
+pub use faults::{Faults, FaultsUpdate};
+pub use kubelet::runtime::{BAD_IMAGE_MARKER, CRASHLOOP_IMAGE_MARKER};
+pub use kubelet::{KUBELET_TICK, START_DELAY_ANNOTATION};
+pub use nodes::{HOSTNAME_LABEL, ZONE_LABEL};
+pub use traffic::{TRAFFIC_TICK, TrafficCounts};
+
+/// Runs `cafe-sim serve`: starts one cluster, optionally writes its kubeconfig, prints the URL line
+/// `cafe-sim: cluster NAME listening on URL` on stdout (tests wait for it), and runs until `shutdown`
+/// completes.
+pub async fn serve(
+    config: SimConfig,
+    kubeconfig_out: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SimError> {
+    let cluster = SimCluster::start(config).await?;
+    if let Some(path) = &kubeconfig_out {
+        cluster.write_kubeconfig(path)?;
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // stdout is the binary's interface here: the line announces the port that was picked.
+        let _ = writeln!(
+            out,
+            "cafe-sim: cluster {} listening on {}",
+            cluster.name(),
+            cluster.url()
+        );
+        let _ = out.flush();
+    }
+    shutdown.await;
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Simulated load balancers and the prober that counts lost requests.
+//!
+//! Each configured traffic finalizer is one load balancer. It registers a pod (adds its finalizer) when
+//! the pod is Ready (which includes every readiness gate) and not being deleted, and from then on the
+//! prober sends it one request every [`TRAFFIC_TICK`]. When a registered pod stops qualifying, the
+//! balancer notices after the configured reaction delay (endpoint propagation), stops sending to it at
+//! once, and removes its finalizer after the deregistration delay.
+//!
+//! A request is **lost** when it reaches a pod that is gone, terminating, not running, or whose
+//! containers are not ready (or whose node is NotReady). The readiness gate itself does not make a pod
+//! lose requests: a drained pod keeps serving until the balancer has let go of it, which is the point of
+//! draining.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::state::ClusterState;
+use crate::store::meta::{finalizers, is_deleting, name_of, namespace_of, uid_of};
+use crate::store::registry::ResourceId;
+use crate::store::{ObjKey, Subresource};
+
+/// Interval of the balancers and the prober: every registered pod gets one request per tick
+/// (100 requests per second per pod and balancer).
+pub const TRAFFIC_TICK: Duration = Duration::from_millis(10);
+
+/// Requests sent by the prober and requests lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficCounts {
+    /// Requests sent to registered pods.
+    pub sent: u64,
+    /// Requests that reached a pod that could not serve them.
+    pub lost: u64,
+}
+
+/// Shared counters.
+#[derive(Debug, Default)]
+pub(crate) struct TrafficCounters {
+    sent: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl TrafficCounters {
+    /// The current figures.
+    pub(crate) fn counts(&self) -> TrafficCounts {
+        TrafficCounts {
+            sent: self.sent.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, sent: u64, lost: u64) {
+        self.sent.fetch_add(sent, Ordering::Relaxed);
+        self.lost.fetch_add(lost, Ordering::Relaxed);
+    }
+}
+
+/// A pod as one balancer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// Receiving traffic; `unhealthy_since` is when the balancer first saw it stop qualifying.
+    Registered {
+        key: ObjKey,
+        unhealthy_since: Option<Instant>,
+    },
+    /// No longer receiving traffic; the finalizer goes at `remove_at`.
+    Draining { key: ObjKey, remove_at: Instant },
+}
+
+/// One simulated load balancer.
+#[derive(Debug)]
+struct Balancer {
+    finalizer: String,
+    targets: HashMap<String, Target>,
+}
+
+/// What the prober and balancers need to know about a pod.
+#[derive(Debug)]
+struct PodView {
+    key: ObjKey,
+    qualifies: bool,
+    serving: bool,
+    deleting: bool,
+    finalizers: Vec<String>,
+}
+
+impl PodView {
+    fn of(pod: &Value) -> Self {
+        let condition = |t: &str| {
+            pod.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+                .is_some_and(|c| c["status"] == "True")
+        };
+        let deleting = is_deleting(pod);
+        let running = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
+        Self {
+            key: ObjKey::new(namespace_of(pod), name_of(pod)),
+            qualifies: condition("Ready") && !deleting,
+            serving: running && condition("ContainersReady") && !deleting,
+            deleting,
+            finalizers: finalizers(pod),
+        }
+    }
+}
+
+/// Runs the balancers and the prober until the cluster shuts down.
+pub(crate) async fn run(state: Arc<ClusterState>) {
+    let mut balancers: Vec<Balancer> = state
+        .config
+        .traffic_finalizers
+        .iter()
+        .map(|f| Balancer {
+            finalizer: f.clone(),
+            targets: HashMap::new(),
+        })
+        .collect();
+    if balancers.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(TRAFFIC_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let pods: HashMap<String, PodView> = state
+                    .store
+                    .snapshot(&ResourceId::new("", "pods"))
+                    .iter()
+                    .map(|p| (uid_of(p).to_string(), PodView::of(p)))
+                    .collect();
+                for b in &mut balancers {
+                    b.probe(&state, &pods);
+                    b.reconcile(&state, &pods, now);
+                }
+            }
+        }
+    }
+}
+
+impl Balancer {
+    /// Sends one request to each registered pod.
+    fn probe(&self, state: &ClusterState, pods: &HashMap<String, PodView>) {
+        let mut sent = 0;
+        let mut lost = 0;
+        for (uid, t) in &self.targets {
+            if let Target::Registered { key, .. } = t {
+                sent += 1;
+                if !pods.get(uid).is_some_and(|p| p.serving) {
+                    lost += 1;
+                    tracing::debug!(balancer = %self.finalizer, pod = %key.name, "request lost");
+                }
+            }
+        }
+        state.traffic.record(sent, lost);
+    }
+
+    /// Registers, deregisters and releases pods.
+    fn reconcile(&mut self, state: &ClusterState, pods: &HashMap<String, PodView>, now: Instant) {
+        let reaction = state.config.lb_reaction_delay;
+        let dereg = state.config.deregistration_delay;
+        // Pods that are gone: forget them once the balancer has noticed.
+        self.targets.retain(|uid, t| {
+            pods.contains_key(uid)
+                || match t {
+                    Target::Registered {
+                        unhealthy_since, ..
+                    } => {
+                        let since = *unhealthy_since.get_or_insert(now);
+                        now.duration_since(since) < reaction
+                    }
+                    Target::Draining { .. } => false,
+                }
+        });
+        for (uid, pod) in pods {
+            let has_finalizer = pod.finalizers.contains(&self.finalizer);
+            let next = match self.targets.get_mut(uid) {
+                None if pod.qualifies => {
+                    if has_finalizer || self.set_finalizer(state, uid, &pod.key, true) {
+                        tracing::debug!(balancer = %self.finalizer, pod = %pod.key.name, "registered");
+                        Some(Target::Registered {
+                            key: pod.key.clone(),
+                            unhealthy_since: None,
+                        })
+                    } else {
+                        None
+                    }
+                }
+                // A pod carrying our finalizer we do not know: adopt it as draining.
+                None if has_finalizer => Some(Target::Draining {
+                    key: pod.key.clone(),
+                    remove_at: now + dereg,
+                }),
+                None => None,
+                Some(Target::Registered {
+                    unhealthy_since,
+                    key,
+                }) => {
+                    if pod.qualifies {
+                        *unhealthy_since = None;
+                        None
+                    } else {
+                        let since = *unhealthy_since.get_or_insert(now);
+                        (now.duration_since(since) >= reaction).then(|| {
+                            tracing::debug!(balancer = %self.finalizer, pod = %key.name, deleting = pod.deleting, "deregistering");
+                            Target::Draining {
+                                key: key.clone(),
+                                remove_at: now + dereg,
+                            }
+                        })
+                    }
+                }
+                Some(Target::Draining { remove_at, key }) if now >= *remove_at => {
+                    let key = key.clone();
+                    if has_finalizer {
+                        self.set_finalizer(state, uid, &key, false);
+                    }
+                    tracing::debug!(balancer = %self.finalizer, pod = %key.name, "deregistered");
+                    self.targets.remove(uid);
+                    None
+                }
+                Some(Target::Draining { .. }) => None,
+            };
+            if let Some(t) = next {
+                self.targets.insert(uid.clone(), t);
+            }
+        }
+    }
+
+    /// Adds or removes this balancer's finalizer; returns whether the pod now has it as asked.
+    fn set_finalizer(&self, state: &ClusterState, uid: &str, key: &ObjKey, present: bool) -> bool {
+        let f = self.finalizer.clone();
+        let result = state.store.modify(
+            &ResourceId::new("", "pods"),
+            key,
+            uid,
+            Subresource::Main,
+            |p| {
+                let list = finalizers(p);
+                if list.contains(&f) == present || (present && is_deleting(p)) {
+                    return false;
+                }
+                let next: Vec<String> = if present {
+                    list.into_iter().chain([f.clone()]).collect()
+                } else {
+                    list.into_iter().filter(|x| x != &f).collect()
+                };
+                p["metadata"]["finalizers"] = serde_json::json!(next);
+                true
+            },
+        );
+        result.is_some_and(|p| finalizers(&p).contains(&self.finalizer) == present)
+    }
+}
