@@ -1,0 +1,127 @@
+//! Reading resource files, and `cafectl validate`.
+
+use super::{CliError, ValidateArgs};
+use crate::names::UnitName;
+use crate::resources::{CafeDeployment, LogicalUnit, Resource, parse_yaml_documents};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+/// The resources of several files, by kind.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Units by name.
+    pub units: BTreeMap<UnitName, LogicalUnit>,
+    /// Deployments, with the file they came from.
+    pub deployments: Vec<(PathBuf, CafeDeployment)>,
+}
+
+/// Reads a file, or standard input for `-`.
+fn read(path: &Path) -> Result<String, CliError> {
+    let mut text = String::new();
+    let result = if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    result
+        .map_err(|e| CliError::BadInput(format!("error: {}: cannot read: {e}", path.display())))?;
+    Ok(text)
+}
+
+/// Parses every file; all errors of all files are reported together.
+pub fn load(paths: &[PathBuf]) -> Result<Loaded, CliError> {
+    let mut loaded = Loaded::default();
+    let mut report = String::new();
+    for path in paths {
+        let text = read(path)?;
+        match parse_yaml_documents(&text) {
+            Ok(resources) => {
+                for resource in resources {
+                    add(&mut loaded, path, resource, &mut report);
+                }
+            }
+            Err(failures) => {
+                for failure in failures {
+                    let what = failure.what.map(|w| format!(" ({w})")).unwrap_or_default();
+                    for error in failure.errors.0 {
+                        let _ = writeln!(
+                            report,
+                            "error: {}: document {}{what}: {error}",
+                            path.display(),
+                            failure.index
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if report.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(CliError::BadInput(report))
+    }
+}
+
+fn add(loaded: &mut Loaded, path: &Path, resource: Resource, report: &mut String) {
+    match resource {
+        Resource::Unit(unit) => match unit.name() {
+            Ok(name) => {
+                if loaded.units.insert(name.clone(), *unit).is_some() {
+                    let _ = writeln!(
+                        report,
+                        "error: {}: LogicalUnit {name} is defined more than once",
+                        path.display()
+                    );
+                }
+            }
+            // validate() already refused bad names.
+            Err(e) => {
+                let _ = writeln!(report, "error: {}: metadata.name: {e}", path.display());
+            }
+        },
+        Resource::Deployment(deployment) => loaded.deployments.push((path.to_owned(), *deployment)),
+    }
+}
+
+/// `cafectl validate -f FILE [--units FILE]`.
+pub fn validate(args: &ValidateArgs) -> Result<String, CliError> {
+    let mut all = args.files.clone();
+    all.extend(args.units.iter().cloned());
+    let loaded = load(&all)?;
+    let mut report = String::new();
+    let mut out = String::new();
+    for (path, deployment) in &loaded.deployments {
+        if loaded.units.is_empty() {
+            continue;
+        }
+        if let Err(errors) = deployment.resolve_units(&loaded.units) {
+            for error in errors.0 {
+                let _ = writeln!(
+                    report,
+                    "error: {}: CafeDeployment {}/{}: {error}",
+                    path.display(),
+                    deployment.namespace(),
+                    deployment.metadata.name
+                );
+            }
+        }
+    }
+    if !report.is_empty() {
+        return Err(CliError::BadInput(report));
+    }
+    let _ = writeln!(
+        out,
+        "valid: {} LogicalUnit(s), {} CafeDeployment(s)",
+        loaded.units.len(),
+        loaded.deployments.len()
+    );
+    if loaded.units.is_empty() && !loaded.deployments.is_empty() {
+        let _ = writeln!(
+            out,
+            "unit references not checked: no LogicalUnit given (use --units)"
+        );
+    }
+    Ok(out)
+}

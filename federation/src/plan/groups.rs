@@ -1,0 +1,144 @@
+//! The release groups (the batch plan) of DESIGN section 4.
+//!
+//! Per unit with `r` replicas: with `beta`, group 0 takes `min(1, r)`; the rest `R` is split over
+//! `batches` groups with cumulative target `floor(k * R / batches)` after group `k`. `Parallel` runs
+//! each group in every unit at once; `Sequential` runs all groups in one region, then the next.
+//! A group is a cumulative target per unit. Groups in which no unit changes are left out, so an
+//! operator never confirms an empty step.
+
+use crate::names::{RegionName, UnitName};
+use crate::resources::RegionOrder;
+use serde::Serialize;
+
+/// What the group planner needs to know of one unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupUnitInput {
+    /// The unit.
+    pub unit: UnitName,
+    /// Its region.
+    pub region: RegionName,
+    /// Its allocated replicas.
+    pub replicas: i32,
+}
+
+/// The release shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupShape {
+    /// Group 0 updates one pod per unit.
+    pub beta: bool,
+    /// Groups after the beta group (at least 1).
+    pub batches: u32,
+    /// Parallel or Sequential.
+    pub region_order: RegionOrder,
+    /// The region order for Sequential.
+    pub regions: Vec<RegionName>,
+}
+
+/// One group: per unit (in input order), the pods updated in it and the cumulative target after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// 0-based.
+    pub index: usize,
+    /// Per unit, in input order.
+    pub units: Vec<GroupStep>,
+}
+
+/// One unit's part in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupStep {
+    /// The unit.
+    pub unit: UnitName,
+    /// Pods updated in this group.
+    pub size: i32,
+    /// Pods that run the update revision once the group is done (cumulative).
+    pub updated: i32,
+}
+
+impl Group {
+    /// The cumulative target of `unit` after this group; 0 for a unit not in the plan.
+    pub fn target_of(&self, unit: &UnitName) -> i32 {
+        self.units
+            .iter()
+            .find(|s| &s.unit == unit)
+            .map_or(0, |s| s.updated)
+    }
+}
+
+/// The cumulative targets of one unit over one region's stages.
+fn unit_stages(replicas: i32, shape: &GroupShape) -> Vec<i32> {
+    let replicas = replicas.max(0);
+    let beta = if shape.beta { replicas.min(1) } else { 0 };
+    let rest = i64::from(replicas - beta);
+    let batches = i64::from(shape.batches.max(1));
+    let mut stages = Vec::with_capacity(shape.batches as usize + 1);
+    if shape.beta {
+        stages.push(beta);
+    }
+    for k in 1..=batches {
+        // floor(k * R / batches) <= R, which fits an i32.
+        let cumulative = i32::try_from(k * rest / batches).unwrap_or(i32::MAX);
+        stages.push(beta + cumulative);
+    }
+    stages
+}
+
+/// Plans the groups. Deterministic; groups are cumulative, never decrease, and end at each unit's
+/// replicas.
+pub fn plan_groups(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
+    let per_region = usize::from(shape.beta) + shape.batches.max(1) as usize;
+    let region_slot = |region: &RegionName| -> usize {
+        match shape.region_order {
+            RegionOrder::Parallel => 0,
+            // Validation guarantees every region is listed; an unlisted one would go last.
+            RegionOrder::Sequential => shape
+                .regions
+                .iter()
+                .position(|r| r == region)
+                .unwrap_or(shape.regions.len()),
+        }
+    };
+    let slots = match shape.region_order {
+        RegionOrder::Parallel => 1,
+        RegionOrder::Sequential => units
+            .iter()
+            .map(|u| region_slot(&u.region) + 1)
+            .max()
+            .unwrap_or(1),
+    };
+    let stages: Vec<Vec<i32>> = units
+        .iter()
+        .map(|u| unit_stages(u.replicas, shape))
+        .collect();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut previous: Vec<i32> = vec![0; units.len()];
+    for g in 0..slots * per_region {
+        let targets: Vec<i32> = units
+            .iter()
+            .zip(&stages)
+            .map(|(unit, stages)| {
+                let first = region_slot(&unit.region) * per_region;
+                match g.checked_sub(first) {
+                    None => 0,
+                    Some(stage) => stages.get(stage).copied().unwrap_or(unit.replicas.max(0)),
+                }
+            })
+            .collect();
+        if targets == previous {
+            continue;
+        }
+        groups.push(Group {
+            index: groups.len(),
+            units: units
+                .iter()
+                .zip(targets.iter().zip(&previous))
+                .map(|(unit, (&updated, &before))| GroupStep {
+                    unit: unit.unit.clone(),
+                    size: updated - before,
+                    updated,
+                })
+                .collect(),
+        });
+        previous = targets;
+    }
+    groups
+}

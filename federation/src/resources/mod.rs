@@ -1,0 +1,21 @@
+//! The hub's resources (DESIGN section 3): typed documents, parsed once at the edge, with
+//! validation errors that name the field.
+
+mod deployment;
+mod error;
+mod manifest;
+mod meta;
+mod quantity;
+mod unit;
+
+pub use deployment::{
+    CAFE_DEPLOYMENT_KIND, CafeDeployment, CafeDeploymentSpec, DEFAULT_DRAIN_SECONDS,
+    DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_READINESS_GATE, FailoverScope, MAX_REPLICAS,
+    PauseMode, RegionOrder, Selector, Strategy, Topology, Traffic, UnitReplicas, UnitSelector,
+    UpgradeKind,
+};
+pub use error::{Collector, FieldError, FieldErrors};
+pub use manifest::{DocumentError, Resource, parse_json_document, parse_yaml_documents};
+pub use meta::{API_VERSION, DEFAULT_NAMESPACE, Metadata};
+pub use quantity::ReplicaCount;
+pub use unit::{LOGICAL_UNIT_KIND, LogicalUnit, LogicalUnitSpec, LogicalUnitStatus, UnitPhase};
