@@ -54,13 +54,14 @@ pub(crate) async fn serve(
                 builder.timer(TokioTimer::new());
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 tokio::select! {
+                    biased;
+                    // Dropping the connection future closes the socket with nothing more written.
+                    () = kill.cancelled() => tracing::debug!("connection closed by the simulator"),
                     result = conn => {
                         if let Err(e) = result {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     }
-                    // Dropping the connection future closes the socket with nothing more written.
-                    () = kill.cancelled() => tracing::debug!("connection closed by the simulator"),
                 }
             }
             .instrument(span),

@@ -110,7 +110,14 @@ impl Watch {
             Ok((start, rx, rv)) => self.stream(start, rx, rv).await,
         };
         match end {
-            End::Abort => self.req.conn.close(),
+            End::Abort => {
+                // An error item makes hyper abort the response instead of finishing it; closing the
+                // connection makes sure nothing more is written.
+                let cut =
+                    std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cluster offline");
+                let _ = self.tx.send(Err(cut)).await;
+                self.req.conn.close();
+            }
             End::Clean | End::ClientGone => {}
         }
         tracing::debug!(?end, "watch ended");
