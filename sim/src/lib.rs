@@ -61,6 +61,8 @@
 //! - **Strategic merge patch** uses a fixed table of merge keys (containers, env, volumes, ports,
 //!   conditions, readinessGates, ownerReferences, ...) rather than OpenAPI schemas; custom resources
 //!   answer 415 to it, like Kubernetes.
+//! - **No schemas**: `/openapi/v3` serves path stubs only (enough for kubectl to leave validation to the
+//!   server); `fieldValidation` is accepted and ignored, and objects are not checked against CRD schemas.
 //! - **Updates** do not require `metadata.resourceVersion` (unconditional updates are allowed for every
 //!   kind); when present it must match (409 Conflict).
 //! - **Deletion**: `propagationPolicy=Foreground` behaves as Background; deleting a CRD drops its custom
