@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod names;
 pub mod plan;
+pub mod release;
 pub mod resources;

@@ -1,0 +1,18 @@
+//! Releases (DESIGN section 5): revisions, the per-deployment state machine, and the slices it implies.
+//! Pure: no store, no network.
+
+mod revision;
+mod slices;
+mod state;
+mod status;
+
+pub use revision::{History, KEPT_REVISIONS, Revision, revision_name};
+pub use slices::{SliceSpec, desired_slices};
+pub use state::{
+    CommandError, CommandOutcome, Observed, Phase, Reason, ReleaseCommand, ReleaseState,
+    UnitProgress,
+};
+pub use status::{DeploymentStatusView, UnitStatusView};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! The desired slices of one deployment: what each unit's agent must run now.
+
+use super::state::ReleaseState;
+use crate::names::{ClusterName, SliceId, UnitName};
+use crate::plan::Plan;
+use crate::resources::{CafeDeployment, Traffic, UpgradeKind};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use std::collections::BTreeMap;
+
+/// One deployment's part in one unit, as the hub wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceSpec {
+    /// `namespace/name@unit`.
+    pub id: SliceId,
+    /// The cluster whose agent runs it.
+    pub cluster: ClusterName,
+    /// Pods in the unit.
+    pub replicas: i32,
+    /// Pods that keep the stable revision.
+    pub partition: i32,
+    /// The revision pods move to.
+    pub update_revision: String,
+    /// Its template.
+    pub template: PodTemplateSpec,
+    /// The revision the partition keeps.
+    pub stable_revision: String,
+    /// Its template.
+    pub stable_template: PodTemplateSpec,
+    /// The deployment's selector.
+    pub selector: BTreeMap<String, String>,
+    /// Pods updated at once in the unit.
+    pub max_unavailable: i32,
+    /// Seconds a ready pod waits to count as available.
+    pub min_ready_seconds: i32,
+    /// Stop updates (keep scaling).
+    pub paused: bool,
+    /// In place or recreate.
+    pub upgrade: UpgradeKind,
+    /// The traffic protocol.
+    pub traffic: Traffic,
+    /// The unit's node selector.
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// The slices of `deployment` per unit, from its plan and release state. Units the plan gives no
+/// replicas still get a slice (of 0 replicas), so that their pods are drained and removed.
+pub fn desired_slices(
+    deployment: &CafeDeployment,
+    plan: &Plan,
+    state: &ReleaseState,
+    node_selectors: &BTreeMap<UnitName, BTreeMap<String, String>>,
+) -> Vec<SliceSpec> {
+    let Ok(key) = deployment.key() else {
+        // A stored deployment passed validation, so its key is valid.
+        return Vec::new();
+    };
+    let template_of = |name: &str| {
+        state
+            .history
+            .get(name)
+            .map_or_else(|| deployment.spec.template.clone(), |r| r.template.clone())
+    };
+    let update_template = template_of(&state.update_revision);
+    let settled = matches!(
+        state.phase,
+        super::Phase::Stable | super::Phase::RollingBack
+    );
+    let (stable_revision, stable_template) = if settled {
+        (state.update_revision.clone(), update_template.clone())
+    } else {
+        (
+            state.current_revision.clone(),
+            template_of(&state.current_revision),
+        )
+    };
+    let group = plan.batches.get(state.batch);
+    let spec = &deployment.spec;
+    plan.units
+        .iter()
+        .map(|unit| {
+            let target = state.target(group.map(|g| g.target_of(&unit.unit)), unit.replicas);
+            SliceSpec {
+                id: SliceId {
+                    deployment: key.clone(),
+                    unit: unit.unit.clone(),
+                },
+                cluster: unit.cluster.clone(),
+                replicas: unit.replicas,
+                partition: unit.replicas - target,
+                update_revision: state.update_revision.clone(),
+                template: update_template.clone(),
+                stable_revision: stable_revision.clone(),
+                stable_template: stable_template.clone(),
+                selector: spec.selector.match_labels.clone(),
+                max_unavailable: i32::try_from(spec.strategy.max_unavailable).unwrap_or(i32::MAX),
+                min_ready_seconds: i32::try_from(spec.strategy.min_ready_seconds)
+                    .unwrap_or(i32::MAX),
+                paused: state.slices_paused(),
+                upgrade: spec.strategy.upgrade,
+                traffic: spec.traffic.clone(),
+                node_selector: node_selectors.get(&unit.unit).cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
