@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Sorted maps: encodings are deterministic, so equal slices hash equally.
+        .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
 }
