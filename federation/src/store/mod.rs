@@ -1,0 +1,162 @@
+//! The hub's durable store (DESIGN section 9): a small key-value interface with one embedded
+//! implementation (redb) and an in-memory one for tests. Records are JSON documents; the hub decides
+//! what they hold.
+
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// The store's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// LogicalUnits by name.
+    Units,
+    /// CafeDeployments with their release state, by `namespace/name`.
+    Deployments,
+    /// The generation and content hash of every slice sent, by slice id.
+    Slices,
+    /// Counters, such as the next slice generation.
+    Meta,
+    /// The audit log, by a zero-padded sequence number.
+    Audit,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Self; 5] = [
+        Self::Units,
+        Self::Deployments,
+        Self::Slices,
+        Self::Meta,
+        Self::Audit,
+    ];
+
+    /// The table's name in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Units => "units",
+            Self::Deployments => "deployments",
+            Self::Slices => "slices",
+            Self::Meta => "meta",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// One write of a commit: a value to store, or `None` to remove the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The table.
+    pub table: Table,
+    /// The key.
+    pub key: String,
+    /// The new value, or `None` to delete.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Write {
+    /// Stores `value` at `key`.
+    pub fn put(table: Table, key: impl Into<String>, value: Vec<u8>) -> Self {
+        Self {
+            table,
+            key: key.into(),
+            value: Some(value),
+        }
+    }
+
+    /// Removes `key`.
+    pub fn delete(table: Table, key: impl Into<String>) -> Self {
+        Self {
+            table,
+            key: key.into(),
+            value: None,
+        }
+    }
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open the store at {path}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A read or write failed.
+    #[error("store {operation} failed")]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Durable key-value tables with atomic multi-key commits.
+pub trait Store: Send + Sync + 'static {
+    /// Every entry of `table`, sorted by key.
+    fn load(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// The last `limit` entries of `table` by key, newest (largest key) first.
+    fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Applies every write atomically and durably: after it returns, a crash loses none of them.
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn Store) {
+        store
+            .commit(&[
+                Write::put(Table::Units, "b", b"2".to_vec()),
+                Write::put(Table::Units, "a", b"1".to_vec()),
+                Write::put(Table::Audit, "00000001", b"x".to_vec()),
+                Write::put(Table::Audit, "00000002", b"y".to_vec()),
+            ])
+            .expect("commit");
+        let units = store.load(Table::Units).expect("load");
+        assert_eq!(
+            units,
+            [
+                ("a".to_owned(), b"1".to_vec()),
+                ("b".to_owned(), b"2".to_vec())
+            ]
+        );
+        store
+            .commit(&[Write::delete(Table::Units, "a")])
+            .expect("commit");
+        assert_eq!(store.load(Table::Units).expect("load").len(), 1);
+        let last = store.load_last(Table::Audit, 1).expect("load");
+        assert_eq!(last, [("00000002".to_owned(), b"y".to_vec())]);
+        assert!(store.load(Table::Slices).expect("empty table").is_empty());
+    }
+
+    #[test]
+    fn memory_store_behaves() {
+        exercise(&MemoryStore::default());
+    }
+
+    #[test]
+    fn redb_store_behaves_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = RedbStore::open(dir.path()).expect("opens");
+            exercise(&store);
+        }
+        let store = RedbStore::open(dir.path()).expect("reopens");
+        assert_eq!(
+            store.load(Table::Units).expect("load"),
+            [("b".to_owned(), b"2".to_vec())]
+        );
+    }
+}
