@@ -1,0 +1,79 @@
+//! `cafe-agent run`: the controller on its own, with its metrics endpoint.
+
+use crate::controller::{ControllerConfig, run_controller};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What `cafe-agent run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The member cluster's kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Where to serve `/metrics` and `/healthz` (`None`: nowhere).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+    /// Install or update the InPlaceSet CRD first (needs CRD write permission).
+    pub install_crd: bool,
+}
+
+/// A kube client from a kubeconfig file (its current context).
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<Client, Error> {
+    let kubeconfig = |source| Error::Kubeconfig {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = Kubeconfig::read_from(path).map_err(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(kubeconfig)?;
+    Client::try_from(config).map_err(|e| Error::kube("build the client", e))
+}
+
+/// Runs the controller (and the metrics endpoint) until `shutdown` completes.
+pub async fn run(
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = client_from_kubeconfig(&options.kubeconfig).await?;
+    if options.install_crd {
+        crate::install::ensure_crd(client.clone()).await?;
+    }
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let registry = Arc::new(registry);
+    let (stop, stopped) = watch::channel(false);
+    let wait = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            // An error means the sender is gone, which also means stop.
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.send_replace(true);
+    };
+    let server = async {
+        match options.metrics_addr {
+            Some(addr) => crate::server::serve(addr, registry, wait()).await,
+            None => Ok(()),
+        }
+    };
+    let config = ControllerConfig {
+        namespace: options.namespace.clone(),
+        instance: std::env::var("HOSTNAME").ok(),
+        ..ControllerConfig::default()
+    };
+    let controller = run_controller(client, config, metrics, wait());
+    let ((), served, ran) = tokio::join!(signal, server, controller);
+    served.and(ran)
+}

@@ -1,0 +1,64 @@
+//! The controller layer's errors.
+
+use crate::desired::SpecError;
+use crate::podspec::PodBuildError;
+
+/// Why a reconcile or the controller failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed (retried with backoff).
+    #[error("{what}: {source}")]
+    Kube {
+        /// What the agent was doing.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The set's spec cannot be acted on (not retried until it changes).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The template does not make a pod.
+    #[error(transparent)]
+    PodBuild(#[from] PodBuildError),
+    /// The set lacks metadata the API server always sets.
+    #[error("the InPlaceSet has no {0}")]
+    MissingMetadata(&'static str),
+    /// The CRD did not become servable in time.
+    #[error("the InPlaceSet CRD was not served within {0:?}")]
+    CrdNotServed(std::time::Duration),
+    /// The kubeconfig cannot be read.
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// Its path.
+        path: String,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// Serving metrics failed.
+    #[error("metrics server on {addr}: {source}")]
+    MetricsServer {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps a client error with what the agent was doing.
+    pub(crate) fn kube(what: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// A stale precondition (409) or a pod that is gone (404): the view was out of date, which the
+    /// next reconcile fixes; not worth a backoff.
+    pub(crate) fn is_stale_view(&self) -> bool {
+        matches!(self, Self::Kube { source: kube::Error::Api(status), .. } if status.code == 409 || status.code == 404)
+    }
+}
