@@ -4,7 +4,12 @@
 //! and CLI layers wrap it.
 
 pub mod cli;
+pub mod http;
+pub mod hub;
+pub mod hub_cli;
 pub mod names;
 pub mod plan;
 pub mod release;
 pub mod resources;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,136 @@
+//! Conversions between the hub's domain values and the wire types, at the gRPC boundary.
+
+use crate::release::{DeploymentStatusView, SliceSpec, UnitStatusView};
+use crate::resources::UpgradeKind;
+use cafe_proto::v1 as pb;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+
+/// The wire form of a slice, with `generation` left at 0.
+pub fn slice_to_proto(slice: &SliceSpec) -> pb::Slice {
+    let json = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
+        // A PodTemplateSpec holds only JSON-representable values, so this cannot fail.
+        serde_json::to_string(t).unwrap_or_default()
+    };
+    let template_json = json(&slice.template);
+    let stable_template_json = if slice.stable_revision == slice.update_revision {
+        String::new()
+    } else {
+        json(&slice.stable_template)
+    };
+    pb::Slice {
+        id: slice.id.to_string(),
+        generation: 0,
+        namespace: slice.id.deployment.namespace.to_string(),
+        deployment: slice.id.deployment.name.to_string(),
+        unit: slice.id.unit.to_string(),
+        replicas: slice.replicas,
+        partition: slice.partition,
+        update_revision: slice.update_revision.clone(),
+        template_json,
+        stable_revision: slice.stable_revision.clone(),
+        stable_template_json,
+        selector: slice.selector.clone(),
+        max_unavailable: slice.max_unavailable,
+        min_ready_seconds: slice.min_ready_seconds,
+        paused: slice.paused,
+        upgrade: match slice.upgrade {
+            UpgradeKind::InPlace => pb::UpgradeStrategy::InPlace,
+            UpgradeKind::Recreate => pb::UpgradeStrategy::Recreate,
+        } as i32,
+        traffic: Some(pb::TrafficPolicy {
+            readiness_gate: slice.traffic.readiness_gate.clone(),
+            finalizers: slice.traffic.finalizers.clone(),
+            drain_seconds: i32::try_from(slice.traffic.drain_seconds).unwrap_or(i32::MAX),
+        }),
+        node_selector: slice.node_selector.clone(),
+    }
+}
+
+/// A digest of a slice's content (generation excluded): equal slices hash equally, because maps
+/// encode sorted.
+pub fn slice_hash(slice: &pb::Slice) -> String {
+    let mut unversioned = slice.clone();
+    unversioned.generation = 0;
+    let digest = Sha256::digest(unversioned.encode_to_vec());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The wire form of a release status.
+pub fn status_to_proto(view: &DeploymentStatusView) -> pb::DeploymentStatus {
+    let phase = match view.phase.as_str() {
+        "Stable" => pb::Phase::Stable,
+        "Progressing" => pb::Phase::Progressing,
+        "Paused" => pb::Phase::Paused,
+        "Failed" => pb::Phase::Failed,
+        "RollingBack" => pb::Phase::RollingBack,
+        _ => pb::Phase::Unspecified,
+    };
+    pb::DeploymentStatus {
+        namespace: view.namespace.clone(),
+        name: view.name.clone(),
+        phase: phase as i32,
+        reason: view.reason.clone(),
+        batch: view.batch,
+        batches: view.batches,
+        current_revision: view.current_revision.clone(),
+        update_revision: view.update_revision.clone(),
+        message: view.message.clone(),
+        replicas: view.units.iter().map(|u| u.replicas).sum(),
+        units: view
+            .units
+            .iter()
+            .map(|u| pb::UnitStatus {
+                unit: u.unit.clone(),
+                cluster: u.cluster.clone(),
+                connected: u.connected,
+                replicas: u.replicas,
+                ready: u.ready,
+                updated: u.updated,
+                updated_ready: u.updated_ready,
+                target: u.target,
+                evacuated: u.evacuated,
+                problems: u.problems.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The domain form of a wire status, for cafectl's JSON output.
+pub fn status_from_proto(status: &pb::DeploymentStatus) -> DeploymentStatusView {
+    let phase = match pb::Phase::try_from(status.phase).unwrap_or(pb::Phase::Unspecified) {
+        pb::Phase::Stable => "Stable",
+        pb::Phase::Progressing => "Progressing",
+        pb::Phase::Paused => "Paused",
+        pb::Phase::Failed => "Failed",
+        pb::Phase::RollingBack => "RollingBack",
+        pb::Phase::Unspecified => "Unknown",
+    };
+    DeploymentStatusView {
+        name: status.name.clone(),
+        namespace: status.namespace.clone(),
+        phase: phase.to_owned(),
+        reason: status.reason.clone(),
+        batch: status.batch,
+        batches: status.batches,
+        current_revision: status.current_revision.clone(),
+        update_revision: status.update_revision.clone(),
+        message: status.message.clone(),
+        units: status
+            .units
+            .iter()
+            .map(|u| UnitStatusView {
+                unit: u.unit.clone(),
+                cluster: u.cluster.clone(),
+                connected: u.connected,
+                replicas: u.replicas,
+                ready: u.ready,
+                updated: u.updated,
+                updated_ready: u.updated_ready,
+                target: u.target,
+                evacuated: u.evacuated,
+                problems: u.problems.clone(),
+            })
+            .collect(),
+    }
+}

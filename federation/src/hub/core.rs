@@ -1,0 +1,492 @@
+//! The hub's in-memory model: units, deployments with their releases, the slices they imply, and
+//! what the agents reported. Every mutation returns the store writes that make it durable; the caller
+//! commits them before any agent is told (see [`super::Hub`]).
+
+use super::convert::{slice_hash, slice_to_proto};
+use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord, audit_key};
+use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
+use crate::plan::{Plan, plan_deployment};
+use crate::release::{
+    DeploymentStatusView, Observed, Phase, ReleaseState, UnitProgress, UnitStatusView,
+    desired_slices,
+};
+use crate::resources::{FieldErrors, LogicalUnit, UnitPhase};
+use crate::store::{Table, Write};
+use cafe_proto::v1 as pb;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A cluster is Unknown when its agent has been silent this long (3 missed 2 s heartbeats).
+pub const CLUSTER_SILENCE_MS: i64 = 6_000;
+
+/// One desired slice as the hub holds it.
+#[derive(Debug, Clone)]
+pub struct LiveSlice {
+    /// The cluster whose agent runs it.
+    pub cluster: ClusterName,
+    /// Only grows.
+    pub generation: u64,
+    /// A digest of the content.
+    pub hash: String,
+    /// The wire form, generation included.
+    pub wire: Arc<pb::Slice>,
+}
+
+/// What the hub knows of one member cluster's agent.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterLive {
+    /// The current stream's session number, when an agent is connected.
+    pub session: Option<u64>,
+    /// The last message from the agent (ms since the epoch).
+    pub last_seen_ms: i64,
+    /// The agent's version.
+    pub agent_version: String,
+    /// The latest status of each slice.
+    pub reports: BTreeMap<SliceId, pb::SliceStatus>,
+    /// The latest generation the agent acknowledged per slice.
+    pub acked: BTreeMap<SliceId, u64>,
+}
+
+impl ClusterLive {
+    /// Connected and heard from recently.
+    pub fn connected(&self, now_ms: i64) -> bool {
+        self.session.is_some() && now_ms - self.last_seen_ms <= CLUSTER_SILENCE_MS
+    }
+}
+
+/// The hub's whole state.
+#[derive(Debug, Default)]
+pub struct Core {
+    /// Logical units by name.
+    pub units: BTreeMap<UnitName, LogicalUnit>,
+    /// Deployments with their releases.
+    pub deployments: BTreeMap<DeploymentKey, DeploymentRecord>,
+    /// Desired slices.
+    pub slices: BTreeMap<SliceId, LiveSlice>,
+    /// The units each deployment has slices in.
+    pub deployment_slices: BTreeMap<DeploymentKey, BTreeSet<UnitName>>,
+    /// The slices each cluster runs.
+    pub cluster_slices: BTreeMap<ClusterName, BTreeSet<SliceId>>,
+    /// Slices removed, with the generation of their removal, per cluster.
+    pub tombstones: BTreeMap<ClusterName, BTreeMap<SliceId, u64>>,
+    /// The next slice generation.
+    pub next_generation: u64,
+    /// Agents.
+    pub clusters: BTreeMap<ClusterName, ClusterLive>,
+    /// The last audit sequence number.
+    pub audit_seq: u64,
+    /// Records loaded from the store, used once to keep generations across a restart.
+    pub stored_slices: BTreeMap<String, SliceRecord>,
+}
+
+/// The writes of one mutation and the clusters whose slices changed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Store writes, committed before anything is sent.
+    pub writes: Vec<Write>,
+    /// Clusters to wake.
+    pub clusters: BTreeSet<ClusterName>,
+}
+
+impl Effects {
+    /// Adds another mutation's effects.
+    pub fn merge(&mut self, other: Effects) {
+        self.writes.extend(other.writes);
+        self.clusters.extend(other.clusters);
+    }
+}
+
+/// JSON of a record; the hub's records hold only serializable values.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl Core {
+    /// Allocates the next slice generation.
+    fn allocate_generation(&mut self, effects: &mut Effects) -> u64 {
+        self.next_generation = self.next_generation.max(1);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        effects
+            .writes
+            .retain(|w| !(w.table == Table::Meta && w.key == NEXT_GENERATION_KEY));
+        effects.writes.push(Write::put(
+            Table::Meta,
+            NEXT_GENERATION_KEY,
+            self.next_generation.to_string().into_bytes(),
+        ));
+        generation
+    }
+
+    /// Records an audit entry in the same commit.
+    pub fn audit(
+        &mut self,
+        effects: &mut Effects,
+        now_ms: i64,
+        who: &str,
+        what: &str,
+        result: &str,
+    ) {
+        self.audit_seq += 1;
+        let record = AuditRecord {
+            time: super::clock::rfc3339(now_ms),
+            who: who.to_owned(),
+            what: what.to_owned(),
+            result: result.to_owned(),
+        };
+        effects.writes.push(Write::put(
+            Table::Audit,
+            audit_key(self.audit_seq),
+            to_json(&record),
+        ));
+    }
+
+    /// The deployment's record write.
+    pub fn record_write(&self, key: &DeploymentKey) -> Option<Write> {
+        self.deployments
+            .get(key)
+            .map(|record| Write::put(Table::Deployments, key.to_string(), to_json(record)))
+    }
+
+    /// Pods each unit of the deployment runs now, as its agents last reported.
+    fn current_pods(&self, key: &DeploymentKey) -> BTreeMap<UnitName, i32> {
+        let Some(units) = self.deployment_slices.get(key) else {
+            return BTreeMap::new();
+        };
+        units
+            .iter()
+            .filter_map(|unit| {
+                let id = SliceId {
+                    deployment: key.clone(),
+                    unit: unit.clone(),
+                };
+                let cluster = &self.slices.get(&id)?.cluster;
+                let report = self.clusters.get(cluster)?.reports.get(&id)?;
+                Some((unit.clone(), report.replicas))
+            })
+            .collect()
+    }
+
+    /// The deployment's plan against the current units.
+    pub fn plan(&self, key: &DeploymentKey) -> Option<Result<Plan, FieldErrors>> {
+        let record = self.deployments.get(key)?;
+        Some(plan_deployment(
+            &record.deployment,
+            &self.units,
+            &self.current_pods(key),
+        ))
+    }
+
+    /// Recomputes the deployment's slices; changed ones get a new generation.
+    pub fn sync_slices(&mut self, key: &DeploymentKey) -> Effects {
+        let mut effects = Effects::default();
+        let plan = match self.plan(key) {
+            Some(Ok(plan)) => plan,
+            Some(Err(errors)) => {
+                tracing::warn!(deployment = %key, %errors, "cannot plan; slices kept as they are");
+                return effects;
+            }
+            None => Plan {
+                name: String::new(),
+                namespace: String::new(),
+                replicas: 0,
+                units: Vec::new(),
+                batches: Vec::new(),
+                notes: Vec::new(),
+            },
+        };
+        let desired = match self.deployments.get(key) {
+            Some(record) => {
+                let selectors: BTreeMap<UnitName, BTreeMap<String, String>> = plan
+                    .units
+                    .iter()
+                    .filter_map(|u| {
+                        self.units
+                            .get(&u.unit)
+                            .map(|unit| (u.unit.clone(), unit.spec.node_selector.clone()))
+                    })
+                    .collect();
+                desired_slices(&record.deployment, &plan, &record.release, &selectors)
+            }
+            None => Vec::new(),
+        };
+        let mut keep = BTreeSet::new();
+        for spec in desired {
+            keep.insert(spec.id.unit.clone());
+            let mut wire = slice_to_proto(&spec);
+            let hash = slice_hash(&wire);
+            let id = spec.id.clone();
+            let unchanged = self
+                .slices
+                .get(&id)
+                .is_some_and(|s| s.hash == hash && s.cluster == spec.cluster);
+            if unchanged {
+                continue;
+            }
+            let id_text = id.to_string();
+            let generation = match self.stored_slices.remove(&id_text) {
+                Some(stored) if stored.hash == hash && stored.cluster == spec.cluster.as_str() => {
+                    stored.generation
+                }
+                _ => self.allocate_generation(&mut effects),
+            };
+            wire.generation = generation;
+            if let Some(previous) = self.slices.get(&id)
+                && previous.cluster != spec.cluster
+            {
+                // The unit moved to another cluster: the old one drops its copy.
+                let old = previous.cluster.clone();
+                self.remove_slice(&id, &old, &mut effects);
+            }
+            effects.writes.push(Write::put(
+                Table::Slices,
+                id_text,
+                to_json(&SliceRecord {
+                    cluster: spec.cluster.to_string(),
+                    generation,
+                    hash: hash.clone(),
+                }),
+            ));
+            effects.clusters.insert(spec.cluster.clone());
+            self.cluster_slices
+                .entry(spec.cluster.clone())
+                .or_default()
+                .insert(id.clone());
+            if let Some(tombs) = self.tombstones.get_mut(&spec.cluster) {
+                tombs.remove(&id);
+            }
+            self.deployment_slices
+                .entry(key.clone())
+                .or_default()
+                .insert(id.unit.clone());
+            self.slices.insert(
+                id,
+                LiveSlice {
+                    cluster: spec.cluster,
+                    generation,
+                    hash,
+                    wire: Arc::new(wire),
+                },
+            );
+        }
+        let gone: Vec<UnitName> = self
+            .deployment_slices
+            .get(key)
+            .map(|units| {
+                units
+                    .iter()
+                    .filter(|u| !keep.contains(*u))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for unit in gone {
+            let id = SliceId {
+                deployment: key.clone(),
+                unit: unit.clone(),
+            };
+            if let Some(cluster) = self.slices.get(&id).map(|s| s.cluster.clone()) {
+                self.remove_slice(&id, &cluster, &mut effects);
+            }
+            if let Some(units) = self.deployment_slices.get_mut(key) {
+                units.remove(&unit);
+            }
+        }
+        if self
+            .deployment_slices
+            .get(key)
+            .is_some_and(BTreeSet::is_empty)
+        {
+            self.deployment_slices.remove(key);
+        }
+        effects
+    }
+
+    fn remove_slice(&mut self, id: &SliceId, cluster: &ClusterName, effects: &mut Effects) {
+        self.slices.remove(id);
+        if let Some(ids) = self.cluster_slices.get_mut(cluster) {
+            ids.remove(id);
+        }
+        let generation = self.allocate_generation(effects);
+        self.tombstones
+            .entry(cluster.clone())
+            .or_default()
+            .insert(id.clone(), generation);
+        if let Some(live) = self.clusters.get_mut(cluster) {
+            live.reports.remove(id);
+        }
+        effects
+            .writes
+            .push(Write::delete(Table::Slices, id.to_string()));
+        effects.clusters.insert(cluster.clone());
+    }
+
+    /// What the release needs to know of each unit.
+    fn progress(&self, key: &DeploymentKey, plan: &Plan, now_ms: i64) -> Vec<UnitProgress> {
+        plan.units
+            .iter()
+            .map(|unit| {
+                let id = SliceId {
+                    deployment: key.clone(),
+                    unit: unit.unit.clone(),
+                };
+                let slice = self.slices.get(&id);
+                let observed = slice.and_then(|slice| {
+                    let live = self.clusters.get(&slice.cluster)?;
+                    if !live.connected(now_ms) {
+                        return None;
+                    }
+                    let report = live.reports.get(&id)?;
+                    let fresh = report.observed_generation == slice.generation
+                        && report.update_revision == slice.wire.update_revision;
+                    fresh.then(|| Observed {
+                        replicas: report.replicas,
+                        ready: report.ready_replicas,
+                        updated: report.updated_replicas,
+                        updated_ready: report.updated_ready_replicas,
+                        problems: report
+                            .problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.pod, p.reason))
+                            .collect(),
+                    })
+                });
+                UnitProgress {
+                    unit: unit.unit.clone(),
+                    evacuated: unit.evacuated,
+                    replicas: unit.replicas,
+                    target: slice.map_or(0, |s| s.wire.replicas - s.wire.partition),
+                    observed,
+                }
+            })
+            .collect()
+    }
+
+    /// Moves the deployment's release forward from reports and time.
+    pub fn evaluate(&mut self, key: &DeploymentKey, now_ms: i64) -> Effects {
+        let Some(Ok(plan)) = self.plan(key) else {
+            return Effects::default();
+        };
+        let progress = self.progress(key, &plan, now_ms);
+        let Some(record) = self.deployments.get_mut(key) else {
+            return Effects::default();
+        };
+        let before = record.release.phase;
+        let changed = record.release.advance(
+            &record.deployment.spec.strategy,
+            plan.batches.len(),
+            &progress,
+            now_ms,
+        );
+        if !changed {
+            return Effects::default();
+        }
+        tracing::info!(
+            deployment = %key,
+            from = %before,
+            to = %record.release.phase,
+            batch = record.release.batch,
+            reason = %record.release.reason,
+            "release transition"
+        );
+        let mut effects = self.sync_slices(key);
+        if let Some(write) = self.record_write(key) {
+            effects.writes.push(write);
+        }
+        effects
+    }
+
+    /// Deployments whose release may move with time.
+    pub fn moving(&self) -> Vec<DeploymentKey> {
+        self.deployments
+            .iter()
+            .filter(|(_, r)| matches!(r.release.phase, Phase::Progressing | Phase::RollingBack))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The release status of a deployment (DESIGN section 5).
+    pub fn status(&self, key: &DeploymentKey, now_ms: i64) -> Option<DeploymentStatusView> {
+        let record = self.deployments.get(key)?;
+        let plan = self.plan(key).and_then(Result::ok);
+        let release: &ReleaseState = &record.release;
+        let units = plan
+            .as_ref()
+            .map(|plan| {
+                plan.units
+                    .iter()
+                    .map(|unit| {
+                        let id = SliceId {
+                            deployment: key.clone(),
+                            unit: unit.unit.clone(),
+                        };
+                        let slice = self.slices.get(&id);
+                        let live = self.clusters.get(&unit.cluster);
+                        let connected = live.is_some_and(|l| l.connected(now_ms));
+                        let report = live.and_then(|l| l.reports.get(&id));
+                        UnitStatusView {
+                            unit: unit.unit.to_string(),
+                            cluster: unit.cluster.to_string(),
+                            connected,
+                            replicas: unit.replicas,
+                            ready: report.map_or(0, |r| r.ready_replicas),
+                            updated: report.map_or(0, |r| r.updated_replicas),
+                            updated_ready: report.map_or(0, |r| r.updated_ready_replicas),
+                            target: slice.map_or(0, |s| s.wire.replicas - s.wire.partition),
+                            evacuated: unit.evacuated,
+                            problems: report
+                                .map(|r| {
+                                    r.problems
+                                        .iter()
+                                        .map(|p| format!("{}: {}", p.pod, p.reason))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let batches = plan.as_ref().map_or(0, |p| p.batches.len());
+        Some(DeploymentStatusView {
+            name: key.name.to_string(),
+            namespace: key.namespace.to_string(),
+            phase: release.phase.to_string(),
+            reason: release.reason.to_string(),
+            batch: i32::try_from(release.batch).unwrap_or(i32::MAX),
+            batches: i32::try_from(batches).unwrap_or(i32::MAX),
+            current_revision: release.current_revision.clone(),
+            update_revision: release.update_revision.clone(),
+            message: release.message.clone(),
+            units,
+        })
+    }
+
+    /// Whether `unit` is evacuated.
+    pub fn unit_evacuated(&self, unit: &UnitName) -> bool {
+        self.units
+            .get(unit)
+            .is_some_and(|u| u.phase() == UnitPhase::Evacuated)
+    }
+
+    /// Deployments that use `unit` (by name in their topology, or by selector).
+    pub fn deployments_using(&self, unit: &UnitName) -> Vec<DeploymentKey> {
+        self.deployments
+            .iter()
+            .filter(|(key, record)| {
+                self.deployment_slices
+                    .get(*key)
+                    .is_some_and(|units| units.contains(unit))
+                    || record.deployment.spec.topology.units.contains(unit)
+                    || record
+                        .deployment
+                        .spec
+                        .topology
+                        .unit_selector
+                        .as_ref()
+                        .is_some_and(|s| self.units.get(unit).is_some_and(|u| s.matches(u)))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}

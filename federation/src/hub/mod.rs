@@ -1,0 +1,762 @@
+//! The federation hub (DESIGN sections 5, 6, 9): the durable model, the release coordinator, the
+//! AgentLink server and the operators' API.
+//!
+//! Every mutation runs under one lock: change the in-memory [`core::Core`], commit the store writes,
+//! and only then wake the agents' streams, so nothing is sent that a restart could forget.
+
+pub mod api;
+pub mod clock;
+pub mod convert;
+pub mod core;
+pub mod link;
+pub mod metrics;
+pub mod records;
+pub mod server;
+
+use self::clock::Clock;
+use self::core::{Core, Effects, to_json};
+use self::metrics::HubMetrics;
+use self::records::{DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord};
+use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
+use crate::release::{CommandError, CommandOutcome, ReleaseCommand, ReleaseState};
+use crate::resources::{
+    CafeDeployment, DocumentError, FieldError, FieldErrors, LogicalUnit, Resource,
+};
+use crate::store::{Store, StoreError, Table, Write};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// How often time-based transitions (minReadySeconds, autoPause, deadlines, silent clusters) are checked.
+pub const COORDINATOR_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A hub failure.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The store failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record could not be read.
+    #[error("stored {table} record {key:?} is unreadable: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// Input documents were refused; nothing changed.
+    #[error("{}", format_documents(.0))]
+    Invalid(Vec<DocumentError>),
+    /// The named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the hub's state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A release command could not be carried out.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+fn format_documents(errors: &[DocumentError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What one applied document did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// `LogicalUnit` or `CafeDeployment`.
+    pub kind: &'static str,
+    /// Empty for units.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// `created`, `configured` or `unchanged`.
+    pub action: &'static str,
+}
+
+/// The hub: shared by the gRPC services and the coordinator.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Mutex<Core>,
+    store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Per cluster: bumped when its slices change or it must re-check them.
+    cluster_wakeups: Mutex<BTreeMap<ClusterName, watch::Sender<u64>>>,
+    /// Bumped on every change a status watcher may care about.
+    changes: watch::Sender<u64>,
+    sessions: std::sync::atomic::AtomicU64,
+    metrics: HubMetrics,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+fn parse_record<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    value: &[u8],
+) -> Result<T, HubError> {
+    serde_json::from_slice(value).map_err(|e| HubError::Corrupt {
+        table,
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl Hub {
+    /// Loads the hub's state from `store` and recomputes every slice (keeping the generations of
+    /// unchanged ones, so agents see nothing new after a restart).
+    pub fn load(store: Box<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, HubError> {
+        let (core, effects) = load_core(store.as_ref())?;
+        store.commit(&effects.writes)?;
+        let (changes, _) = watch::channel(0);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                core: Mutex::new(core),
+                store,
+                clock,
+                cluster_wakeups: Mutex::new(BTreeMap::new()),
+                changes,
+                sessions: std::sync::atomic::AtomicU64::new(1),
+                metrics: HubMetrics::default(),
+            }),
+        })
+    }
+
+    fn core(&self) -> MutexGuard<'_, Core> {
+        // Mutations finish their in-memory change before anything that can panic; a poisoned lock
+        // still guards consistent maps.
+        self.inner
+            .core
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Now, by the hub's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The hub's metrics.
+    pub fn metrics(&self) -> &HubMetrics {
+        &self.inner.metrics
+    }
+
+    /// Runs `mutate` under the lock, commits its writes, then wakes the affected agents. When the
+    /// commit fails, the in-memory state is reloaded from the store, so memory never runs ahead of it.
+    fn mutate<R>(
+        &self,
+        mutate: impl FnOnce(&mut Core, i64) -> Result<(R, Effects), HubError>,
+    ) -> Result<R, HubError> {
+        let now = self.now_ms();
+        let (result, clusters) = {
+            let mut core = self.core();
+            let (result, effects) = mutate(&mut core, now)?;
+            if !effects.writes.is_empty() {
+                let started = std::time::Instant::now();
+                if let Err(error) = self.inner.store.commit(&effects.writes) {
+                    tracing::error!(%error, "store commit failed; reloading the hub's state");
+                    drop(core);
+                    self.reload_after_failure();
+                    return Err(error.into());
+                }
+                self.inner.metrics.observe_commit(started.elapsed());
+            }
+            (result, effects.clusters)
+        };
+        self.wake(clusters.iter());
+        self.inner.changes.send_modify(|v| *v += 1);
+        Ok(result)
+    }
+
+    fn reload_after_failure(&self) {
+        // Rebuild from what the store holds; sessions and reports stay, since agents are still there.
+        let clusters = std::mem::take(&mut self.core().clusters);
+        match load_core(self.inner.store.as_ref()) {
+            Ok((mut fresh, _)) => {
+                fresh.clusters = clusters;
+                *self.core() = fresh;
+            }
+            Err(error) => tracing::error!(%error, "cannot reload the hub's state from the store"),
+        }
+    }
+
+    fn wake<'a>(&self, clusters: impl Iterator<Item = &'a ClusterName>) {
+        let wakeups = self
+            .inner
+            .cluster_wakeups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for cluster in clusters {
+            if let Some(tx) = wakeups.get(cluster) {
+                tx.send_modify(|v| *v += 1);
+            }
+        }
+    }
+
+    /// A receiver that changes whenever the cluster's slices change.
+    pub fn subscribe_cluster(&self, cluster: &ClusterName) -> watch::Receiver<u64> {
+        let mut wakeups = self
+            .inner
+            .cluster_wakeups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        wakeups
+            .entry(cluster.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// A receiver that changes on every change of state or report.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    // ---- resources ----
+
+    /// Validates and stores documents; all or nothing.
+    pub fn apply(
+        &self,
+        resources: Vec<Resource>,
+        who: &str,
+        dry_run: bool,
+    ) -> Result<Vec<Applied>, HubError> {
+        self.mutate(|core, now| {
+            // Check everything against the units as they will be after this apply.
+            let mut units = core.units.clone();
+            for resource in &resources {
+                if let Resource::Unit(unit) = resource
+                    && let Ok(name) = unit.name()
+                {
+                    let mut unit = (**unit).clone();
+                    unit.status = units.get(&name).and_then(|u| u.status.clone());
+                    units.insert(name, unit);
+                }
+            }
+            let mut failures = Vec::new();
+            for (i, resource) in resources.iter().enumerate() {
+                if let Resource::Deployment(d) = resource
+                    && let Err(errors) = crate::plan::plan_deployment(d, &units, &BTreeMap::new())
+                {
+                    failures.push(DocumentError { index: i + 1, what: Some(format!("CafeDeployment {}", resource.display_name())), errors });
+                }
+            }
+            for (i, resource) in resources.iter().enumerate() {
+                let Resource::Unit(unit) = resource else { continue };
+                let Ok(name) = unit.name() else { continue };
+                if let Some(old) = core.units.get(&name)
+                    && old.spec.cluster != unit.spec.cluster
+                    && !core.deployments_using(&name).is_empty()
+                {
+                    failures.push(DocumentError {
+                        index: i + 1,
+                        what: Some(format!("LogicalUnit {name}")),
+                        errors: FieldErrors(vec![FieldError::new(
+                            "spec.cluster",
+                            format!("cannot move unit {name} from cluster {} while deployments use it; evacuate it first", old.spec.cluster),
+                        )]),
+                    });
+                }
+            }
+            if !failures.is_empty() {
+                return Err(HubError::Invalid(failures));
+            }
+            let mut results = Vec::new();
+            let mut effects = Effects::default();
+            let mut touched_units = Vec::new();
+            let mut touched_deployments = Vec::new();
+            for resource in resources {
+                match resource {
+                    Resource::Unit(unit) => {
+                        let (name, action) = apply_unit(core, *unit, now, dry_run, &mut effects)?;
+                        results.push(Applied { kind: "LogicalUnit", namespace: String::new(), name: name.to_string(), action });
+                        if action != "unchanged" {
+                            touched_units.push(name);
+                        }
+                    }
+                    Resource::Deployment(deployment) => {
+                        let (key, action) = apply_deployment(core, *deployment, now, dry_run, &mut effects)?;
+                        results.push(Applied {
+                            kind: "CafeDeployment",
+                            namespace: key.namespace.to_string(),
+                            name: key.name.to_string(),
+                            action,
+                        });
+                        if action != "unchanged" {
+                            touched_deployments.push(key);
+                        }
+                    }
+                }
+            }
+            if dry_run {
+                return Ok((results, Effects::default()));
+            }
+            for unit in &touched_units {
+                touched_deployments.extend(core.deployments_using(unit));
+            }
+            touched_deployments.sort();
+            touched_deployments.dedup();
+            for key in &touched_deployments {
+                effects.merge(core.sync_slices(key));
+            }
+            let summary: Vec<String> = results.iter().map(|r| format!("{} {} {}", r.action, r.kind, r.name)).collect();
+            core.audit(&mut effects, now, who, &format!("apply {}", summary.join(", ")), "ok");
+            Ok((results, effects))
+        })
+    }
+
+    /// Removes a unit or a deployment. Idempotent: returns false when it did not exist.
+    pub fn delete_unit(&self, name: &UnitName, who: &str) -> Result<bool, HubError> {
+        self.mutate(|core, now| {
+            if !core.units.contains_key(name) {
+                return Ok((false, Effects::default()));
+            }
+            let users = core.deployments_using(name);
+            if !users.is_empty() {
+                let users: Vec<String> = users.iter().map(ToString::to_string).collect();
+                return Err(HubError::FailedPrecondition(format!(
+                    "unit {name} is used by {}; remove it from their topology first",
+                    users.join(", ")
+                )));
+            }
+            core.units.remove(name);
+            let mut effects = Effects::default();
+            effects
+                .writes
+                .push(Write::delete(Table::Units, name.to_string()));
+            core.audit(
+                &mut effects,
+                now,
+                who,
+                &format!("delete LogicalUnit {name}"),
+                "ok",
+            );
+            Ok((true, effects))
+        })
+    }
+
+    /// Removes a deployment; its slices are withdrawn from the agents, which drain and remove the pods.
+    pub fn delete_deployment(&self, key: &DeploymentKey, who: &str) -> Result<bool, HubError> {
+        self.mutate(|core, now| {
+            if core.deployments.remove(key).is_none() {
+                return Ok((false, Effects::default()));
+            }
+            let mut effects = core.sync_slices(key);
+            effects
+                .writes
+                .push(Write::delete(Table::Deployments, key.to_string()));
+            core.audit(
+                &mut effects,
+                now,
+                who,
+                &format!("delete CafeDeployment {key}"),
+                "ok",
+            );
+            Ok((true, effects))
+        })
+    }
+
+    /// Runs a release command.
+    pub fn command(
+        &self,
+        key: &DeploymentKey,
+        command: ReleaseCommand,
+        expected_batch: Option<usize>,
+        who: &str,
+    ) -> Result<CommandOutcome, HubError> {
+        self.mutate(|core, now| {
+            let record = core
+                .deployments
+                .get_mut(key)
+                .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))?;
+            let outcome = match record.release.command(command, expected_batch, now) {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    // Refused commands are audited too, in their own commit.
+                    let mut effects = Effects::default();
+                    core.audit(
+                        &mut effects,
+                        now,
+                        who,
+                        &format!("{command} {key}"),
+                        &format!("error: {error}"),
+                    );
+                    let _ = self.inner.store.commit(&effects.writes);
+                    return Err(error.into());
+                }
+            };
+            let mut effects = Effects::default();
+            if let Some(template) = &outcome.restore_template {
+                record.deployment.spec.template = template.clone();
+                record.deployment.metadata.generation =
+                    Some(record.deployment.metadata.generation.unwrap_or(1) + 1);
+            }
+            if outcome.changed {
+                effects.merge(core.sync_slices(key));
+                if let Some(write) = core.record_write(key) {
+                    effects.writes.push(write);
+                }
+            }
+            let result = if outcome.changed {
+                "ok".to_owned()
+            } else {
+                format!("no-op: {}", outcome.message)
+            };
+            core.audit(&mut effects, now, who, &format!("{command} {key}"), &result);
+            Ok((outcome, effects))
+        })
+    }
+
+    // ---- agents ----
+
+    /// A new agent stream for `cluster`; returns its session number. A previous stream of the same
+    /// cluster is superseded.
+    pub fn connect(&self, cluster: &ClusterName, agent_version: &str) -> u64 {
+        let session = self
+            .inner
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let now = self.now_ms();
+        {
+            let mut core = self.core();
+            let live = core.clusters.entry(cluster.clone()).or_default();
+            live.session = Some(session);
+            live.last_seen_ms = now;
+            live.agent_version = agent_version.to_owned();
+            live.acked.clear();
+        }
+        self.inner.metrics.connected_clusters_delta(1);
+        // Wake a superseded stream so that it notices and ends.
+        self.wake(std::iter::once(cluster));
+        self.inner.changes.send_modify(|v| *v += 1);
+        session
+    }
+
+    /// The agent's stream ended.
+    pub fn disconnect(&self, cluster: &ClusterName, session: u64) {
+        let mut core = self.core();
+        if let Some(live) = core.clusters.get_mut(cluster)
+            && live.session == Some(session)
+        {
+            live.session = None;
+            self.inner.metrics.connected_clusters_delta(-1);
+        }
+        drop(core);
+        self.inner.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Whether `session` is still the cluster's current stream.
+    pub fn session_current(&self, cluster: &ClusterName, session: u64) -> bool {
+        self.core()
+            .clusters
+            .get(cluster)
+            .is_some_and(|l| l.session == Some(session))
+    }
+
+    /// A message arrived from the agent.
+    pub fn heard_from(&self, cluster: &ClusterName) {
+        let now = self.now_ms();
+        if let Some(live) = self.core().clusters.get_mut(cluster) {
+            live.last_seen_ms = now;
+        }
+    }
+
+    /// The cluster's desired slices and tombstones, for its stream.
+    pub fn cluster_view(
+        &self,
+        cluster: &ClusterName,
+    ) -> (Vec<Arc<cafe_proto::v1::Slice>>, Vec<(SliceId, u64)>) {
+        let core = self.core();
+        let slices = core
+            .cluster_slices
+            .get(cluster)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| core.slices.get(id))
+                    .map(|s| Arc::clone(&s.wire))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tombstones = core
+            .tombstones
+            .get(cluster)
+            .map(|t| t.iter().map(|(id, g)| (id.clone(), *g)).collect())
+            .unwrap_or_default();
+        (slices, tombstones)
+    }
+
+    /// An agent acknowledged a slice generation.
+    pub fn ack(&self, cluster: &ClusterName, id: &SliceId, generation: u64) {
+        let now = self.now_ms();
+        let mut core = self.core();
+        if let Some(live) = core.clusters.get_mut(cluster) {
+            live.last_seen_ms = now;
+            live.acked.insert(id.clone(), generation);
+        }
+        drop(core);
+        self.inner.metrics.acks_inc();
+    }
+
+    /// An agent reported a slice's status. Reports of slices that are not the cluster's are refused.
+    pub fn report(
+        &self,
+        cluster: &ClusterName,
+        status: cafe_proto::v1::SliceStatus,
+    ) -> Result<(), HubError> {
+        let id: SliceId = status
+            .id
+            .parse()
+            .map_err(|e: crate::names::InvalidName| HubError::FailedPrecondition(e.0))?;
+        self.mutate(|core, now| {
+            let owned = core.slices.get(&id).is_some_and(|s| &s.cluster == cluster);
+            if !owned {
+                return Err(HubError::FailedPrecondition(format!(
+                    "slice {id} does not belong to cluster {cluster}"
+                )));
+            }
+            let live = core.clusters.entry(cluster.clone()).or_default();
+            live.last_seen_ms = now;
+            live.reports.insert(id.clone(), status);
+            Ok(((), core.evaluate(&id.deployment, now)))
+        })
+    }
+
+    /// Checks time-based transitions of every moving release.
+    pub fn tick(&self) -> Result<(), HubError> {
+        let moving = self.core().moving();
+        for key in moving {
+            self.mutate(|core, now| Ok(((), core.evaluate(&key, now))))?;
+        }
+        Ok(())
+    }
+
+    // ---- reads ----
+
+    /// A deployment's status.
+    pub fn status(
+        &self,
+        key: &DeploymentKey,
+    ) -> Result<crate::release::DeploymentStatusView, HubError> {
+        let now = self.now_ms();
+        self.core()
+            .status(key, now)
+            .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))
+    }
+
+    /// Runs `read` on the state.
+    pub fn read<R>(&self, read: impl FnOnce(&Core, i64) -> R) -> R {
+        let now = self.now_ms();
+        read(&self.core(), now)
+    }
+
+    /// The last `limit` audit records, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<records::AuditRecord>, HubError> {
+        self.inner
+            .store
+            .load_last(Table::Audit, limit)?
+            .into_iter()
+            .map(|(key, value)| parse_record("audit", &key, &value))
+            .collect()
+    }
+
+    /// Runs the coordinator until `shutdown` resolves.
+    pub async fn run_coordinator(&self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut interval = tokio::time::interval(COORDINATOR_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = interval.tick() => {
+                    if let Err(error) = self.tick() {
+                        tracing::error!(%error, "coordinator tick failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads every record and recomputes the slices. The effects hold the writes that bring the store in
+/// line (generations of changed slices, removal of slices no longer desired).
+fn load_core(store: &dyn Store) -> Result<(Core, Effects), HubError> {
+    let corrupt = |table: &'static str, key: &str, reason: String| HubError::Corrupt {
+        table,
+        key: key.to_owned(),
+        reason,
+    };
+    let mut core = Core::default();
+    for (key, value) in store.load(Table::Units)? {
+        let unit: LogicalUnit = parse_record("units", &key, &value)?;
+        let name = unit.name().map_err(|e| corrupt("units", &key, e.0))?;
+        core.units.insert(name, unit);
+    }
+    for (key, value) in store.load(Table::Deployments)? {
+        let record: DeploymentRecord = parse_record("deployments", &key, &value)?;
+        let dkey = record
+            .deployment
+            .key()
+            .map_err(|e| corrupt("deployments", &key, e.0))?;
+        core.deployments.insert(dkey, record);
+    }
+    for (key, value) in store.load(Table::Slices)? {
+        let record: SliceRecord = parse_record("slices", &key, &value)?;
+        core.next_generation = core.next_generation.max(record.generation + 1);
+        core.stored_slices.insert(key, record);
+    }
+    for (key, value) in store.load(Table::Meta)? {
+        if key == NEXT_GENERATION_KEY {
+            let text = String::from_utf8_lossy(&value).to_string();
+            let stored: u64 = text
+                .parse()
+                .map_err(|_| corrupt("meta", &key, format!("{text:?} is not a number")))?;
+            core.next_generation = core.next_generation.max(stored);
+        }
+    }
+    if let Some((key, _)) = store.load_last(Table::Audit, 1)?.into_iter().next() {
+        core.audit_seq = key.parse().unwrap_or(0);
+    }
+    let mut effects = Effects::default();
+    let keys: Vec<DeploymentKey> = core.deployments.keys().cloned().collect();
+    for key in &keys {
+        effects.merge(core.sync_slices(key));
+    }
+    // Slices stored but no longer desired: their agents must remove them.
+    for (id, record) in std::mem::take(&mut core.stored_slices) {
+        if let (Ok(id), Ok(cluster)) = (
+            id.parse::<SliceId>(),
+            ClusterName::new(record.cluster.clone()),
+        ) {
+            core.next_generation = core.next_generation.max(record.generation + 2);
+            core.tombstones
+                .entry(cluster)
+                .or_default()
+                .insert(id.clone(), record.generation + 1);
+            effects
+                .writes
+                .push(Write::delete(Table::Slices, id.to_string()));
+        }
+    }
+    Ok((core, effects))
+}
+
+fn apply_unit(
+    core: &mut Core,
+    mut unit: LogicalUnit,
+    now: i64,
+    dry_run: bool,
+    effects: &mut Effects,
+) -> Result<(UnitName, &'static str), HubError> {
+    let name = unit.name().map_err(|e| HubError::FailedPrecondition(e.0))?;
+    let existing = core.units.get(&name);
+    unit.status = existing
+        .and_then(|u| u.status.clone())
+        .or_else(|| Some(Default::default()));
+    let action = match existing {
+        None => "created",
+        Some(old) if old.spec == unit.spec && old.metadata.labels == unit.metadata.labels => {
+            "unchanged"
+        }
+        Some(_) => "configured",
+    };
+    let metadata = existing.map(|u| u.metadata.clone());
+    unit.metadata = crate::resources::Metadata {
+        creation_timestamp: metadata
+            .as_ref()
+            .and_then(|m| m.creation_timestamp.clone())
+            .or_else(|| Some(clock::rfc3339(now))),
+        generation: Some(
+            metadata.as_ref().and_then(|m| m.generation).unwrap_or(0)
+                + i64::from(action != "unchanged"),
+        ),
+        ..unit.metadata.declared()
+    };
+    if dry_run || action == "unchanged" {
+        return Ok((name, action));
+    }
+    effects
+        .writes
+        .push(Write::put(Table::Units, name.to_string(), to_json(&unit)));
+    core.units.insert(name.clone(), unit);
+    Ok((name, action))
+}
+
+fn apply_deployment(
+    core: &mut Core,
+    mut deployment: CafeDeployment,
+    now: i64,
+    dry_run: bool,
+    effects: &mut Effects,
+) -> Result<(DeploymentKey, &'static str), HubError> {
+    let key = deployment
+        .key()
+        .map_err(|e| HubError::FailedPrecondition(e.0))?;
+    deployment.status = None;
+    let declared = crate::resources::Metadata {
+        namespace: Some(key.namespace.to_string()),
+        ..deployment.metadata.declared()
+    };
+    let existing = core.deployments.get(&key);
+    let action = match existing {
+        None => "created",
+        Some(old)
+            if old.deployment.spec == deployment.spec
+                && old.deployment.metadata.declared() == declared =>
+        {
+            "unchanged"
+        }
+        Some(_) => "configured",
+    };
+    if dry_run || action == "unchanged" {
+        return Ok((key, action));
+    }
+    let old_meta = existing.map(|r| r.deployment.metadata.clone());
+    let spec_changed = existing.is_none_or(|r| r.deployment.spec != deployment.spec);
+    deployment.metadata = crate::resources::Metadata {
+        creation_timestamp: old_meta
+            .as_ref()
+            .and_then(|m| m.creation_timestamp.clone())
+            .or_else(|| Some(clock::rfc3339(now))),
+        generation: Some(
+            old_meta.as_ref().and_then(|m| m.generation).unwrap_or(0) + i64::from(spec_changed),
+        ),
+        uid: old_meta
+            .as_ref()
+            .and_then(|m| m.uid.clone())
+            .or_else(|| Some(format!("{key}@{now}"))),
+        ..declared
+    };
+    let release = match existing {
+        Some(record) => {
+            let mut release = record.release.clone();
+            release.on_template(&deployment.spec.template, now);
+            release
+        }
+        None => ReleaseState::new(&deployment.spec.template, now),
+    };
+    let record = DeploymentRecord {
+        deployment,
+        release,
+    };
+    effects.writes.push(Write::put(
+        Table::Deployments,
+        key.to_string(),
+        to_json(&record),
+    ));
+    core.deployments.insert(key.clone(), record);
+    Ok((key, action))
+}

@@ -1,0 +1,211 @@
+//! `cafe-hub`'s command line: make certificates, and serve.
+
+use crate::hub::server::{ServeOptions, serve};
+use crate::names::ClusterName;
+use crate::tls::{InitOptions, Role, init, issue_agent, issue_user};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The default gRPC address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+
+/// cafe-hub: the cafe-federation hub.
+#[derive(Debug, Parser)]
+#[command(name = "cafe-hub", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The hub's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a CA, the hub's certificate, admin/operator/viewer client certificates and cafectl configs.
+    Init {
+        /// Where to write them.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Names and addresses the hub's certificate is valid for.
+        #[arg(long = "host", default_values_t = crate::tls::DEFAULT_HUB_HOSTS.map(String::from))]
+        hosts: Vec<String>,
+        /// The hub address written into the cafectl configs.
+        #[arg(long, default_value = crate::tls::DEFAULT_HUB_URL)]
+        hub_url: String,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue the certificate bundle of one member cluster's agent.
+    IssueAgent {
+        /// The member cluster: the agent's identity.
+        #[arg(long)]
+        cluster: String,
+        /// The directory of `cafe-hub init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write the bundle (default DIR/agents/CLUSTER).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Issue a client certificate and cafectl config for an operator.
+    IssueUser {
+        /// The user's name.
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// The directory of `cafe-hub init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write the bundle (default DIR/users/NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the hub.
+    Serve {
+        /// Where the hub keeps its state (a redb file).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The gRPC address for agents and cafectl.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The address of /metrics and /healthz.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// The directory of `cafe-hub init`.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+        /// Serve plaintext and trust every caller: for local tries only.
+        #[arg(long, conflicts_with = "tls_dir")]
+        insecure: bool,
+    },
+}
+
+fn parse_role(role: &str) -> Result<Role, String> {
+    match role {
+        "viewer" => Ok(Role::Viewer),
+        "operator" => Ok(Role::Operator),
+        "admin" => Ok(Role::Admin),
+        other => Err(format!(
+            "--role: {other:?} is not viewer, operator or admin"
+        )),
+    }
+}
+
+/// Runs cafe-hub.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result: Result<(), String> = match cli.command {
+        Command::Init {
+            dir,
+            hosts,
+            hub_url,
+            force,
+        } => {
+            let options = InitOptions {
+                dir,
+                hub_hosts: hosts,
+                hub_url,
+                force,
+            };
+            init(&options)
+                .map(|report| {
+                    println!(
+                        "wrote {} files to {}",
+                        report.files.len(),
+                        report.dir.display()
+                    );
+                    println!("cafectl config (admin): {}", report.admin_config.display());
+                })
+                .map_err(|e| e.to_string())
+        }
+        Command::IssueAgent { cluster, dir, out } => match ClusterName::new(cluster) {
+            Ok(cluster) => issue_agent(&dir, &cluster, out.as_deref())
+                .map(|bundle| println!("agent bundle for {cluster}: {}", bundle.dir.display()))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("--cluster: {e}")),
+        },
+        Command::IssueUser {
+            name,
+            role,
+            dir,
+            out,
+        } => parse_role(&role).and_then(|role| {
+            issue_user(&dir, &name, role, out.as_deref())
+                .map(|bundle| println!("user bundle for {name}: {}", bundle.dir.display()))
+                .map_err(|e| e.to_string())
+        }),
+        Command::Serve {
+            data_dir,
+            listen,
+            metrics_listen,
+            tls_dir,
+            insecure,
+        } => {
+            let options = ServeOptions {
+                data_dir,
+                listen,
+                metrics_listen,
+                tls_dir,
+                insecure,
+            };
+            serve(
+                options,
+                |bound| {
+                    // The first line on stdout names the bound address (port 0 picks one); tools wait for it.
+                    println!("cafe-hub listening on {}", bound.grpc);
+                    if let Some(metrics) = bound.metrics {
+                        println!("cafe-hub metrics on http://{metrics}/metrics");
+                    }
+                },
+                shutdown_signal(),
+            )
+            .await
+            .map_err(|e| error_chain(&e))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error with its sources, one after the other.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
