@@ -1,0 +1,307 @@
+//! One agent's connection to the hub: dial, Hello, snapshot, changes, reports, reconnect.
+
+use super::{ClusterSide, LinkError, StatusBoard};
+use cafe_proto::v1 as pb;
+use cafe_proto::v1::agent_link_client::AgentLinkClient;
+use cafe_proto::v1::agent_message::Kind as AgentKind;
+use cafe_proto::v1::hub_message::Kind as HubKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// How often the agent sends a heartbeat (the hub marks a cluster Unknown after 3 missed).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// Statuses posted within this window go out together, the latest of each slice.
+pub const REPORT_DEBOUNCE: Duration = Duration::from_millis(50);
+/// The first reconnect delay; doubled up to [`MAX_BACKOFF`], with jitter.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest reconnect delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a dial may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The hub is considered gone after this long without any message (it sends heartbeats).
+const HUB_SILENCE: Duration = Duration::from_secs(8);
+/// Agent messages queued before the agent waits for the connection.
+const OUTBOUND_BUFFER: usize = 256;
+
+/// Where the hub is and how to prove who we are.
+#[derive(Debug, Clone)]
+pub enum HubEndpoint {
+    /// mTLS with the agent bundle of `cafe-hub issue-agent` (`ca.pem`, `agent.pem`, `agent-key.pem`).
+    Tls {
+        /// `https://host:port`.
+        url: String,
+        /// The bundle directory.
+        dir: PathBuf,
+    },
+    /// mTLS with certificates already in memory (the benchmark's many agents share one process).
+    TlsPem {
+        /// `https://host:port`.
+        url: String,
+        /// The CA certificate.
+        ca_pem: String,
+        /// The agent's certificate.
+        cert_pem: String,
+        /// Its key.
+        key_pem: String,
+    },
+    /// Plaintext, for a hub started with `--insecure`.
+    Insecure {
+        /// `http://host:port`.
+        url: String,
+    },
+}
+
+/// The link's settings.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The member cluster this agent serves.
+    pub cluster: String,
+    /// The hub.
+    pub hub: HubEndpoint,
+}
+
+fn read(dir: &std::path::Path, file: &str) -> Result<String, LinkError> {
+    let path = dir.join(file);
+    std::fs::read_to_string(&path).map_err(|source| LinkError::Tls {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl HubEndpoint {
+    fn endpoint(&self) -> Result<Endpoint, LinkError> {
+        let (url, tls) = match self {
+            Self::Tls { url, dir } => {
+                let pem = (
+                    read(dir, "ca.pem")?,
+                    read(dir, "agent.pem")?,
+                    read(dir, "agent-key.pem")?,
+                );
+                (url, Some(pem))
+            }
+            Self::TlsPem {
+                url,
+                ca_pem,
+                cert_pem,
+                key_pem,
+            } => (
+                url,
+                Some((ca_pem.clone(), cert_pem.clone(), key_pem.clone())),
+            ),
+            Self::Insecure { url } => (url, None),
+        };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|_| LinkError::BadEndpoint(url.clone()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20));
+        if let Some((ca, cert, key)) = tls {
+            let config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .identity(Identity::from_pem(cert, key));
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|_| LinkError::BadEndpoint(url.clone()))?;
+        }
+        Ok(endpoint)
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("cannot reach the hub: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("the hub refused the stream: {0}")]
+    Refused(#[from] tonic::Status),
+    #[error("the hub closed the stream")]
+    Closed,
+    #[error("the hub fell silent")]
+    Silent,
+    #[error(transparent)]
+    Cluster(#[from] LinkError),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Runs the link until `shutdown` resolves, reconnecting as needed.
+pub async fn run_link<S: ClusterSide>(
+    config: LinkConfig,
+    side: Arc<S>,
+    board: StatusBoard,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), LinkError> {
+    let endpoint = config.hub.endpoint()?;
+    tokio::pin!(shutdown);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let session = run_session(&config, &endpoint, side.as_ref(), &board, &mut backoff);
+        let ended = tokio::select! {
+            () = &mut shutdown => SessionEnd::Shutdown,
+            ended = session => ended,
+        };
+        if let SessionEnd::Shutdown = ended {
+            return Ok(());
+        }
+        let delay = jittered(backoff);
+        tracing::warn!(cluster = %config.cluster, reason = %ended, retry_in = ?delay, "hub link down; the cluster keeps its last state");
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Between half and all of `base`, so that many agents do not reconnect in step.
+fn jittered(base: Duration) -> Duration {
+    let factor = 0.5 + rand::random::<f64>() * 0.5;
+    base.mul_f64(factor)
+}
+
+fn agent_message(kind: AgentKind) -> pb::AgentMessage {
+    pb::AgentMessage { kind: Some(kind) }
+}
+
+async fn run_session<S: ClusterSide>(
+    config: &LinkConfig,
+    endpoint: &Endpoint,
+    side: &S,
+    board: &StatusBoard,
+    backoff: &mut Duration,
+) -> SessionEnd {
+    let channel: Channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return SessionEnd::Connect(error),
+    };
+    let inventory = match side.inventory().await {
+        Ok(inventory) => inventory,
+        Err(error) => return SessionEnd::Cluster(error),
+    };
+    let mut applied: BTreeMap<String, u64> = inventory.iter().cloned().collect();
+    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
+    let hello = pb::Hello {
+        cluster: config.cluster.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        inventory: inventory
+            .into_iter()
+            .map(|(id, generation)| pb::InventoryEntry { id, generation })
+            .collect(),
+    };
+    if tx
+        .send(agent_message(AgentKind::Hello(hello)))
+        .await
+        .is_err()
+    {
+        return SessionEnd::Closed;
+    }
+    let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let mut inbound = match client.sync(ReceiverStream::new(rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return SessionEnd::Refused(status),
+    };
+    tracing::info!(cluster = %config.cluster, "connected to the hub");
+    // Everything known is reported again: the hub may have restarted and forgotten.
+    board.mark_all();
+    let mut snapshot: Option<BTreeSet<String>> = Some(BTreeSet::new());
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let message = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return SessionEnd::Closed,
+                    Err(status) => return SessionEnd::Refused(status),
+                };
+                last_heard = tokio::time::Instant::now();
+                let Some(kind) = message.kind else { continue };
+                match kind {
+                    HubKind::Welcome(_) => *backoff = MIN_BACKOFF,
+                    HubKind::Heartbeat(_) => {}
+                    HubKind::Upsert(slice) => {
+                        if let Some(seen) = snapshot.as_mut() {
+                            seen.insert(slice.id.clone());
+                        }
+                        if applied.get(&slice.id).is_some_and(|g| *g >= slice.generation) {
+                            continue;
+                        }
+                        if let Err(error) = side.apply(&slice).await {
+                            // Not acknowledged: the hub sees no fresh report and waits; the next
+                            // session (after the backoff) gets the slice again.
+                            tracing::warn!(slice = %slice.id, %error, "cannot apply a slice");
+                            return SessionEnd::Cluster(error);
+                        }
+                        applied.insert(slice.id.clone(), slice.generation);
+                        let ack = pb::SliceAck { id: slice.id.clone(), generation: slice.generation, deleted: false };
+                        if tx.send(agent_message(AgentKind::Ack(ack))).await.is_err() {
+                            return SessionEnd::Closed;
+                        }
+                    }
+                    HubKind::Delete(delete) => {
+                        if applied.get(&delete.id).is_some_and(|g| *g >= delete.generation) {
+                            continue;
+                        }
+                        if let Err(error) = side.remove(&delete.id, delete.generation).await {
+                            return SessionEnd::Cluster(error);
+                        }
+                        applied.remove(&delete.id);
+                        board.forget(&delete.id);
+                        let ack = pb::SliceAck { id: delete.id, generation: delete.generation, deleted: true };
+                        if tx.send(agent_message(AgentKind::Ack(ack))).await.is_err() {
+                            return SessionEnd::Closed;
+                        }
+                    }
+                    HubKind::SnapshotComplete(_) => {
+                        // Only now may slices the hub no longer has be removed.
+                        let seen = snapshot.take().unwrap_or_default();
+                        let stale: Vec<(String, u64)> = applied
+                            .iter()
+                            .filter(|(id, _)| !seen.contains(*id))
+                            .map(|(id, g)| (id.clone(), *g))
+                            .collect();
+                        for (id, generation) in stale {
+                            tracing::info!(slice = %id, "removing a slice the hub no longer has");
+                            if let Err(error) = side.remove(&id, generation + 1).await {
+                                return SessionEnd::Cluster(error);
+                            }
+                            applied.remove(&id);
+                            board.forget(&id);
+                        }
+                    }
+                }
+            }
+            () = board.changed() => {
+                // Let a burst settle, then send the latest of each.
+                tokio::time::sleep(REPORT_DEBOUNCE).await;
+                for status in board.take() {
+                    if tx.send(agent_message(AgentKind::Status(status))).await.is_err() {
+                        return SessionEnd::Closed;
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > HUB_SILENCE {
+                    return SessionEnd::Silent;
+                }
+                let beat = pb::Heartbeat { sent_unix_ms: unix_ms() };
+                if tx.send(agent_message(AgentKind::Heartbeat(beat))).await.is_err() {
+                    return SessionEnd::Closed;
+                }
+            }
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
