@@ -2,6 +2,7 @@
 
 use crate::controller::{ControllerConfig, run_controller};
 use crate::error::Error;
+use crate::link::{KubeClusterSide, LinkConfig, StatusBoard, run_link};
 use crate::metrics::Metrics;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -22,6 +23,8 @@ pub struct RunOptions {
     pub namespace: Option<String>,
     /// Install or update the InPlaceSet CRD first (needs CRD write permission).
     pub install_crd: bool,
+    /// The hub link, when the agent takes slices from a hub.
+    pub link: Option<LinkConfig>,
 }
 
 /// A kube client from a kubeconfig file (its current context).
@@ -73,7 +76,18 @@ pub async fn run(
         instance: std::env::var("HOSTNAME").ok(),
         ..ControllerConfig::default()
     };
-    let controller = run_controller(client, config, metrics, wait());
-    let ((), served, ran) = tokio::join!(signal, server, controller);
-    served.and(ran)
+    let link = async {
+        let Some(link) = options.link.clone() else {
+            return Ok(());
+        };
+        let board = StatusBoard::default();
+        let side = Arc::new(KubeClusterSide::new(client.clone(), board.clone()));
+        let watch = side.run_status_watch(wait());
+        let linked = run_link(link, Arc::clone(&side), board, wait());
+        let ((), linked) = tokio::join!(watch, linked);
+        linked.map_err(Error::Link)
+    };
+    let controller = run_controller(client.clone(), config, metrics, wait());
+    let ((), served, ran, linked) = tokio::join!(signal, server, controller, link);
+    served.and(ran).and(linked)
 }

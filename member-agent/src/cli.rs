@@ -1,6 +1,7 @@
 //! `cafe-agent`'s command line.
 
 use crate::agent::RunOptions;
+use crate::link::{HubEndpoint, LinkConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,19 @@ pub enum Command {
         /// Install or update the InPlaceSet CRD before starting.
         #[arg(long)]
         install_crd: bool,
+        /// The hub to take slices from (`https://host:port`); without it the agent only runs the
+        /// InPlaceSets already in the cluster.
+        #[arg(long, requires = "cluster")]
+        hub: Option<String>,
+        /// The member cluster this agent serves (its certificate's identity).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The agent bundle of `cafe-hub issue-agent` (ca.pem, agent.pem, agent-key.pem).
+        #[arg(long, conflicts_with = "insecure")]
+        tls_dir: Option<PathBuf>,
+        /// Talk plaintext to a hub started with `--insecure` (local tries only).
+        #[arg(long)]
+        insecure: bool,
     },
 }
 
@@ -67,13 +81,33 @@ pub fn run(cli: Cli) -> ExitCode {
             metrics_addr,
             namespace,
             install_crd,
+            hub,
+            cluster,
+            tls_dir,
+            insecure,
         } => {
             init_logging(cli.log_format);
+            let link = match (hub, cluster, tls_dir, insecure) {
+                (None, _, _, _) => None,
+                (Some(url), Some(cluster), _, true) => Some(LinkConfig {
+                    cluster,
+                    hub: HubEndpoint::Insecure { url },
+                }),
+                (Some(url), Some(cluster), Some(dir), false) => Some(LinkConfig {
+                    cluster,
+                    hub: HubEndpoint::Tls { url, dir },
+                }),
+                (Some(_), _, _, _) => {
+                    eprintln!("error: --hub needs --cluster and either --tls-dir or --insecure");
+                    return ExitCode::from(2);
+                }
+            };
             let options = RunOptions {
                 kubeconfig,
                 metrics_addr,
                 namespace,
                 install_crd,
+                link,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

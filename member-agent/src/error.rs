@@ -21,6 +21,9 @@ pub enum Error {
     /// The template does not make a pod.
     #[error(transparent)]
     PodBuild(#[from] PodBuildError),
+    /// A value could not be serialized.
+    #[error("cannot serialize: {0}")]
+    Serialize(#[source] serde_json::Error),
     /// The set lacks metadata the API server always sets.
     #[error("the InPlaceSet has no {0}")]
     MissingMetadata(&'static str),
@@ -36,6 +39,9 @@ pub enum Error {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// The hub link failed for good (a bad address or unreadable certificates).
+    #[error("hub link: {0}")]
+    Link(#[source] crate::link::LinkError),
     /// Serving metrics failed.
     #[error("metrics server on {addr}: {source}")]
     MetricsServer {

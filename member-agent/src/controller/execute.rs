@@ -11,7 +11,7 @@ use crate::podspec::{Owner, build_pod};
 use crate::status::rfc3339_seconds;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -225,7 +225,7 @@ impl Executor<'_> {
             .pods
             .patch_status(
                 &pod.name,
-                &PatchParams::default(),
+                &super::field_manager(),
                 &Patch::Strategic(&patch),
             )
             .await;
@@ -245,7 +245,7 @@ impl Executor<'_> {
         let ticket = self.ctx.expectations.begin(&self.owner.uid, &pod.uid);
         let result = self
             .pods
-            .patch(&pod.name, &PatchParams::default(), &patch)
+            .patch(&pod.name, &super::field_manager(), &patch)
             .await;
         self.settle(ticket, what, result)
     }

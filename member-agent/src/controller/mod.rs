@@ -301,7 +301,7 @@ async fn reconcile_set(set: &InPlaceSet, ctx: &Context) -> Result<Step, Error> {
         now,
     });
     if set.status.as_ref() != Some(&status) {
-        write_status(ctx, &owner, &status).await?;
+        write_status(ctx, &owner, set.status.as_ref(), &status).await?;
         announce(ctx, set, &status, plan.progress, &set_ref).await;
     }
     if let Some(error) = outcome.errors.into_iter().next() {
@@ -317,25 +317,35 @@ async fn reconcile_set(set: &InPlaceSet, ctx: &Context) -> Result<Step, Error> {
     Ok(Step::Planned(Action::requeue(next)))
 }
 
+/// Writes the status with a JSON merge patch of the whole status, nulling the fields the previous
+/// status had and this one leaves out (an empty `problems` list, a condition message), so nothing
+/// stale survives whatever the server's apply bookkeeping does.
 async fn write_status(
     ctx: &Context,
     owner: &Owner,
+    previous: Option<&crate::crd::InPlaceSetStatus>,
     status: &crate::crd::InPlaceSetStatus,
 ) -> Result<(), Error> {
     let sets: Api<InPlaceSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "cafe.io/v1alpha1",
-        "kind": "InPlaceSet",
-        "status": status,
-    });
-    sets.patch_status(
-        &owner.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::kube("write status", e))?;
+    let mut body = serde_json::to_value(status).map_err(Error::Serialize)?;
+    let old = previous.and_then(|p| serde_json::to_value(p).ok());
+    if let (Some(body), Some(serde_json::Value::Object(old))) = (body.as_object_mut(), old) {
+        for key in old.keys() {
+            body.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = serde_json::json!({"status": body});
+    sets.patch_status(&owner.name, &field_manager(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube("write status", e))?;
     Ok(())
+}
+
+pub(super) fn field_manager() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
 }
 
 /// Events for changes of the set's state an operator cares about.

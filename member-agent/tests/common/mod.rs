@@ -233,6 +233,7 @@ pub async fn wait_status(
 /// `replicas` minus the pods that are Ready and not terminating, after every pod event.
 pub struct UnavailabilityWatcher {
     max: Arc<AtomicUsize>,
+    max_active: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -243,6 +244,8 @@ impl UnavailabilityWatcher {
         let (reader, writer) = reflector::store();
         let max = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&max);
+        let max_active = Arc::new(AtomicUsize::new(0));
+        let seen_active = Arc::clone(&max_active);
         let started = Arc::new(AtomicBool::new(false));
         let listed = Arc::clone(&started);
         let config = watcher::Config::default().labels(&format!("{SET_LABEL}={set}"));
@@ -258,17 +261,32 @@ impl UnavailabilityWatcher {
                 if !ready_once {
                     continue;
                 }
-                let ready = reader.state().iter().filter(|p| is_ready(p)).count();
+                let state = reader.state();
+                let ready = state.iter().filter(|p| is_ready(p)).count();
                 seen.fetch_max(replicas.saturating_sub(ready), Ordering::SeqCst);
+                let active = state
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .count();
+                seen_active.fetch_max(active, Ordering::SeqCst);
             }
         });
-        let w = Self { max, task };
+        let w = Self {
+            max,
+            max_active,
+            task,
+        };
         // Wait until the initial list is in.
         eventually("watcher listed the pods", DEADLINE, || async {
             started.load(Ordering::SeqCst).then_some(())
         })
         .await;
         w
+    }
+
+    /// The largest number of pods not being deleted seen so far.
+    pub fn max_active(&self) -> usize {
+        self.max_active.load(Ordering::SeqCst)
     }
 
     /// The largest number of unavailable pods seen so far.
