@@ -22,10 +22,20 @@ async fn apply_on_the_status_subresource_removes_fields_the_manager_dropped() {
     let params = PatchParams::apply("tester").force();
     let first = json!({"apiVersion": "cafe.io/v1alpha1", "kind": "InPlaceSet",
         "status": {"replicas": 1, "problems": [{"pod": "p", "reason": "NotReady"}]}});
-    sets.patch_status("web", &params, &Patch::Apply(&first)).await.expect("first apply");
-    let second = json!({"apiVersion": "cafe.io/v1alpha1", "kind": "InPlaceSet", "status": {"replicas": 1}});
-    let after = sets.patch_status("web", &params, &Patch::Apply(&second)).await.expect("second apply");
+    sets.patch_status("web", &params, &Patch::Apply(&first))
+        .await
+        .expect("first apply");
+    let second =
+        json!({"apiVersion": "cafe.io/v1alpha1", "kind": "InPlaceSet", "status": {"replicas": 1}});
+    let after = sets
+        .patch_status("web", &params, &Patch::Apply(&second))
+        .await
+        .expect("second apply");
     let status = after.status.expect("status");
-    assert!(status.problems.is_empty(), "problems survived: {:?}", status.problems);
+    assert!(
+        status.problems.is_empty(),
+        "problems survived: {:?}",
+        status.problems
+    );
     cluster.shutdown().await;
 }

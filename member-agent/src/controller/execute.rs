@@ -38,6 +38,8 @@ pub(super) struct Outcome {
     pub(super) stale: usize,
     /// Other failures.
     pub(super) errors: Vec<Error>,
+    /// Writes that succeeded.
+    pub(super) applied: usize,
 }
 
 impl Executor<'_> {
@@ -53,18 +55,23 @@ impl Executor<'_> {
             }
         }
         units.extend(by_pod.into_values());
-        let results: Vec<Result<(), Error>> = futures::stream::iter(units)
+        let results: Vec<(usize, Result<(), Error>)> = futures::stream::iter(units)
             .map(|steps| async move {
+                let mut applied = 0;
                 for step in steps {
-                    self.apply_one(step).await?;
+                    if let Err(e) = self.apply_one(step).await {
+                        return (applied, Err(e));
+                    }
+                    applied += 1;
                 }
-                Ok(())
+                (applied, Ok(()))
             })
             .buffer_unordered(MAX_PARALLEL_POD_WRITES)
             .collect()
             .await;
         let mut outcome = Outcome::default();
-        for result in results {
+        for (applied, result) in results {
+            outcome.applied += applied;
             match result {
                 Ok(()) => {}
                 Err(e) if e.is_stale_view() => {

@@ -2,6 +2,7 @@
 //! Pods. Each reconcile reads the set and its pods from the reflector caches, plans with
 //! [`crate::plan::plan`], applies the plan with a thin executor, and writes the status.
 
+mod backoff;
 mod execute;
 pub mod expectations;
 
@@ -36,7 +37,8 @@ use tracing::Instrument;
 pub const DEFAULT_UNREADY_DEADLINE: Duration = Duration::from_secs(600);
 /// Look at every set at least this often, even without events.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
-/// Look again this soon after a write was refused because the view was stale.
+/// Look again this soon after a write was refused because the view was stale, or failed while others
+/// succeeded.
 const STALE_VIEW_REQUEUE: Duration = Duration::from_millis(50);
 /// Look again this soon while the pod cache is still loading.
 const CACHE_LOADING_REQUEUE: Duration = Duration::from_millis(100);
@@ -132,14 +134,25 @@ pub async fn run_controller(
     let tap = Arc::clone(&expectations);
     let mut list_started = Instant::now();
     let pod_events = watcher(pods_api, watcher::Config::default().labels(SET_LABEL))
-        .default_backoff()
+        .backoff(backoff::WatchBackoff::default())
         .reflect(writer)
         .inspect(move |event| {
             if let Ok(event) = event {
                 observe(&tap, &mut list_started, event);
             }
         })
-        .touched_objects();
+        .touched_objects()
+        // Errors are retried by the backoff above; passed on, they would also pause the
+        // controller's other triggers.
+        .filter_map(|pod| {
+            futures::future::ready(match pod {
+                Ok(pod) => Some(Ok(pod)),
+                Err(error) => {
+                    tracing::warn!(%error, "pod watch failed; retrying");
+                    None
+                }
+            })
+        });
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -300,14 +313,23 @@ async fn reconcile_set(set: &InPlaceSet, ctx: &Context) -> Result<Step, Error> {
         previous: set.status.as_ref(),
         now,
     });
+    let mut outcome = outcome;
     if set.status.as_ref() != Some(&status) {
-        write_status(ctx, &owner, set.status.as_ref(), &status).await?;
-        announce(ctx, set, &status, plan.progress, &set_ref).await;
+        match write_status(ctx, &owner, set.status.as_ref(), &status).await {
+            Ok(()) => announce(ctx, set, &status, plan.progress, &set_ref).await,
+            Err(error) => outcome.errors.push(error),
+        }
     }
+    let failed = outcome.errors.len();
     if let Some(error) = outcome.errors.into_iter().next() {
-        return Err(error);
+        if outcome.applied == 0 {
+            return Err(error);
+        }
+        // Progress was made: retry soon rather than back off (one failed write among many is the
+        // common case under API errors, and would otherwise keep the set backing off).
+        tracing::warn!(%error, failed, applied = outcome.applied, "some writes failed; retrying");
     }
-    let next = if outcome.stale > 0 {
+    let next = if outcome.stale > 0 || failed > 0 {
         STALE_VIEW_REQUEUE
     } else {
         plan.requeue_after

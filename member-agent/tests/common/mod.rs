@@ -55,6 +55,7 @@ pub struct Agent {
 impl Agent {
     /// Starts the controller in a task.
     pub fn start(client: Client) -> Self {
+        init_logs();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = ControllerConfig {
             namespace: Some(NS.into()),
@@ -88,6 +89,16 @@ impl Agent {
         }
         let _ = tokio::time::timeout(DEADLINE, &mut self.task).await;
     }
+}
+
+/// Sends the agent's logs to the test output, filtered by `RUST_LOG` (nothing by default).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// A pod template with one container.
