@@ -8,7 +8,7 @@
 
 use crate::names::{RegionName, UnitName};
 use crate::resources::RegionOrder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the group planner needs to know of one unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct GroupShape {
 }
 
 /// One group: per unit (in input order), the pods updated in it and the cumulative target after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     /// 0-based.
     pub index: usize,
@@ -44,7 +44,7 @@ pub struct Group {
 }
 
 /// One unit's part in one group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupStep {
     /// The unit.
     pub unit: UnitName,

@@ -14,11 +14,11 @@ pub use table::render_table;
 
 use crate::names::{ClusterName, RegionName, UnitName};
 use crate::resources::{CafeDeployment, FieldError, FieldErrors, LogicalUnit, UnitPhase};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A deployment's plan: the JSON of `cafectl plan -o json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A deployment's plan: the JSON of `cafectl plan -o json` (read back by cafectl from the hub).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// The deployment's name.
     pub name: String,
@@ -31,12 +31,12 @@ pub struct Plan {
     /// The release groups.
     pub batches: Vec<Group>,
     /// Things an operator should know about the allocation.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
 /// One unit's allocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedUnit {
     /// The unit.
     pub unit: UnitName,
@@ -47,7 +47,7 @@ pub struct PlannedUnit {
     /// Its replicas.
     pub replicas: i32,
     /// Whether the unit is evacuated (its replicas run elsewhere).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub evacuated: bool,
 }
 
