@@ -30,18 +30,15 @@ fn read(path: &Path) -> Result<String, CliError> {
     Ok(text)
 }
 
-/// Parses every file; all errors of all files are reported together.
-pub fn load(paths: &[PathBuf]) -> Result<Loaded, CliError> {
-    let mut loaded = Loaded::default();
+/// Parses every file; all errors of all files are reported together. Returns the resources in
+/// file and document order, each with the file it came from.
+pub fn load_resources(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Resource)>, CliError> {
+    let mut resources = Vec::new();
     let mut report = String::new();
     for path in paths {
         let text = read(path)?;
         match parse_yaml_documents(&text) {
-            Ok(resources) => {
-                for resource in resources {
-                    add(&mut loaded, path, resource, &mut report);
-                }
-            }
+            Ok(parsed) => resources.extend(parsed.into_iter().map(|r| (path.clone(), r))),
             Err(failures) => {
                 for failure in failures {
                     let what = failure.what.map(|w| format!(" ({w})")).unwrap_or_default();
@@ -56,6 +53,25 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, CliError> {
                 }
             }
         }
+    }
+    if report.is_empty() {
+        Ok(resources)
+    } else {
+        Err(CliError::BadInput(report))
+    }
+}
+
+/// Parses every file and sorts the resources by kind; a unit defined twice is an error.
+pub fn load(paths: &[PathBuf]) -> Result<Loaded, CliError> {
+    index(load_resources(paths)?)
+}
+
+/// Sorts resources by kind; a unit defined twice is an error.
+pub fn index(resources: Vec<(PathBuf, Resource)>) -> Result<Loaded, CliError> {
+    let mut loaded = Loaded::default();
+    let mut report = String::new();
+    for (path, resource) in resources {
+        add(&mut loaded, &path, resource, &mut report);
     }
     if report.is_empty() {
         Ok(loaded)

@@ -1,0 +1,420 @@
+//! `cafectl status`, the release commands (`pause`, `continue`, `retry`, `rollback`), `history`
+//! and `audit`.
+
+use super::client::{HubArgs, HubClient, deployment_ref, unary};
+use super::output::{Items, header, json_line, or_dash, render, table};
+use super::{CliError, Output};
+use crate::hub::convert::status_from_proto;
+use crate::release::DeploymentStatusView;
+use cafe_proto::v1 as pb;
+use serde::Serialize;
+use std::io::{IsTerminal as _, Write as _};
+
+/// Clears a terminal and moves the cursor home, so that `status --watch` redraws in place.
+const CLEAR_SCREEN: &str = "\x1b[2J\x1b[H";
+
+/// `cafectl status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The deployment: NAME or NAMESPACE/NAME.
+    pub name: String,
+    /// Its namespace; `default` when not given.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Output format; JSON is DESIGN section 5's status document.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    /// Follow the status: print it again on every change (JSON: one document per line) until
+    /// interrupted or the hub ends the stream.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+/// `cafectl pause|continue|retry`.
+#[derive(Debug, clap::Args)]
+pub struct CommandArgs {
+    /// The deployment: NAME or NAMESPACE/NAME.
+    pub name: String,
+    /// Its namespace; `default` when not given.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Act only if the release is at this group (0-based), so that a repeated command is harmless.
+    #[arg(long, value_name = "N")]
+    pub batch: Option<i32>,
+    /// Why, for the audit log.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Output format: the message (table), or the status after the command (JSON, YAML).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `cafectl rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The release command's arguments.
+    #[command(flatten)]
+    pub command: CommandArgs,
+    /// The revision number to return to (see `history`); the previous stable one by default.
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<i64>,
+}
+
+/// `cafectl history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// The deployment: NAME or NAMESPACE/NAME.
+    pub name: String,
+    /// Its namespace; `default` when not given.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `cafectl audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// At most this many entries, newest first (the hub's default, 100, when not given).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// A release command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// Stop after the current group.
+    Pause,
+    /// Start the next group.
+    Continue,
+    /// Try the failed group again.
+    Retry,
+    /// Return to a stable revision.
+    Rollback,
+}
+
+impl Verb {
+    /// What a command that changed something did, for its message.
+    fn done(self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Continue => "continued",
+            Self::Retry => "retried",
+            Self::Rollback => "rolling back",
+        }
+    }
+}
+
+/// `cafectl status [--watch]`.
+pub async fn status(hub: &HubArgs, args: &StatusArgs) -> Result<String, CliError> {
+    let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
+    let mut client = hub.connect().await?;
+    if args.watch {
+        return watch(&mut client, reference, args.output).await;
+    }
+    let status = client
+        .client
+        .get_status(unary(reference))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner();
+    let view = status_from_proto(&status);
+    render(&view, args.output, || status_table(&view))
+}
+
+/// Prints every status the hub streams until the stream ends or the user interrupts.
+async fn watch(
+    client: &mut HubClient,
+    reference: pb::DeploymentRef,
+    output: Output,
+) -> Result<String, CliError> {
+    let mut stream = client
+        .client
+        .watch_status(reference)
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner();
+    let redraw = output == Output::Table && std::io::stdout().is_terminal();
+    let mut first = true;
+    loop {
+        let next = tokio::select! {
+            next = stream.message() => next,
+            _ = tokio::signal::ctrl_c() => return Ok(String::new()),
+        };
+        let Some(status) = next.map_err(|status| client.error(status))? else {
+            return Ok(String::new());
+        };
+        let view = status_from_proto(&status);
+        let text = match output {
+            Output::Json => json_line(&view)?,
+            Output::Yaml => format!("---\n{}", render(&view, output, String::new)?),
+            Output::Table if redraw => format!("{CLEAR_SCREEN}{}", status_table(&view)),
+            Output::Table if first => status_table(&view),
+            Output::Table => format!("\n{}", status_table(&view)),
+        };
+        first = false;
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The reader went away (`| head`): nothing left to do.
+            return Ok(String::new());
+        }
+    }
+}
+
+/// The status as a header line, the message, and one row per unit.
+pub fn status_table(view: &DeploymentStatusView) -> String {
+    let reason = if view.reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", view.reason)
+    };
+    let revisions = if view.current_revision == view.update_revision {
+        format!("revision {}", or_dash(&view.current_revision))
+    } else {
+        format!(
+            "revision {} -> {}",
+            or_dash(&view.current_revision),
+            or_dash(&view.update_revision)
+        )
+    };
+    let mut out = format!(
+        "{}/{}: {}{reason}, group {}/{}, {revisions}\n",
+        view.namespace,
+        view.name,
+        view.phase,
+        view.batch + 1,
+        view.batches
+    );
+    if !view.message.is_empty() {
+        out.push_str(&format!("  {}\n", view.message));
+    }
+    let mut rows = vec![header(&[
+        "UNIT",
+        "CLUSTER",
+        "CONNECTED",
+        "REPLICAS",
+        "READY",
+        "UPDATED",
+        "UPDATED-READY",
+        "TARGET",
+    ])];
+    rows.extend(view.units.iter().map(|u| {
+        vec![
+            u.unit.clone(),
+            u.cluster.clone(),
+            if u.connected { "yes" } else { "no" }.to_owned(),
+            if u.evacuated {
+                format!("{} (evacuated)", u.replicas)
+            } else {
+                u.replicas.to_string()
+            },
+            u.ready.to_string(),
+            u.updated.to_string(),
+            u.updated_ready.to_string(),
+            u.target.to_string(),
+        ]
+    }));
+    out.push_str(&table(&rows));
+    for unit in &view.units {
+        for problem in &unit.problems {
+            out.push_str(&format!("{}: {problem}\n", unit.unit));
+        }
+    }
+    out
+}
+
+/// `cafectl pause|continue|retry`.
+pub async fn command(hub: &HubArgs, verb: Verb, args: &CommandArgs) -> Result<String, CliError> {
+    send(hub, verb, args, None).await
+}
+
+/// `cafectl rollback`.
+pub async fn rollback(hub: &HubArgs, args: &RollbackArgs) -> Result<String, CliError> {
+    send(hub, Verb::Rollback, &args.command, args.to_revision).await
+}
+
+async fn send(
+    hub: &HubArgs,
+    verb: Verb,
+    args: &CommandArgs,
+    to_revision: Option<i64>,
+) -> Result<String, CliError> {
+    let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
+    let shown = format!("{}/{}", reference.namespace, reference.name);
+    let request = unary(pb::ReleaseCommand {
+        r#ref: Some(reference),
+        expected_batch: args.batch,
+        to_revision,
+        reason: args.reason.clone(),
+    });
+    let mut client = hub.connect().await?;
+    let api = &mut client.client;
+    let sent = match verb {
+        Verb::Pause => api.pause(request).await,
+        Verb::Continue => api.r#continue(request).await,
+        Verb::Retry => api.retry(request).await,
+        Verb::Rollback => api.rollback(request).await,
+    };
+    let result = sent.map_err(|status| client.error(status))?.into_inner();
+    let message = if result.changed {
+        format!("cafedeployment/{shown} {}: {}", verb.done(), result.message)
+    } else {
+        format!("cafedeployment/{shown} unchanged: {}", result.message)
+    };
+    match (args.output, &result.status) {
+        (Output::Table, _) | (_, None) => Ok(message + "\n"),
+        (output, Some(status)) => {
+            // The status goes to stdout for scripts; the account of what happened to stderr.
+            eprintln!("{message}");
+            render(&status_from_proto(status), output, String::new)
+        }
+    }
+}
+
+/// A kept revision as `history -o json` prints it.
+#[derive(Debug, Serialize)]
+struct RevisionItem {
+    number: i64,
+    name: String,
+    created: String,
+    current: bool,
+    template: serde_json::Value,
+}
+
+/// `cafectl history`.
+pub async fn history(hub: &HubArgs, args: &HistoryArgs) -> Result<String, CliError> {
+    let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
+    let mut client = hub.connect().await?;
+    let revisions = client
+        .client
+        .history(unary(reference))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner()
+        .revisions;
+    let items: Vec<RevisionItem> = revisions
+        .into_iter()
+        .map(|r| RevisionItem {
+            template: serde_json::from_str(&r.template_json).unwrap_or(serde_json::Value::Null),
+            number: r.number,
+            name: r.name,
+            created: r.created,
+            current: r.current,
+        })
+        .collect();
+    let as_table = || {
+        let mut rows = vec![header(&["REVISION", "NAME", "CREATED", "CURRENT"])];
+        rows.extend(items.iter().map(|r| {
+            vec![
+                r.number.to_string(),
+                r.name.clone(),
+                r.created.clone(),
+                if r.current { "*" } else { "" }.to_owned(),
+            ]
+        }));
+        table(&rows)
+    };
+    render(&Items { items: &items }, args.output, as_table)
+}
+
+/// An audit entry as `audit -o json` prints it.
+#[derive(Debug, Serialize)]
+struct AuditItem {
+    time: String,
+    who: String,
+    what: String,
+    result: String,
+}
+
+/// `cafectl audit`.
+pub async fn audit(hub: &HubArgs, args: &AuditArgs) -> Result<String, CliError> {
+    let mut client = hub.connect().await?;
+    let entries = client
+        .client
+        .audit(unary(pb::AuditRequest {
+            limit: args.limit.unwrap_or(0),
+        }))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner()
+        .entries;
+    let items: Vec<AuditItem> = entries
+        .into_iter()
+        .map(|e| AuditItem {
+            time: e.time,
+            who: e.who,
+            what: e.what,
+            result: e.result,
+        })
+        .collect();
+    let as_table = || {
+        let mut rows = vec![header(&["TIME", "WHO", "WHAT", "RESULT"])];
+        rows.extend(items.iter().map(|e| {
+            vec![
+                e.time.clone(),
+                e.who.clone(),
+                e.what.clone(),
+                e.result.clone(),
+            ]
+        }));
+        table(&rows)
+    };
+    render(&Items { items: &items }, args.output, as_table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::UnitStatusView;
+
+    #[test]
+    fn the_status_table_has_a_header_line_and_a_row_per_unit() {
+        let view = DeploymentStatusView {
+            name: "payments".into(),
+            namespace: "finance".into(),
+            phase: "Paused".into(),
+            reason: "AwaitingConfirm".into(),
+            batch: 0,
+            batches: 3,
+            current_revision: "6f1c9a".into(),
+            update_revision: "a83b07".into(),
+            message: "group 0 done".into(),
+            units: vec![UnitStatusView {
+                unit: "sh-az1".into(),
+                cluster: "sh-dc1".into(),
+                connected: true,
+                replicas: 5,
+                ready: 5,
+                updated: 1,
+                updated_ready: 1,
+                target: 1,
+                evacuated: false,
+                problems: vec!["pod x: ImagePullBackOff".into()],
+            }],
+        };
+        let text = status_table(&view);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "finance/payments: Paused (AwaitingConfirm), group 1/3, revision 6f1c9a -> a83b07"
+        );
+        assert_eq!(lines[1], "  group 0 done");
+        assert!(
+            lines[2].starts_with("UNIT    CLUSTER  CONNECTED  REPLICAS"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["sh-az1", "sh-dc1", "yes", "5", "5", "1", "1", "1"]
+        );
+        assert_eq!(lines[4], "sh-az1: pod x: ImagePullBackOff");
+    }
+}

@@ -1,0 +1,500 @@
+//! `cafectl apply`, `delete` and `get`: resources on the hub.
+
+use super::client::{HubArgs, HubClient, deployment_ref, unary};
+use super::files::{index, load_resources};
+use super::output::{Items, header, or_dash, render, table};
+use super::{CliError, Output};
+use crate::resources::Resource;
+use cafe_proto::v1 as pb;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// `cafectl apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Resource files (multi-document YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Let the hub validate and say what would change, storing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What `delete` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeleteKind {
+    /// A LogicalUnit (admin); refused while deployments use it.
+    #[value(alias = "units", alias = "logicalunit")]
+    Unit,
+    /// A CafeDeployment (operator); its slices are withdrawn from the agents.
+    #[value(alias = "deployments", alias = "cafedeployment")]
+    Deployment,
+}
+
+/// `cafectl delete unit NAME | deployment NAME [-n NS]`.
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// unit or deployment.
+    pub kind: DeleteKind,
+    /// The name; a deployment may be given as NAMESPACE/NAME.
+    pub name: String,
+    /// The deployment's namespace; `default` when not given.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+/// What `get` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GetKind {
+    /// LogicalUnits.
+    #[value(alias = "unit", alias = "logicalunits", alias = "logicalunit")]
+    Units,
+    /// Member clusters and their connection state.
+    #[value(alias = "cluster")]
+    Clusters,
+    /// CafeDeployments with their release status.
+    #[value(
+        alias = "deployment",
+        alias = "cafedeployments",
+        alias = "cafedeployment"
+    )]
+    Deployments,
+}
+
+/// `cafectl get units|clusters|deployments [NAME] [-n NS] [-o ...]`.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// units, clusters or deployments.
+    pub kind: GetKind,
+    /// Only this one (a deployment may be given as NAMESPACE/NAME); JSON and YAML then print the
+    /// document itself rather than a list.
+    pub name: Option<String>,
+    /// Deployments only: this namespace (all namespaces when listing without it; `default` for a
+    /// named deployment).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Output format; JSON and YAML lists are `{"items": [...]}` of documents `apply` takes.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// A member cluster as `get clusters -o json` prints it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterItem {
+    /// The cluster's name.
+    pub name: String,
+    /// `Connected`, `Unknown` or `Disconnected`.
+    pub state: String,
+    /// The version its agent reported; empty if never connected.
+    pub agent_version: String,
+    /// The agent's last message (RFC 3339); empty if never.
+    pub last_seen: String,
+    /// The units it serves.
+    pub units: Vec<String>,
+    /// The slices the hub assigns to it.
+    pub slices: i32,
+}
+
+impl From<pb::ClusterInfo> for ClusterItem {
+    fn from(c: pb::ClusterInfo) -> Self {
+        Self {
+            name: c.name,
+            state: c.state,
+            agent_version: c.agent_version,
+            last_seen: c.last_seen,
+            units: c.units,
+            slices: c.slices,
+        }
+    }
+}
+
+/// `cafectl apply`: parses every file locally first (bad input sends nothing), then applies all
+/// documents in one request, which the hub accepts or refuses as a whole.
+pub async fn apply(hub: &HubArgs, args: &ApplyArgs) -> Result<String, CliError> {
+    let resources = load_resources(&args.files)?;
+    // Refuses a unit defined twice before anything is sent.
+    index(resources.clone())?;
+    if resources.is_empty() {
+        return Err(CliError::BadInput(
+            "error: no resources in the files given with -f".to_owned(),
+        ));
+    }
+    let documents = resources
+        .iter()
+        .map(|(_, resource)| document_json(resource))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut client = hub.connect().await?;
+    let response = client
+        .client
+        .apply(unary(pb::ApplyRequest {
+            documents_json: documents,
+            dry_run: args.dry_run,
+        }))
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::InvalidArgument => {
+                CliError::BadInput(locate_errors(status.message(), &resources))
+            }
+            _ => client.error(status),
+        })?
+        .into_inner();
+    let suffix = if args.dry_run { " (dry run)" } else { "" };
+    Ok(response
+        .results
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}{suffix}\n",
+                resource_name(&r.kind, &r.namespace, &r.name),
+                r.action
+            )
+        })
+        .collect())
+}
+
+fn document_json(resource: &Resource) -> Result<String, CliError> {
+    let json = match resource {
+        Resource::Unit(unit) => serde_json::to_string(unit),
+        Resource::Deployment(deployment) => serde_json::to_string(deployment),
+    };
+    json.map_err(|e| {
+        CliError::Failed(format!(
+            "cannot encode {} {}: {e}",
+            resource.kind(),
+            resource.display_name()
+        ))
+    })
+}
+
+/// kubectl's `kind/name`: `logicalunit/sh-az1`, `cafedeployment/finance/payments`.
+fn resource_name(kind: &str, namespace: &str, name: &str) -> String {
+    let kind = kind.to_lowercase();
+    if namespace.is_empty() {
+        format!("{kind}/{name}")
+    } else {
+        format!("{kind}/{namespace}/{name}")
+    }
+}
+
+/// The hub's refusal, one `error:` line per document, naming the file the document came from
+/// instead of its position in the request (`document N (Kind name): field: problem`).
+fn locate_errors(message: &str, resources: &[(PathBuf, Resource)]) -> String {
+    message
+        .lines()
+        .map(|line| {
+            let located = line.strip_prefix("document ").and_then(|rest| {
+                let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+                let index: usize = rest.get(..digits)?.parse().ok()?;
+                let (path, resource) = resources.get(index.checked_sub(1)?)?;
+                let rest = rest.get(digits..)?;
+                // `(Kind name)` is the document's own account; `rest` after it holds the problems.
+                let problems = match rest.strip_prefix(" (") {
+                    Some(named) => named.split_once("): ")?.1,
+                    None => rest.strip_prefix(": ")?,
+                };
+                Some(format!(
+                    "error: {}: {} {}: {problems}",
+                    path.display(),
+                    resource.kind(),
+                    resource.display_name()
+                ))
+            });
+            located.unwrap_or_else(|| format!("error: {line}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `cafectl delete`.
+pub async fn delete(hub: &HubArgs, args: &DeleteArgs) -> Result<String, CliError> {
+    let request = match args.kind {
+        DeleteKind::Unit => {
+            if args.namespace.is_some() {
+                return Err(CliError::BadInput(
+                    "error: -n: units have no namespace".to_owned(),
+                ));
+            }
+            pb::DeleteRequest {
+                kind: pb::ResourceKind::LogicalUnit as i32,
+                namespace: String::new(),
+                name: args.name.clone(),
+            }
+        }
+        DeleteKind::Deployment => {
+            let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
+            pb::DeleteRequest {
+                kind: pb::ResourceKind::CafeDeployment as i32,
+                namespace: reference.namespace,
+                name: reference.name,
+            }
+        }
+    };
+    let mut client = hub.connect().await?;
+    let name = resource_name(kind_name(request.kind), &request.namespace, &request.name);
+    let response = client
+        .client
+        .delete(unary(request))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner();
+    Ok(if response.deleted {
+        format!("{name} deleted\n")
+    } else {
+        format!("{name} not found: nothing deleted\n")
+    })
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::ResourceKind::try_from(kind) {
+        Ok(pb::ResourceKind::LogicalUnit) => crate::resources::LOGICAL_UNIT_KIND,
+        Ok(pb::ResourceKind::CafeDeployment) => crate::resources::CAFE_DEPLOYMENT_KIND,
+        _ => "resource",
+    }
+}
+
+/// `cafectl get`.
+pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
+    if args.namespace.is_some() && args.kind != GetKind::Deployments {
+        return Err(CliError::BadInput(
+            "error: -n: only deployments have a namespace".to_owned(),
+        ));
+    }
+    let mut client = hub.connect().await?;
+    match args.kind {
+        GetKind::Clusters => get_clusters(&mut client, args).await,
+        GetKind::Units => {
+            let kind = pb::ResourceKind::LogicalUnit;
+            let documents = match &args.name {
+                Some(name) => vec![get_one(&mut client, kind, "", name).await?],
+                None => list(&mut client, kind, "").await?,
+            };
+            print_documents(&documents, args, unit_table)
+        }
+        GetKind::Deployments => {
+            let kind = pb::ResourceKind::CafeDeployment;
+            let documents = match &args.name {
+                Some(name) => {
+                    let r = deployment_ref(name, args.namespace.as_deref())?;
+                    vec![get_one(&mut client, kind, &r.namespace, &r.name).await?]
+                }
+                None => {
+                    let namespace = args.namespace.as_deref().unwrap_or_default();
+                    list(&mut client, kind, namespace).await?
+                }
+            };
+            print_documents(&documents, args, deployment_table)
+        }
+    }
+}
+
+async fn get_one(
+    client: &mut HubClient,
+    kind: pb::ResourceKind,
+    namespace: &str,
+    name: &str,
+) -> Result<Value, CliError> {
+    let document = client
+        .client
+        .get(unary(pb::GetRequest {
+            kind: kind as i32,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }))
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::NotFound => CliError::Failed(format!(
+                "{} not found",
+                resource_name(kind_name(kind as i32), namespace, name)
+            )),
+            _ => client.error(status),
+        })?
+        .into_inner();
+    parse_document(&document.json)
+}
+
+async fn list(
+    client: &mut HubClient,
+    kind: pb::ResourceKind,
+    namespace: &str,
+) -> Result<Vec<Value>, CliError> {
+    let list = client
+        .client
+        .list(unary(pb::ListRequest {
+            kind: kind as i32,
+            namespace: namespace.to_owned(),
+        }))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner();
+    list.items_json.iter().map(|j| parse_document(j)).collect()
+}
+
+fn parse_document(json: &str) -> Result<Value, CliError> {
+    serde_json::from_str(json)
+        .map_err(|e| CliError::Failed(format!("the hub sent a document that is not JSON: {e}")))
+}
+
+/// One named document prints as itself, a listing as `{"items": [...]}`.
+fn print_documents(
+    documents: &[Value],
+    args: &GetArgs,
+    rows: fn(&[Value]) -> Vec<Vec<String>>,
+) -> Result<String, CliError> {
+    let as_table = || table(&rows(documents));
+    match (&args.name, documents) {
+        (Some(_), [one]) => render(one, args.output, as_table),
+        _ => render(&Items { items: documents }, args.output, as_table),
+    }
+}
+
+/// A string field of a document, empty when absent.
+fn text(document: &Value, pointer: &str) -> String {
+    match document.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn unit_table(documents: &[Value]) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
+        "NAME", "REGION", "ZONE", "CLUSTER", "WEIGHT", "PHASE",
+    ])];
+    rows.extend(documents.iter().map(|d| {
+        let phase = text(d, "/status/phase");
+        vec![
+            text(d, "/metadata/name"),
+            text(d, "/spec/region"),
+            text(d, "/spec/zone"),
+            text(d, "/spec/cluster"),
+            text(d, "/spec/weight"),
+            if phase.is_empty() {
+                "Active".to_owned()
+            } else {
+                phase
+            },
+        ]
+    }));
+    rows
+}
+
+fn deployment_table(documents: &[Value]) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
+        "NAMESPACE",
+        "NAME",
+        "REPLICAS",
+        "UNITS",
+        "PHASE",
+        "GROUP",
+        "REVISION",
+    ])];
+    rows.extend(documents.iter().map(|d| {
+        let phase = text(d, "/status/phase");
+        let group = match (
+            d.pointer("/status/batch").and_then(Value::as_i64),
+            d.pointer("/status/batches").and_then(Value::as_i64),
+        ) {
+            (Some(batch), Some(batches)) if phase != "Stable" => {
+                format!("{}/{batches}", batch + 1)
+            }
+            _ => "-".to_owned(),
+        };
+        let units = d
+            .pointer("/status/units")
+            .and_then(Value::as_array)
+            .map_or_else(String::new, |u| u.len().to_string());
+        vec![
+            text(d, "/metadata/namespace"),
+            text(d, "/metadata/name"),
+            text(d, "/spec/replicas"),
+            or_dash(&units),
+            or_dash(&phase),
+            group,
+            or_dash(&text(d, "/status/updateRevision")),
+        ]
+    }));
+    rows
+}
+
+async fn get_clusters(client: &mut HubClient, args: &GetArgs) -> Result<String, CliError> {
+    let clusters = client
+        .client
+        .list_clusters(unary(pb::ListClustersRequest {}))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner()
+        .clusters;
+    let mut items: Vec<ClusterItem> = clusters.into_iter().map(ClusterItem::from).collect();
+    if let Some(name) = &args.name {
+        items.retain(|c| &c.name == name);
+        let [one] = items.as_slice() else {
+            return Err(CliError::Failed(format!("cluster {name} not found")));
+        };
+        return render(one, args.output, || cluster_table(&items));
+    }
+    render(&Items { items: &items }, args.output, || {
+        cluster_table(&items)
+    })
+}
+
+fn cluster_table(items: &[ClusterItem]) -> String {
+    let mut rows = vec![header(&[
+        "NAME",
+        "STATE",
+        "AGENT",
+        "LAST-SEEN",
+        "UNITS",
+        "SLICES",
+    ])];
+    rows.extend(items.iter().map(|c| {
+        vec![
+            c.name.clone(),
+            c.state.clone(),
+            or_dash(&c.agent_version),
+            or_dash(&c.last_seen),
+            or_dash(&c.units.join(",")),
+            c.slices.to_string(),
+        ]
+    }));
+    table(&rows)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests fail loudly on unexpected errors.
+mod tests {
+    use super::*;
+    use crate::resources::parse_yaml_documents;
+
+    #[test]
+    fn hub_errors_name_the_file_of_the_document() {
+        let units = parse_yaml_documents(
+            "apiVersion: cafe.io/v1alpha1\nkind: LogicalUnit\nmetadata: {name: a}\n\
+             spec: {region: r, zone: z, cluster: c}\n",
+        )
+        .unwrap();
+        let resources: Vec<_> = units
+            .into_iter()
+            .map(|r| (PathBuf::from("u.yaml"), r))
+            .collect();
+        let message = "document 1 (LogicalUnit a): spec.cluster: cannot move\nsomething else";
+        assert_eq!(
+            locate_errors(message, &resources),
+            "error: u.yaml: LogicalUnit a: spec.cluster: cannot move\nerror: something else"
+        );
+        assert_eq!(
+            locate_errors("document 7: x", &resources),
+            "error: document 7: x"
+        );
+    }
+
+    #[test]
+    fn names_read_like_kubectl() {
+        assert_eq!(resource_name("LogicalUnit", "", "a"), "logicalunit/a");
+        assert_eq!(
+            resource_name("CafeDeployment", "finance", "payments"),
+            "cafedeployment/finance/payments"
+        );
+    }
+}
