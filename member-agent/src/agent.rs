@@ -15,8 +15,8 @@ use tokio::sync::watch;
 /// What `cafe-agent run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The member cluster's kubeconfig.
-    pub kubeconfig: PathBuf,
+    /// The member cluster's kubeconfig (`None`: in-cluster configuration, or `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
     /// Where to serve `/metrics` and `/healthz` (`None`: nowhere).
     pub metrics_addr: Option<SocketAddr>,
     /// Watch only this namespace.
@@ -45,7 +45,13 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let client = client_from_kubeconfig(&options.kubeconfig).await?;
+    let client = match &options.kubeconfig {
+        Some(path) => client_from_kubeconfig(path).await?,
+        None => {
+            let config = kube::Config::infer().await.map_err(Error::InferConfig)?;
+            Client::try_from(config).map_err(|e| Error::kube("build the client", e))?
+        }
+    };
     if options.install_crd {
         crate::install::ensure_crd(client.clone()).await?;
     }

@@ -35,9 +35,9 @@ pub enum Command {
     Crd,
     /// Run the InPlaceSet controller against a cluster until interrupted.
     Run {
-        /// The member cluster's kubeconfig.
-        #[arg(long, env = "KUBECONFIG")]
-        kubeconfig: PathBuf,
+        /// The member cluster's kubeconfig (default: the in-cluster service account).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
         /// Serve /metrics and /healthz here.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,

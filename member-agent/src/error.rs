@@ -42,6 +42,9 @@ pub enum Error {
     /// The hub link failed for good (a bad address or unreadable certificates).
     #[error("hub link: {0}")]
     Link(#[source] crate::link::LinkError),
+    /// Neither an in-cluster configuration nor a kubeconfig was found.
+    #[error("no cluster configuration: {0}")]
+    InferConfig(#[source] kube::config::InferConfigError),
     /// Serving metrics failed.
     #[error("metrics server on {addr}: {source}")]
     MetricsServer {

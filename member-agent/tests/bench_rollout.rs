@@ -21,7 +21,8 @@ async fn measure_a_100_pod_in_place_update() {
     let config = SimConfig::new("bench")
         .with_start_delay(Duration::from_millis(200))
         .with_traffic_finalizer(LB);
-    let wave = config.lb_reaction_delay + config.deregistration_delay + config.start_delay + TRAFFIC_TICK;
+    let wave =
+        config.lb_reaction_delay + config.deregistration_delay + config.start_delay + TRAFFIC_TICK;
     let waves = (PODS + MAX_UNAVAILABLE - 1) / MAX_UNAVAILABLE;
     let ideal = wave * waves as u32;
     let (cluster, client) = start(config).await;
