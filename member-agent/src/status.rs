@@ -183,6 +183,31 @@ mod tests {
     use k8s_openapi::jiff::SignedDuration;
     use serde_json::json;
 
+    /// Plans, then computes the status, at `secs`.
+    fn status_of(
+        d: &Desired,
+        pods: &[ObservedPod],
+        generation: i64,
+        previous: Option<&InPlaceSetStatus>,
+        secs: i64,
+    ) -> InPlaceSetStatus {
+        let now = Timestamp::from_second(secs).unwrap();
+        let plan = plan(&PlanInput {
+            desired: d,
+            pods,
+            now,
+            unready_deadline: SignedDuration::from_secs(60),
+        });
+        compute(&StatusInput {
+            desired: d,
+            pods,
+            plan: &plan,
+            generation,
+            previous,
+            now,
+        })
+    }
+
     fn pod(name: &str, revision: &str, ready: bool) -> ObservedPod {
         ObservedPod {
             name: name.into(),
@@ -221,21 +246,7 @@ mod tests {
             message: "back-off".into(),
         });
         let pods = vec![crashing, pod("b", "r1", true), pod("c", "r1", true)];
-        let now = Timestamp::from_second(100).unwrap();
-        let plan = plan(&PlanInput {
-            desired: &d,
-            pods: &pods,
-            now,
-            unready_deadline: SignedDuration::from_secs(60),
-        });
-        let s = compute(&StatusInput {
-            desired: &d,
-            pods: &pods,
-            plan: &plan,
-            generation: 4,
-            previous: None,
-            now,
-        });
+        let s = status_of(&d, &pods, 4, None, 100);
         assert_eq!(
             (
                 s.observed_generation,
@@ -273,15 +284,7 @@ mod tests {
             .unwrap();
         assert_eq!(progressing.status, "False");
         // Transition times survive an unchanged status.
-        let later = Timestamp::from_second(200).unwrap();
-        let again = compute(&StatusInput {
-            desired: &d,
-            pods: &pods,
-            plan: &plan,
-            generation: 4,
-            previous: Some(&s),
-            now: later,
-        });
+        let again = status_of(&d, &pods, 4, Some(&s), 200);
         assert_eq!(again, s);
     }
 
@@ -295,21 +298,7 @@ mod tests {
         })
         .unwrap();
         let pods = vec![pod("a", "r2", true)];
-        let now = Timestamp::from_second(100).unwrap();
-        let plan = plan(&PlanInput {
-            desired: &d,
-            pods: &pods,
-            now,
-            unready_deadline: SignedDuration::from_secs(60),
-        });
-        let s = compute(&StatusInput {
-            desired: &d,
-            pods: &pods,
-            plan: &plan,
-            generation: 1,
-            previous: None,
-            now,
-        });
+        let s = status_of(&d, &pods, 1, None, 100);
         assert_eq!(s.current_revision.as_deref(), Some("r2"));
         assert!(
             s.conditions

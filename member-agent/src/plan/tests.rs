@@ -557,3 +557,29 @@ fn partitioned_rollouts_converge_within_the_budget() {
         (8, 8, 6)
     );
 }
+
+#[test]
+fn min_ready_seconds_delay_availability_and_the_next_pod() {
+    let mut d = desired(2, 0, 1);
+    d.min_ready = SignedDuration::from_secs(5);
+    let mut a = serving("a", &d, RevisionKind::Update);
+    a.ready_since = Some(t(0));
+    let b = serving("b", &d, RevisionKind::Stable);
+    // "a" is back but not available yet: "b" waits, and the planner wakes when "a" becomes available.
+    let p = plan(&input(&d, &[a.clone(), b.clone()], t(2)));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(3)));
+    let p = plan(&input(&d, &[a, b.clone()], t(5)));
+    assert_eq!(
+        p.actions,
+        [
+            Action::CloseGate {
+                pod: PodRef::of(&b)
+            },
+            Action::MarkDrainStarted {
+                pod: PodRef::of(&b),
+                purpose: DrainPurpose::Update
+            }
+        ]
+    );
+}
