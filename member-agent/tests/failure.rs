@@ -92,3 +92,45 @@ async fn a_crashloop_image_fails_the_release_naming_the_pod_and_stops_the_update
     agent.stop().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unschedulable_and_unpullable_pods_are_reported_as_problems() {
+    let (cluster, client) = start(fast_sim("problems")).await;
+    let agent = Agent::start(client.clone());
+    // No node carries this zone.
+    let mut nowhere = spec(2, "web:1", 1);
+    nowhere.node_selector = [(
+        "topology.kubernetes.io/zone".to_string(),
+        "zone-x".to_string(),
+    )]
+    .into();
+    create_set(&client, "nowhere", nowhere).await;
+    let status = wait_status(&client, "nowhere", "Unschedulable problems", |st| {
+        st.problems.len() == 2 && st.problems.iter().all(|p| p.reason == "Unschedulable")
+    })
+    .await;
+    assert!(
+        status.problems[0].message.contains("node(s) didn't match"),
+        "{:?}",
+        status.problems
+    );
+
+    create_set(&client, "web", spec(2, "web:1", 1)).await;
+    wait_settled(&client, "web", 2, &template_revision(&template("web:1"))).await;
+    patch_spec(
+        &client,
+        "web",
+        json!({"template": template("example/badimage:2")}),
+    )
+    .await;
+    let status = wait_status(&client, "web", "ReleaseFailed on an image pull", |st| {
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == RELEASE_FAILED && c.status == "True" && c.reason.contains("Image"))
+    })
+    .await;
+    assert_eq!(status.problems.len(), 1, "{:?}", status.problems);
+    assert_eq!(status.ready_replicas, 1, "the other pod keeps serving");
+    agent.stop().await;
+    cluster.shutdown().await;
+}
