@@ -27,8 +27,8 @@ pub const MANAGED_BY: &str = "cafe-agent";
 pub const DEPLOYMENT_LABEL: &str = "cafe.io/deployment";
 /// See [`DEPLOYMENT_LABEL`].
 pub const UNIT_LABEL: &str = "cafe.io/unit";
-/// The field manager of the link's writes (the controller has its own).
-pub const LINK_FIELD_MANAGER: &str = "cafe-agent-link";
+/// How often a conflicting write is read and tried again before the link gives up (and reconnects).
+const WRITE_ATTEMPTS: usize = 10;
 /// The longest label value, which the InPlaceSet name also becomes (on its pods).
 const MAX_LABEL_VALUE: usize = 63;
 
@@ -276,15 +276,52 @@ impl ClusterSide for KubeClusterSide {
     }
 
     async fn apply(&self, slice: &pb::Slice) -> Result<(), LinkError> {
-        let set = slice_to_inplaceset(slice)?;
+        let desired = slice_to_inplaceset(slice)?;
         self.ensure_namespace(&slice.namespace).await?;
-        let params = PatchParams::apply(LINK_FIELD_MANAGER).force();
-        self.sets(&slice.namespace)
-            .patch(&set.name_any(), &params, &Patch::Apply(&set))
-            .await
-            .map_err(kube_error(format!("apply InPlaceSet for {}", slice.id)))?;
-        tracing::debug!(slice = %slice.id, generation = slice.generation, "slice applied");
-        Ok(())
+        let api = self.sets(&slice.namespace);
+        let name = desired.name_any();
+        // The link owns the whole spec, so it replaces it (read, then update with the read
+        // resourceVersion): nothing the previous slice had can linger, whatever the server's merge
+        // rules for nested lists, and spec and slice generation change in one write.
+        for _ in 0..WRITE_ATTEMPTS {
+            let existing = api
+                .get_opt(&name)
+                .await
+                .map_err(kube_error(format!("read InPlaceSet for {}", slice.id)))?;
+            let result = match existing {
+                None => api
+                    .create(&PostParams::default(), &desired)
+                    .await
+                    .map(|_| ()),
+                Some(mut set) => {
+                    set.spec = desired.spec.clone();
+                    set.labels_mut().extend(desired.labels().clone());
+                    set.annotations_mut().extend(desired.annotations().clone());
+                    set.annotations_mut().remove(SLICE_REMOVED_ANNOTATION);
+                    set.status = None;
+                    api.replace(&name, &PostParams::default(), &set)
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => {
+                    tracing::debug!(slice = %slice.id, generation = slice.generation, "slice applied");
+                    return Ok(());
+                }
+                // Changed (the controller wrote its status) or created meanwhile: read again.
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => {
+                    return Err(kube_error(format!("write InPlaceSet for {}", slice.id))(
+                        error,
+                    ));
+                }
+            }
+        }
+        Err(LinkError::BadSlice {
+            id: slice.id.clone(),
+            reason: format!("still conflicting after {WRITE_ATTEMPTS} attempts"),
+        })
     }
 
     async fn remove(&self, id: &str, generation: u64) -> Result<(), LinkError> {

@@ -1,0 +1,152 @@
+//! cafe-playground: a hub, simulated member clusters and their agents on one machine.
+//!
+//! `up` starts them and waits; `demo` runs a narrated release and exits. `hub`, `agent` and `ctl`
+//! run cafe-hub, cafe-agent and cafectl, so that one executable serves the playground's processes.
+
+use anyhow::Context as _;
+use cafe_tests::playground::{Playground, PlaygroundOptions};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "cafe-playground", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a hub, 4 simulated clusters in 2 regions and their agents, and run until interrupted.
+    Up {
+        /// Where certificates, kubeconfigs, the hub's data and logs go.
+        #[arg(long, default_value = "playground")]
+        dir: PathBuf,
+    },
+    /// Run a narrated release (groups, pause, continue, completion, a rollback) and exit.
+    Demo {
+        /// Where the playground's files go (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run cafe-hub with the given arguments.
+    #[command(disable_help_flag = true)]
+    Hub {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run cafe-agent with the given arguments.
+    #[command(disable_help_flag = true)]
+    Agent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Hub { args } => {
+            let cli = <cafe_federation::hub_cli::Cli as Parser>::parse_from(
+                std::iter::once("cafe-hub".to_owned()).chain(args),
+            );
+            match runtime() {
+                Ok(rt) => {
+                    init_logging();
+                    rt.block_on(cafe_federation::hub_cli::run(cli))
+                }
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Agent { args } => {
+            let cli = <cafe_member_agent::cli::Cli as Parser>::parse_from(
+                std::iter::once("cafe-agent".to_owned()).chain(args),
+            );
+            cafe_member_agent::cli::run(cli)
+        }
+        Command::Up { dir } => match runtime().and_then(|rt| rt.block_on(up(dir))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        },
+        Command::Demo { dir } => match runtime().and_then(|rt| rt.block_on(demo(dir))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn start(dir: PathBuf) -> anyhow::Result<Playground> {
+    let binary = std::env::current_exe().context("cannot find this executable")?;
+    println!(
+        "starting a hub, 4 simulated clusters and their agents in {} ...",
+        dir.display()
+    );
+    Playground::start(PlaygroundOptions::new(dir, binary)).await
+}
+
+async fn up(dir: PathBuf) -> anyhow::Result<()> {
+    let dir = std::path::absolute(&dir)?;
+    let playground = start(dir.clone()).await?;
+    println!("\nThe playground is up.");
+    println!("  hub:          {}", playground.hub_url);
+    for (name, cluster) in &playground.clusters {
+        println!(
+            "  cluster {name}: {} (kubeconfig {})",
+            cluster.sim.url(),
+            cluster.kubeconfig.display()
+        );
+    }
+    println!("  logs:         {}", dir.join("logs").display());
+    println!("\nTry:");
+    println!(
+        "  export CAFE_CONFIG={}",
+        dir.join("cafectl.yaml").display()
+    );
+    println!("  cafectl get clusters");
+    println!("  cafectl apply -f deploy/examples/demo.yaml");
+    println!("  cafectl status payments -n finance --watch");
+    println!(
+        "  kubectl --kubeconfig {} get pods -A",
+        dir.join("kubeconfigs/sh-dc1.yaml").display()
+    );
+    println!("\nPress Ctrl-C to stop.");
+    cafe_federation::hub_cli::shutdown_signal().await;
+    playground.shutdown().await;
+    Ok(())
+}
+
+async fn demo(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = match dir {
+        Some(dir) => std::path::absolute(dir)?,
+        None => temp.path().to_owned(),
+    };
+    let playground = start(dir).await?;
+    let result = cafe_tests::demo::run(&playground).await;
+    playground.shutdown().await;
+    result?;
+    println!("\nDemo complete.");
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The playground: a hub, several simulated member clusters and their agents on one machine, with
+//! real mTLS between them. The hub and the agents run as separate processes (the same code as
+//! `cafe-hub` and `cafe-agent`, through `cafe-playground hub|agent`), so that tests can kill and
+//! restart them; the simulated clusters run in this process.
+
+use anyhow::{Context as _, bail};
+use cafe_federation::tls::{CafectlConfig, InitOptions, Role, config_file_name, init, issue_agent};
+use cafe_proto::v1 as pb;
+use cafe_proto::v1::federation_client::FederationClient;
+use cafe_sim::{SimCluster, SimConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+/// The traffic finalizer every playground cluster's simulated load balancer owns.
+pub const LB_FINALIZER: &str = "traffic.cafe.io/lb";
+/// How long a simulated container takes to start, by default.
+pub const DEFAULT_START_DELAY: Duration = Duration::from_millis(300);
+/// How long the hub and the agents get to come up.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+/// How often a condition is checked while waiting.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// One logical unit, served by its own member cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitPlan {
+    /// The unit's name.
+    pub unit: String,
+    /// Its region.
+    pub region: String,
+    /// Its member cluster (also the datacenter).
+    pub cluster: String,
+}
+
+impl UnitPlan {
+    fn new(unit: &str, region: &str, cluster: &str) -> Self {
+        Self {
+            unit: unit.to_owned(),
+            region: region.to_owned(),
+            cluster: cluster.to_owned(),
+        }
+    }
+}
+
+/// Four units in two regions, one cluster each: the topology of `deploy/examples/units.yaml`.
+pub fn default_units() -> Vec<UnitPlan> {
+    vec![
+        UnitPlan::new("sh-az1", "cn-shanghai", "sh-dc1"),
+        UnitPlan::new("sh-az2", "cn-shanghai", "sh-dc2"),
+        UnitPlan::new("hz-az1", "cn-hangzhou", "hz-dc1"),
+        UnitPlan::new("hz-az2", "cn-hangzhou", "hz-dc2"),
+    ]
+}
+
+/// How to build a playground.
+#[derive(Debug, Clone)]
+pub struct PlaygroundOptions {
+    /// Where certificates, kubeconfigs, the hub's data and logs go.
+    pub dir: PathBuf,
+    /// The `cafe-playground` executable, run as `hub` and `agent`.
+    pub binary: PathBuf,
+    /// The units.
+    pub units: Vec<UnitPlan>,
+    /// Simulated container start delay.
+    pub start_delay: Duration,
+}
+
+impl PlaygroundOptions {
+    /// The default topology in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, binary: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            binary: binary.into(),
+            units: default_units(),
+            start_delay: DEFAULT_START_DELAY,
+        }
+    }
+}
+
+/// One member cluster of the playground.
+#[derive(Debug)]
+pub struct PlaygroundCluster {
+    /// The simulated cluster.
+    pub sim: SimCluster,
+    /// Its kubeconfig file.
+    pub kubeconfig: PathBuf,
+    /// Its agent's certificate bundle.
+    pub tls_dir: PathBuf,
+    agent: Option<Child>,
+}
+
+/// A running playground.
+#[derive(Debug)]
+pub struct Playground {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:PORT`.
+    pub hub_url: String,
+    /// The units.
+    pub units: Vec<UnitPlan>,
+    /// The clusters by name.
+    pub clusters: BTreeMap<String, PlaygroundCluster>,
+    binary: PathBuf,
+    hub_port: u16,
+    hub: Option<Child>,
+}
+
+/// A free loopback port, found by binding port 0 (the hub keeps it across restarts).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let path = logs.join(format!("{name}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+impl Playground {
+    /// Starts everything and registers the units with the hub. Returns once every agent is connected.
+    pub async fn start(options: PlaygroundOptions) -> anyhow::Result<Self> {
+        let dir = options.dir.clone();
+        std::fs::create_dir_all(&dir)?;
+        let hub_port = free_port()?;
+        let hub_url = format!("https://127.0.0.1:{hub_port}");
+        let pki = dir.join("pki");
+        let mut init_options = InitOptions::new(&pki);
+        init_options.hub_url = hub_url.clone();
+        init_options.force = true;
+        init(&init_options).context("cannot create the playground's certificates")?;
+        for role in [Role::Admin, Role::Operator, Role::Viewer] {
+            let name = config_file_name(role);
+            let source = pki.join(&name);
+            let config = CafectlConfig::load(&source)?;
+            cafe_federation::tls::write_cafectl_config(&dir.join(&name), &config)?;
+        }
+        let kubeconfigs = dir.join("kubeconfigs");
+        std::fs::create_dir_all(&kubeconfigs)?;
+        let mut clusters = BTreeMap::new();
+        for plan in &options.units {
+            let cluster = cafe_federation::names::ClusterName::new(plan.cluster.clone())?;
+            let bundle = issue_agent(&pki, &cluster, None)?;
+            let sim = SimCluster::start(
+                SimConfig::new(&plan.cluster)
+                    .with_zones([plan.unit.clone()])
+                    .with_nodes(3)
+                    .with_start_delay(options.start_delay)
+                    .with_traffic_finalizer(LB_FINALIZER),
+            )
+            .await
+            .with_context(|| format!("cannot start simulated cluster {}", plan.cluster))?;
+            let kubeconfig = kubeconfigs.join(format!("{}.yaml", plan.cluster));
+            sim.write_kubeconfig(&kubeconfig)?;
+            clusters.insert(
+                plan.cluster.clone(),
+                PlaygroundCluster {
+                    sim,
+                    kubeconfig,
+                    tls_dir: bundle.dir,
+                    agent: None,
+                },
+            );
+        }
+        let mut playground = Self {
+            dir,
+            hub_url,
+            units: options.units,
+            clusters,
+            binary: options.binary,
+            hub_port,
+            hub: None,
+        };
+        playground.start_hub().await?;
+        let names: Vec<String> = playground.clusters.keys().cloned().collect();
+        for name in &names {
+            playground.start_agent(name)?;
+        }
+        playground.wait_connected(&names, true).await?;
+        playground.register_units().await?;
+        Ok(playground)
+    }
+
+    /// The cafectl config of `role` (admin, operator or viewer).
+    pub fn cafectl_config(&self, role: Role) -> PathBuf {
+        self.dir.join(config_file_name(role))
+    }
+
+    /// Starts the hub process (again, after [`Playground::kill_hub`]) and waits until it answers.
+    pub async fn start_hub(&mut self) -> anyhow::Result<()> {
+        let log = log_file(&self.dir, "hub")?;
+        let child = Command::new(&self.binary)
+            .args(["hub", "serve", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.hub_port))
+            .arg("--data-dir")
+            .arg(self.dir.join("hub-data"))
+            .arg("--tls-dir")
+            .arg(self.dir.join("pki"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the hub")?;
+        self.hub = Some(child);
+        let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Ok(mut client) = self.client(Role::Viewer).await
+                && client
+                    .list_clusters(pb::ListClustersRequest {})
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(child) = self.hub.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "the hub exited with {status}; see {}",
+                    self.dir.join("logs/hub.log").display()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the hub did not answer within {STARTUP_DEADLINE:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Kills the hub with SIGKILL, as a crash would.
+    pub async fn kill_hub(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.hub.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the agent of `cluster`.
+    pub fn start_agent(&mut self, cluster: &str) -> anyhow::Result<()> {
+        let log = log_file(&self.dir, &format!("agent-{cluster}"))?;
+        let entry = self
+            .clusters
+            .get_mut(cluster)
+            .with_context(|| format!("no cluster {cluster}"))?;
+        let child = Command::new(&self.binary)
+            .args(["agent", "run", "--install-crd", "--kubeconfig"])
+            .arg(&entry.kubeconfig)
+            .args(["--hub", &self.hub_url, "--cluster", cluster, "--tls-dir"])
+            .arg(&entry.tls_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start the agent of {cluster}"))?;
+        entry.agent = Some(child);
+        Ok(())
+    }
+
+    /// Kills the agent of `cluster` with SIGKILL.
+    pub async fn kill_agent(&mut self, cluster: &str) -> anyhow::Result<()> {
+        if let Some(child) = self
+            .clusters
+            .get_mut(cluster)
+            .and_then(|c| c.agent.as_mut())
+        {
+            child.kill().await?;
+        }
+        if let Some(entry) = self.clusters.get_mut(cluster) {
+            entry.agent = None;
+        }
+        Ok(())
+    }
+
+    /// Waits until the hub sees each of `clusters` connected (or, with `false`, not connected).
+    pub async fn wait_connected(&self, clusters: &[String], connected: bool) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Ok(mut client) = self.client(Role::Viewer).await
+                && let Ok(list) = client.list_clusters(pb::ListClustersRequest {}).await
+            {
+                let states: BTreeMap<String, String> = list
+                    .into_inner()
+                    .clusters
+                    .into_iter()
+                    .map(|c| (c.name, c.state))
+                    .collect();
+                let done = clusters
+                    .iter()
+                    .all(|c| (states.get(c).map(String::as_str) == Some("Connected")) == connected);
+                if done {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "clusters {clusters:?} did not become connected={connected} within {STARTUP_DEADLINE:?}"
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn register_units(&self) -> anyhow::Result<()> {
+        let documents = self
+            .units
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "apiVersion": "cafe.io/v1alpha1",
+                    "kind": "LogicalUnit",
+                    "metadata": {"name": u.unit},
+                    "spec": {"region": u.region, "zone": u.cluster, "cluster": u.cluster},
+                })
+                .to_string()
+            })
+            .collect();
+        let mut client = self.client(Role::Admin).await?;
+        client
+            .apply(pb::ApplyRequest {
+                documents_json: documents,
+                dry_run: false,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A Federation client with the certificate of `role`.
+    pub async fn client(&self, role: Role) -> anyhow::Result<FederationClient<Channel>> {
+        let config = CafectlConfig::load(&self.cafectl_config(role))?;
+        let channel = tonic::transport::Endpoint::from_shared(config.hub.clone())?
+            .tls_config(config.client_tls_config()?)?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await?;
+        Ok(FederationClient::new(channel))
+    }
+
+    /// Requests sent and lost over every cluster's simulated load balancers.
+    pub fn traffic(&self) -> (u64, u64) {
+        self.clusters.values().fold((0, 0), |(sent, lost), c| {
+            let t = c.sim.traffic();
+            (sent + t.sent, lost + t.lost)
+        })
+    }
+
+    /// Stops the agents, the hub and the clusters.
+    pub async fn shutdown(mut self) {
+        let names: Vec<String> = self.clusters.keys().cloned().collect();
+        for name in names {
+            let _ = self.kill_agent(&name).await;
+        }
+        let _ = self.kill_hub().await;
+        for (_, cluster) in std::mem::take(&mut self.clusters) {
+            cluster.sim.shutdown().await;
+        }
+    }
+}
