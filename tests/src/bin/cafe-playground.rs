@@ -1,7 +1,8 @@
 //! cafe-playground: a hub, simulated member clusters and their agents on one machine.
 //!
 //! `up` starts them and waits; `demo` runs a narrated release and exits. `hub`, `agent` and `ctl`
-//! run cafe-hub, cafe-agent and cafectl, so that one executable serves the playground's processes.
+//! run cafe-hub, cafe-agent and cafectl, so that one executable serves the playground's processes
+//! (and the end-to-end tests, which can only name this package's executables).
 
 use anyhow::Context as _;
 use cafe_tests::playground::{Playground, PlaygroundOptions};
@@ -42,6 +43,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run cafectl with the given arguments.
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -71,6 +78,15 @@ fn main() -> ExitCode {
                 std::iter::once("cafe-agent".to_owned()).chain(args),
             );
             cafe_member_agent::cli::run(cli)
+        }
+        Command::Ctl { args } => {
+            let cli = <cafe_federation::cli::Cli as Parser>::parse_from(
+                std::iter::once("cafectl".to_owned()).chain(args),
+            );
+            match runtime() {
+                Ok(rt) => rt.block_on(cafe_federation::cli::run(cli)),
+                Err(error) => fail(&error),
+            }
         }
         Command::Up { dir } => match runtime().and_then(|rt| rt.block_on(up(dir))) {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,194 @@
+//! Crashes and disconnections during a release: the hub killed with SIGKILL resumes at the same
+//! group and updates no pod twice; an agent restart loses nothing; a cluster whose agent is away
+//! holds the release until it is back.
+
+mod common;
+
+use cafe_federation::tls::Role;
+use cafe_tests::demo::DEMO_YAML;
+use cafe_tests::driver::{apply_yaml, awaiting_confirm, command, deployment, settled, wait_status};
+use common::{pods, start};
+use std::time::Duration;
+
+const STEP: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_hub_resumes_at_the_same_group_and_updates_no_pod_twice() {
+    let mut setup = start().await;
+    let reference = deployment("finance", "payments");
+    let mut client = setup
+        .playground
+        .client(Role::Operator)
+        .await
+        .expect("client");
+    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
+    wait_status(&mut client, &reference, STEP, |_| {}, settled)
+        .await
+        .expect("v1");
+    let before = pods(&setup.playground, "finance").await;
+
+    apply_yaml(
+        &mut client,
+        &DEMO_YAML.replace("payments:1.0.0", "payments:1.1.0"),
+    )
+    .await
+    .expect("apply v2");
+    wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
+        .await
+        .expect("group 0 done");
+    client
+        .r#continue(command(&reference, Some(0)))
+        .await
+        .expect("continue");
+    // Kill the hub while group 1 is under way.
+    wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| s.phase == "Progressing" && s.batch == 1,
+    )
+    .await
+    .expect("group 1");
+    setup.playground.kill_hub().await.expect("kill -9 the hub");
+    setup
+        .playground
+        .start_hub()
+        .await
+        .expect("the hub restarts");
+    let mut client = setup
+        .playground
+        .client(Role::Operator)
+        .await
+        .expect("client");
+    let names: Vec<String> = setup.playground.clusters.keys().cloned().collect();
+    setup
+        .playground
+        .wait_connected(&names, true)
+        .await
+        .expect("agents reconnect");
+    let status = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
+        .await
+        .expect("group 1 finishes");
+    assert_eq!(status.batch, 1, "the restarted hub must resume at group 1");
+    client
+        .r#continue(command(&reference, Some(1)))
+        .await
+        .expect("continue");
+    let done = wait_status(&mut client, &reference, STEP, |_| {}, settled)
+        .await
+        .expect("v2 everywhere");
+
+    let after = pods(&setup.playground, "finance").await;
+    assert_eq!(after.len(), before.len());
+    for (name, pod) in &after {
+        let old = before
+            .get(name)
+            .unwrap_or_else(|| panic!("pod {name} is new"));
+        assert_eq!(
+            pod.restarts,
+            old.restarts + 1,
+            "{name} must be updated exactly once"
+        );
+        assert_eq!(pod.revision, done.current_revision);
+    }
+    assert_eq!(setup.playground.traffic().1, 0, "lost requests");
+    setup.playground.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_agent_holds_the_release_and_its_restart_loses_nothing() {
+    let mut setup = start().await;
+    let reference = deployment("finance", "payments");
+    let mut client = setup
+        .playground
+        .client(Role::Operator)
+        .await
+        .expect("client");
+    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
+    wait_status(&mut client, &reference, STEP, |_| {}, settled)
+        .await
+        .expect("v1");
+
+    let away = "hz-dc1".to_owned();
+    setup
+        .playground
+        .kill_agent(&away)
+        .await
+        .expect("kill the agent");
+    setup
+        .playground
+        .wait_connected(std::slice::from_ref(&away), false)
+        .await
+        .expect("the hub notices");
+    apply_yaml(
+        &mut client,
+        &DEMO_YAML.replace("payments:1.0.0", "payments:1.1.0"),
+    )
+    .await
+    .expect("apply v2");
+    // The three connected units finish group 0, but the group is not done without hz-az1.
+    let waiting = wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| {
+            s.units
+                .iter()
+                .filter(|u| u.unit != "hz-az1")
+                .all(|u| u.updated_ready == 1 && u.ready == u.replicas)
+        },
+    )
+    .await
+    .expect("the connected units do their part");
+    assert_eq!(waiting.phase, "Progressing");
+    let hz = waiting
+        .units
+        .iter()
+        .find(|u| u.unit == "hz-az1")
+        .expect("hz-az1");
+    assert!(!hz.connected);
+    // It stays held while the agent is away (unknown health is not health).
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < held_until {
+        let status = cafe_tests::driver::status(&mut client, &reference)
+            .await
+            .expect("status");
+        assert_eq!(
+            (status.phase.as_str(), status.batch),
+            ("Progressing", 0),
+            "advanced without hz-az1"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    setup
+        .playground
+        .start_agent(&away)
+        .expect("the agent restarts");
+    let status = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
+        .await
+        .expect("group 0 completes");
+    assert_eq!(status.batch, 0);
+    // The restarted agent neither lost nor duplicated anything.
+    let all = pods(&setup.playground, "finance").await;
+    assert_eq!(all.len(), 10, "{all:?}");
+    client
+        .r#continue(command(&reference, Some(0)))
+        .await
+        .expect("continue");
+    wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
+        .await
+        .expect("group 1");
+    client
+        .r#continue(command(&reference, Some(1)))
+        .await
+        .expect("continue");
+    wait_status(&mut client, &reference, STEP, |_| {}, settled)
+        .await
+        .expect("done");
+    assert_eq!(pods(&setup.playground, "finance").await.len(), 10);
+    assert_eq!(setup.playground.traffic().1, 0, "lost requests");
+    setup.playground.shutdown().await;
+}
