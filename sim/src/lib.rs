@@ -54,10 +54,15 @@
 //! - **Server-side apply** (`application/apply-patch+yaml`, `fieldManager` required): the applied
 //!   configuration is merged with strategic-merge rules (lists with a known merge key such as
 //!   containers by `name`, conditions by `type`, merge by item; `finalizers` as a set; other lists are
-//!   replaced). Each apply manager's fields are kept in `metadata.managedFields` (FieldsV1); a field a
-//!   manager applied before and omits now is removed unless another apply manager owns it; applying a
-//!   different value to a field another apply manager owns is a 409 Conflict unless `force=true`, which
-//!   takes ownership. Non-apply writes do not record field ownership. No schema validation.
+//!   replaced). Each apply manager's fields are kept in `metadata.managedFields` (FieldsV1), one entry
+//!   per manager and subresource: for a kind with a status subresource, a main-resource apply owns
+//!   everything but `status`, an apply on `/status` (which cannot create the object) owns only `status`
+//!   and records `subresource: status`. A field a manager applied before and omits now is removed unless
+//!   another apply manager owns it; a list item goes whole (its merge key, owned with it, included), and
+//!   an object or list the removal leaves empty goes too unless an apply manager owns it or something in
+//!   it; since non-apply writes record no ownership, the manager whose fields filled it is taken to
+//!   have created it. Applying a different value to a field another apply manager owns is a 409
+//!   Conflict unless `force=true`, which takes ownership. No schema validation.
 //! - **Strategic merge patch** uses a fixed table of merge keys (containers, env, volumes, ports,
 //!   conditions, readinessGates, ownerReferences, ...) rather than OpenAPI schemas; custom resources
 //!   answer 415 to it, like Kubernetes.

@@ -9,7 +9,7 @@ use super::meta::{
 };
 use super::registry::{Generation, ResourceId, ResourceType};
 use super::{EventKind, Inner, ObjKey, Store, admission, set_rv};
-use crate::apply::{ApplyOptions, apply};
+use crate::apply::{ApplyOptions, ApplyScope, apply};
 use crate::patch::{PatchKind, json_patch, merge_patch, strategic_merge};
 use crate::status::{ApiError, Reason};
 use crate::time::now_rfc3339;
@@ -83,16 +83,22 @@ impl Store {
             .cloned();
         let now = now_rfc3339();
         let api_version = rt.api_version(version);
+        let (manager, force) = apply_opts.unwrap_or(("", false));
+        let apply_opts = ApplyOptions {
+            manager,
+            force,
+            scope: match (rt.status_subresource, sub) {
+                (false, _) => ApplyScope::Object,
+                (true, Subresource::Main) => ApplyScope::Main,
+                (true, Subresource::Status) => ApplyScope::Status,
+            },
+            api_version: &api_version,
+            now: &now,
+        };
         let Some(current) = current else {
-            if kind == PatchKind::Apply {
-                let (manager, force) = apply_opts.unwrap_or(("", false));
-                let opts = ApplyOptions {
-                    manager,
-                    force,
-                    api_version: &api_version,
-                    now: &now,
-                };
-                let mut created = apply(None, body, &opts)?;
+            // Apply creates a missing object, but not through `/status`.
+            if kind == PatchKind::Apply && sub == Subresource::Main {
+                let mut created = apply(None, body, &apply_opts)?;
                 let m = metadata_mut(&mut created);
                 m.insert("name".into(), json!(name));
                 return inner.create(rt, version, ns, created);
@@ -113,16 +119,7 @@ impl Store {
                 }
                 strategic_merge(&mut patched, body);
             }
-            PatchKind::Apply => {
-                let (manager, force) = apply_opts.unwrap_or(("", false));
-                let opts = ApplyOptions {
-                    manager,
-                    force,
-                    api_version: &api_version,
-                    now: &now,
-                };
-                patched = apply(Some(&current), body, &opts)?;
-            }
+            PatchKind::Apply => patched = apply(Some(&current), body, &apply_opts)?,
         }
         // The patched copy keeps the current resourceVersion unless the patch set one, which then acts
         // as a precondition in `update`, as on a real apiserver.
@@ -286,13 +283,19 @@ impl Inner {
             match sub {
                 Subresource::Main => copy_field(&old, &mut new, "status"),
                 Subresource::Status => {
+                    // Only `status` changes, and `managedFields` when the write sets them (a
+                    // server-side apply records its ownership there), as on a real apiserver.
                     let status = new.get("status").cloned();
+                    let managed = new.pointer("/metadata/managedFields").cloned();
                     new = (*old).clone();
                     let o = meta::ensure_object(&mut new);
                     match status {
                         Some(s) => o.insert("status".into(), s),
                         None => o.remove("status"),
                     };
+                    if let Some(managed) = managed {
+                        metadata_mut(&mut new).insert("managedFields".into(), managed);
+                    }
                 }
             }
         }
