@@ -82,7 +82,23 @@ pub enum Command {
         /// Serve plaintext and trust every caller: for local tries only.
         #[arg(long, conflicts_with = "tls_dir")]
         insecure: bool,
+        /// Evacuate units whose cluster stays unreachable (opt-in).
+        #[arg(long)]
+        auto_failover: bool,
+        /// How long a cluster may be silent before automatic failover evacuates its units.
+        #[arg(long, default_value_t = crate::hub::failover::DEFAULT_UNREACHABLE.as_secs())]
+        unreachable_seconds: u64,
+        /// Automatic failover never evacuates more than this share of all units (0 to 1).
+        #[arg(long, default_value_t = crate::hub::failover::DEFAULT_MAX_EVACUATED_SHARE, value_parser = parse_share)]
+        max_evacuated_share: f64,
     },
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share between 0 and 1")),
+    }
 }
 
 fn parse_role(role: &str) -> Result<Role, String> {
@@ -144,13 +160,22 @@ pub async fn run(cli: Cli) -> ExitCode {
             metrics_listen,
             tls_dir,
             insecure,
+            auto_failover,
+            unreachable_seconds,
+            max_evacuated_share,
         } => {
+            let failover = crate::hub::failover::FailoverPolicy {
+                auto: auto_failover,
+                unreachable: std::time::Duration::from_secs(unreachable_seconds),
+                max_evacuated_share,
+            };
             let options = ServeOptions {
                 data_dir,
                 listen,
                 metrics_listen,
                 tls_dir,
                 insecure,
+                failover,
             };
             serve(
                 options,

@@ -41,6 +41,7 @@ impl TestHub {
             metrics_listen: None,
             tls_dir: Some(tls_dir.clone()),
             insecure: false,
+            failover: Default::default(),
         };
         let (bound_tx, bound_rx) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -66,6 +66,8 @@ pub struct PlaygroundOptions {
     pub units: Vec<UnitPlan>,
     /// Simulated container start delay.
     pub start_delay: Duration,
+    /// Extra `cafe-hub serve` flags, e.g. `--auto-failover`.
+    pub hub_args: Vec<String>,
 }
 
 impl PlaygroundOptions {
@@ -76,6 +78,7 @@ impl PlaygroundOptions {
             binary: binary.into(),
             units: default_units(),
             start_delay: DEFAULT_START_DELAY,
+            hub_args: Vec::new(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub struct Playground {
     pub clusters: BTreeMap<String, PlaygroundCluster>,
     binary: PathBuf,
     hub_port: u16,
+    hub_args: Vec<String>,
     hub: Option<Child>,
 }
 
@@ -177,6 +181,7 @@ impl Playground {
             clusters,
             binary: options.binary,
             hub_port,
+            hub_args: options.hub_args,
             hub: None,
         };
         playground.start_hub().await?;
@@ -204,6 +209,7 @@ impl Playground {
             .arg(self.dir.join("hub-data"))
             .arg("--tls-dir")
             .arg(self.dir.join("pki"))
+            .args(&self.hub_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -279,6 +285,33 @@ impl Playground {
             entry.agent = None;
         }
         Ok(())
+    }
+
+    /// Takes a whole datacenter down: its API server stops answering and its agent dies with it.
+    pub async fn take_offline(&mut self, cluster: &str) -> anyhow::Result<()> {
+        self.kill_agent(cluster).await?;
+        let entry = self
+            .clusters
+            .get(cluster)
+            .with_context(|| format!("no cluster {cluster}"))?;
+        entry.sim.update_faults(cafe_sim::FaultsUpdate {
+            offline: Some(true),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    /// Brings a datacenter back: its API server answers again and its agent starts.
+    pub fn bring_online(&mut self, cluster: &str) -> anyhow::Result<()> {
+        let entry = self
+            .clusters
+            .get(cluster)
+            .with_context(|| format!("no cluster {cluster}"))?;
+        entry.sim.update_faults(cafe_sim::FaultsUpdate {
+            offline: Some(false),
+            ..Default::default()
+        });
+        self.start_agent(cluster)
     }
 
     /// Waits until the hub sees each of `clusters` connected (or, with `false`, not connected).

@@ -6,6 +6,7 @@
 //! everything else (the hub unreachable, permission denied, a resource not found).
 
 mod client;
+mod failover;
 mod files;
 mod output;
 mod plan;
@@ -63,6 +64,8 @@ pub enum Command {
     History(release::HistoryArgs),
     /// The audit log of mutating commands, newest first.
     Audit(release::AuditArgs),
+    /// Evacuate a unit or region, fail back, or see the failover state.
+    Failover(failover::FailoverArgs),
 }
 
 /// How results are printed.
@@ -140,6 +143,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Rollback(args) => release::rollback(&cli.hub, &args).await,
         Command::History(args) => release::history(&cli.hub, &args).await,
         Command::Audit(args) => release::audit(&cli.hub, &args).await,
+        Command::Failover(args) => failover::failover(&cli.hub, &args).await,
     };
     match result {
         Ok(output) => {

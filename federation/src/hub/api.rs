@@ -2,6 +2,7 @@
 //! operators also drive releases and deployments, admins also manage units and failover.
 
 use super::convert::status_to_proto;
+use super::failover::EvacuationTarget;
 use super::{Hub, HubError};
 use crate::names::{DeploymentKey, DeploymentName, Namespace, UnitName};
 use crate::release::ReleaseCommand;
@@ -466,20 +467,39 @@ impl pb::federation_server::Federation for FederationService {
         &self,
         request: Request<pb::EvacuateRequest>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        self.caller(&request, Role::Admin)?;
-        Err(Status::unimplemented(
-            "failover (evacuate) is not available in this hub version yet",
-        ))
+        let who = self.caller(&request, Role::Admin)?;
+        let body = request.into_inner();
+        let target = match body.target {
+            Some(pb::evacuate_request::Target::Unit(unit)) => {
+                EvacuationTarget::Unit(unit_name(&unit, "unit")?)
+            }
+            Some(pb::evacuate_request::Target::Region(region)) => EvacuationTarget::Region(
+                crate::names::RegionName::new(region)
+                    .map_err(|e| Status::invalid_argument(format!("region: {e}")))?,
+            ),
+            None => return Err(Status::invalid_argument("target: give a unit or a region")),
+        };
+        let outcome = self.hub.evacuate(&target, body.force, &body.reason, &who)?;
+        Ok(Response::new(pb::CommandResult {
+            changed: outcome.changed,
+            message: outcome.message,
+            status: None,
+        }))
     }
 
     async fn failback(
         &self,
         request: Request<pb::FailbackRequest>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        self.caller(&request, Role::Admin)?;
-        Err(Status::unimplemented(
-            "failover (failback) is not available in this hub version yet",
-        ))
+        let who = self.caller(&request, Role::Admin)?;
+        let body = request.into_inner();
+        let unit = unit_name(&body.unit, "unit")?;
+        let outcome = self.hub.failback(&unit, &body.reason, &who)?;
+        Ok(Response::new(pb::CommandResult {
+            changed: outcome.changed,
+            message: outcome.message,
+            status: None,
+        }))
     }
 
     async fn failover_status(
@@ -487,25 +507,21 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<pb::FailoverStatusRequest>,
     ) -> Result<Response<pb::FailoverStatusResponse>, Status> {
         self.caller(&request, Role::Viewer)?;
-        let units = self.hub.read(|core, _| {
-            core.units
-                .iter()
-                .map(|(name, unit)| {
-                    let status = unit.status.clone().unwrap_or_default();
-                    pb::UnitFailover {
-                        unit: name.to_string(),
-                        region: unit.spec.region.to_string(),
-                        cluster: unit.spec.cluster.to_string(),
-                        phase: format!("{:?}", status.phase),
-                        reason: status.reason,
-                        since: status.since,
-                        capacity_restored: true,
-                    }
-                })
-                .collect()
-        });
+        let (auto_failover, units) = self.hub.failover_status();
+        let units = units
+            .into_iter()
+            .map(|u| pb::UnitFailover {
+                unit: u.unit.to_string(),
+                region: u.region,
+                cluster: u.cluster,
+                phase: format!("{:?}", u.phase),
+                reason: u.reason,
+                since: u.since,
+                capacity_restored: u.capacity_restored,
+            })
+            .collect();
         Ok(Response::new(pb::FailoverStatusResponse {
-            auto_failover: false,
+            auto_failover,
             units,
         }))
     }

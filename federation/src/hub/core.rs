@@ -5,7 +5,7 @@
 use super::convert::{slice_hash, slice_to_proto};
 use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord, audit_key};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
-use crate::plan::{Plan, plan_deployment};
+use crate::plan::{HoldInput, Plan, hold, plan_deployment};
 use crate::release::{
     DeploymentStatusView, Observed, Phase, ReleaseState, UnitProgress, UnitStatusView,
     desired_slices,
@@ -77,6 +77,10 @@ pub struct Core {
     pub audit_seq: u64,
     /// Records loaded from the store, used once to keep generations across a restart.
     pub stored_slices: BTreeMap<String, SliceRecord>,
+    /// The time of the mutation under way (ms since the epoch).
+    pub now_ms: i64,
+    /// Units evacuated or failed back whose new capacity is not in place yet: since when (ms).
+    pub restoring: BTreeMap<UnitName, i64>,
 }
 
 /// The writes of one mutation and the clusters whose slices changed.
@@ -148,39 +152,20 @@ impl Core {
             .map(|record| Write::put(Table::Deployments, key.to_string(), to_json(record)))
     }
 
-    /// Pods each unit of the deployment runs now, as its agents last reported.
-    fn current_pods(&self, key: &DeploymentKey) -> BTreeMap<UnitName, i32> {
-        let Some(units) = self.deployment_slices.get(key) else {
-            return BTreeMap::new();
-        };
-        units
-            .iter()
-            .filter_map(|unit| {
-                let id = SliceId {
-                    deployment: key.clone(),
-                    unit: unit.clone(),
-                };
-                let cluster = &self.slices.get(&id)?.cluster;
-                let report = self.clusters.get(cluster)?.reports.get(&id)?;
-                Some((unit.clone(), report.replicas))
-            })
-            .collect()
-    }
-
     /// The deployment's plan against the current units.
     pub fn plan(&self, key: &DeploymentKey) -> Option<Result<Plan, FieldErrors>> {
         let record = self.deployments.get(key)?;
         Some(plan_deployment(
             &record.deployment,
             &self.units,
-            &self.current_pods(key),
+            &record.last_allocation,
         ))
     }
 
     /// Recomputes the deployment's slices; changed ones get a new generation.
     pub fn sync_slices(&mut self, key: &DeploymentKey) -> Effects {
         let mut effects = Effects::default();
-        let plan = match self.plan(key) {
+        let mut plan = match self.plan(key) {
             Some(Ok(plan)) => plan,
             Some(Err(errors)) => {
                 tracing::warn!(deployment = %key, %errors, "cannot plan; slices kept as they are");
@@ -195,6 +180,8 @@ impl Core {
                 notes: Vec::new(),
             },
         };
+        self.remember_allocation(key, &plan, &mut effects);
+        self.hold_for_move(key, &mut plan, &mut effects);
         let desired = match self.deployments.get(key) {
             Some(record) => {
                 let selectors: BTreeMap<UnitName, BTreeMap<String, String>> = plan
@@ -321,8 +308,85 @@ impl Core {
         effects.clusters.insert(cluster.clone());
     }
 
+    /// The slice's latest report, when its agent is connected and the report describes the slice's
+    /// current generation and update revision.
+    pub fn fresh_report(&self, id: &SliceId) -> Option<&pb::SliceStatus> {
+        let slice = self.slices.get(id)?;
+        let live = self.clusters.get(&slice.cluster)?;
+        if !live.connected(self.now_ms) {
+            return None;
+        }
+        let report = live.reports.get(id)?;
+        (report.observed_generation == slice.generation
+            && report.update_revision == slice.wire.update_revision)
+            .then_some(report)
+    }
+
+    /// Keeps the plan's nominal allocation as the next plan's current replicas.
+    fn remember_allocation(&mut self, key: &DeploymentKey, plan: &Plan, effects: &mut Effects) {
+        let allocation: BTreeMap<UnitName, i32> = plan
+            .units
+            .iter()
+            .map(|u| (u.unit.clone(), u.nominal))
+            .collect();
+        let Some(record) = self.deployments.get_mut(key) else {
+            return;
+        };
+        if record.last_allocation != allocation {
+            record.last_allocation = allocation;
+            if let Some(write) = self.record_write(key) {
+                effects.writes.push(write);
+            }
+        }
+    }
+
+    /// During a move, the replicas each unit's slice keeps (make before break); ends the move once
+    /// the new capacity is ready.
+    fn hold_for_move(&mut self, key: &DeploymentKey, plan: &mut Plan, effects: &mut Effects) {
+        let Some(since) = self
+            .deployments
+            .get(key)
+            .and_then(|r| r.rebalancing_since_ms)
+        else {
+            return;
+        };
+        let inputs: Vec<HoldInput> = plan
+            .units
+            .iter()
+            .map(|u| {
+                let id = SliceId {
+                    deployment: key.clone(),
+                    unit: u.unit.clone(),
+                };
+                HoldInput {
+                    planned: u.replicas,
+                    sent: self.slices.get(&id).map(|s| s.wire.replicas),
+                    ready: self.fresh_report(&id).map(|r| r.ready_replicas),
+                    forced_away: self
+                        .units
+                        .get(&u.unit)
+                        .is_some_and(LogicalUnit::forced_away),
+                }
+            })
+            .collect();
+        let (replicas, capacity_ready) = hold(&inputs);
+        if capacity_ready {
+            if let Some(record) = self.deployments.get_mut(key) {
+                record.rebalancing_since_ms = None;
+            }
+            if let Some(write) = self.record_write(key) {
+                effects.writes.push(write);
+            }
+            tracing::info!(deployment = %key, took_ms = self.now_ms - since, "new capacity ready; move complete");
+            return;
+        }
+        for (unit, replicas) in plan.units.iter_mut().zip(replicas) {
+            unit.replicas = replicas;
+        }
+    }
+
     /// What the release needs to know of each unit.
-    fn progress(&self, key: &DeploymentKey, plan: &Plan, now_ms: i64) -> Vec<UnitProgress> {
+    fn progress(&self, key: &DeploymentKey, plan: &Plan) -> Vec<UnitProgress> {
         plan.units
             .iter()
             .map(|unit| {
@@ -331,25 +395,16 @@ impl Core {
                     unit: unit.unit.clone(),
                 };
                 let slice = self.slices.get(&id);
-                let observed = slice.and_then(|slice| {
-                    let live = self.clusters.get(&slice.cluster)?;
-                    if !live.connected(now_ms) {
-                        return None;
-                    }
-                    let report = live.reports.get(&id)?;
-                    let fresh = report.observed_generation == slice.generation
-                        && report.update_revision == slice.wire.update_revision;
-                    fresh.then(|| Observed {
-                        replicas: report.replicas,
-                        ready: report.ready_replicas,
-                        updated: report.updated_replicas,
-                        updated_ready: report.updated_ready_replicas,
-                        problems: report
-                            .problems
-                            .iter()
-                            .map(|p| format!("{}: {}", p.pod, p.reason))
-                            .collect(),
-                    })
+                let observed = self.fresh_report(&id).map(|report| Observed {
+                    replicas: report.replicas,
+                    ready: report.ready_replicas,
+                    updated: report.updated_replicas,
+                    updated_ready: report.updated_ready_replicas,
+                    problems: report
+                        .problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.pod, p.reason))
+                        .collect(),
                 });
                 UnitProgress {
                     unit: unit.unit.clone(),
@@ -367,7 +422,7 @@ impl Core {
         let Some(Ok(plan)) = self.plan(key) else {
             return Effects::default();
         };
-        let progress = self.progress(key, &plan, now_ms);
+        let progress = self.progress(key, &plan);
         let Some(record) = self.deployments.get_mut(key) else {
             return Effects::default();
         };
@@ -378,8 +433,13 @@ impl Core {
             &progress,
             now_ms,
         );
+        let moving = record.rebalancing_since_ms.is_some();
         if !changed {
-            return Effects::default();
+            return if moving {
+                self.sync_slices(key)
+            } else {
+                Effects::default()
+            };
         }
         tracing::info!(
             deployment = %key,
@@ -400,7 +460,10 @@ impl Core {
     pub fn moving(&self) -> Vec<DeploymentKey> {
         self.deployments
             .iter()
-            .filter(|(_, r)| matches!(r.release.phase, Phase::Progressing | Phase::RollingBack))
+            .filter(|(_, r)| {
+                matches!(r.release.phase, Phase::Progressing | Phase::RollingBack)
+                    || r.rebalancing_since_ms.is_some()
+            })
             .map(|(k, _)| k.clone())
             .collect()
     }

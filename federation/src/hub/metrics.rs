@@ -11,6 +11,9 @@ const COMMIT_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// Failover restore time buckets, in seconds: from pods starting at once to a slow datacenter.
+const RESTORE_BUCKETS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+
 /// Counters and gauges of one hub.
 #[derive(Debug, Clone)]
 pub struct HubMetrics {
@@ -18,6 +21,7 @@ pub struct HubMetrics {
     acks: Counter,
     connected_clusters: Gauge,
     slices_sent: Counter,
+    restores: Histogram,
 }
 
 impl Default for HubMetrics {
@@ -27,6 +31,7 @@ impl Default for HubMetrics {
             acks: Counter::default(),
             connected_clusters: Gauge::default(),
             slices_sent: Counter::default(),
+            restores: Histogram::new(RESTORE_BUCKETS),
         }
     }
 }
@@ -55,11 +60,21 @@ impl HubMetrics {
             "Slice upserts and deletes sent to agents",
             self.slices_sent.clone(),
         );
+        registry.register(
+            "failover_capacity_restored_seconds",
+            "Time from an evacuation or failback to the new capacity ready in every deployment",
+            self.restores.clone(),
+        );
     }
 
     /// A store commit took `elapsed`.
     pub fn observe_commit(&self, elapsed: Duration) {
         self.commits.observe(elapsed.as_secs_f64());
+    }
+
+    /// A failover's new capacity became ready after `elapsed`.
+    pub fn observe_restore(&self, elapsed: Duration) {
+        self.restores.observe(elapsed.as_secs_f64());
     }
 
     /// An agent acknowledged a slice.

@@ -8,6 +8,7 @@ pub mod api;
 pub mod clock;
 pub mod convert;
 pub mod core;
+pub mod failover;
 pub mod link;
 pub mod metrics;
 pub mod records;
@@ -97,6 +98,9 @@ struct Inner {
     changes: watch::Sender<u64>,
     sessions: std::sync::atomic::AtomicU64,
     metrics: HubMetrics,
+    policy: failover::FailoverPolicy,
+    /// When this hub process started (ms): clusters never heard from count as silent since then.
+    started_ms: i64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -121,7 +125,17 @@ impl Hub {
     /// Loads the hub's state from `store` and recomputes every slice (keeping the generations of
     /// unchanged ones, so agents see nothing new after a restart).
     pub fn load(store: Box<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, HubError> {
-        let (core, effects) = load_core(store.as_ref())?;
+        Self::load_with(store, clock, failover::FailoverPolicy::default())
+    }
+
+    /// [`Hub::load`] with an automatic-failover policy.
+    pub fn load_with(
+        store: Box<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policy: failover::FailoverPolicy,
+    ) -> Result<Self, HubError> {
+        let started_ms = clock.now_ms();
+        let (core, effects) = load_core(store.as_ref(), started_ms)?;
         store.commit(&effects.writes)?;
         let (changes, _) = watch::channel(0);
         Ok(Self {
@@ -133,6 +147,8 @@ impl Hub {
                 changes,
                 sessions: std::sync::atomic::AtomicU64::new(1),
                 metrics: HubMetrics::default(),
+                policy,
+                started_ms,
             }),
         })
     }
@@ -165,7 +181,9 @@ impl Hub {
         let now = self.now_ms();
         let (result, clusters) = {
             let mut core = self.core();
+            core.now_ms = now;
             let (result, effects) = mutate(&mut core, now)?;
+            Self::observe_restored(&mut core, &self.inner.metrics);
             if !effects.writes.is_empty() {
                 let started = std::time::Instant::now();
                 if let Err(error) = self.inner.store.commit(&effects.writes) {
@@ -186,7 +204,7 @@ impl Hub {
     fn reload_after_failure(&self) {
         // Rebuild from what the store holds; sessions and reports stay, since agents are still there.
         let clusters = std::mem::take(&mut self.core().clusters);
-        match load_core(self.inner.store.as_ref()) {
+        match load_core(self.inner.store.as_ref(), self.now_ms()) {
             Ok((mut fresh, _)) => {
                 fresh.clusters = clusters;
                 *self.core() = fresh;
@@ -541,7 +559,7 @@ impl Hub {
         for key in moving {
             self.mutate(|core, now| Ok(((), core.evaluate(&key, now))))?;
         }
-        Ok(())
+        self.auto_failover()
     }
 
     // ---- reads ----
@@ -593,13 +611,16 @@ impl Hub {
 
 /// Reads every record and recomputes the slices. The effects hold the writes that bring the store in
 /// line (generations of changed slices, removal of slices no longer desired).
-fn load_core(store: &dyn Store) -> Result<(Core, Effects), HubError> {
+fn load_core(store: &dyn Store, now_ms: i64) -> Result<(Core, Effects), HubError> {
     let corrupt = |table: &'static str, key: &str, reason: String| HubError::Corrupt {
         table,
         key: key.to_owned(),
         reason,
     };
-    let mut core = Core::default();
+    let mut core = Core {
+        now_ms,
+        ..Core::default()
+    };
     for (key, value) in store.load(Table::Units)? {
         let unit: LogicalUnit = parse_record("units", &key, &value)?;
         let name = unit.name().map_err(|e| corrupt("units", &key, e.0))?;
@@ -748,9 +769,20 @@ fn apply_deployment(
         }
         None => ReleaseState::new(&deployment.spec.template, now),
     };
+    let rebalancing_since_ms = core
+        .deployments
+        .get(&key)
+        .and_then(|r| r.rebalancing_since_ms);
+    let last_allocation = core
+        .deployments
+        .get(&key)
+        .map(|r| r.last_allocation.clone())
+        .unwrap_or_default();
     let record = DeploymentRecord {
         deployment,
         release,
+        rebalancing_since_ms,
+        last_allocation,
     };
     effects.writes.push(Write::put(
         Table::Deployments,

@@ -1,8 +1,10 @@
 //! What the hub keeps in its store, as JSON records.
 
+use crate::names::UnitName;
 use crate::release::ReleaseState;
 use crate::resources::CafeDeployment;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A deployment with its release state: one record, so one commit moves both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,6 +14,15 @@ pub struct DeploymentRecord {
     pub deployment: CafeDeployment,
     /// Its release.
     pub release: ReleaseState,
+    /// Set while replicas move between units (evacuation, failback): since when, in ms. Units giving
+    /// replicas away keep them until the units taking them run them ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalancing_since_ms: Option<i64>,
+    /// The last allocation as if no unit were evacuated: the "current replicas" of the next plan's
+    /// remainder rule. Taken from the plan rather than from running pods, so that replicas moved by an
+    /// evacuation do not pull the remainder towards the survivors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_allocation: BTreeMap<UnitName, i32>,
 }
 
 /// The last slice the hub decided for one unit: enough to keep generations across restarts.

@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub tls_dir: Option<PathBuf>,
     /// Serve plaintext gRPC and trust callers: for local tries only.
     pub insecure: bool,
+    /// Automatic failover.
+    pub failover: super::failover::FailoverPolicy,
 }
 
 /// A serve failure.
@@ -79,7 +81,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = RedbStore::open(&options.data_dir)?;
-    let hub = Hub::load(Box::new(store), Arc::new(SystemClock))?;
+    let hub = Hub::load_with(Box::new(store), Arc::new(SystemClock), options.failover)?;
     serve_hub(hub, options, ready, shutdown).await
 }
 

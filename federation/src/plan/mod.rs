@@ -3,6 +3,7 @@
 
 mod allocation;
 mod groups;
+mod rebalance;
 mod table;
 
 pub use allocation::{
@@ -10,6 +11,7 @@ pub use allocation::{
     parse_current,
 };
 pub use groups::{Group, GroupShape, GroupStep, GroupUnitInput, plan_groups};
+pub use rebalance::{HoldInput, hold};
 pub use table::render_table;
 
 use crate::names::{ClusterName, RegionName, UnitName};
@@ -46,6 +48,9 @@ pub struct PlannedUnit {
     pub cluster: ClusterName,
     /// Its replicas.
     pub replicas: i32,
+    /// Its replicas if no unit were evacuated (the hub keeps these as the next plan's "current").
+    #[serde(skip)]
+    pub nominal: i32,
     /// Whether the unit is evacuated (its replicas run elsewhere).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub evacuated: bool,
@@ -110,6 +115,7 @@ pub fn plan_deployment(
                 region: unit.region.clone(),
                 cluster: unit.cluster.clone(),
                 replicas: share.replicas,
+                nominal: share.nominal,
                 evacuated: unit.evacuated,
             })
             .collect(),

@@ -72,12 +72,22 @@ pub struct LogicalUnitStatus {
     /// When the unit entered this phase (RFC 3339).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub since: String,
+    /// Evacuated with `--force`: the hub did not wait for the unit's cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 impl LogicalUnit {
     /// The unit's typed name. Valid once [`LogicalUnit::validate`] passed.
     pub fn name(&self) -> Result<UnitName, crate::names::InvalidName> {
         UnitName::new(self.metadata.name.clone())
+    }
+
+    /// Whether the unit was evacuated with `--force`.
+    pub fn forced_away(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.phase == UnitPhase::Evacuated && s.forced)
     }
 
     /// The unit's phase; Active when the hub has written no status.

@@ -94,3 +94,106 @@ pub async fn pods(playground: &Playground, namespace: &str) -> BTreeMap<String, 
     }
     all
 }
+
+/// An independent watcher: counts the application's ready pods over every cluster at every pod event
+/// and remembers the lowest total seen since it was armed.
+pub struct ReadyWatcher {
+    state: std::sync::Arc<std::sync::Mutex<ReadyState>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ReadyState {
+    ready: BTreeMap<(String, String), bool>,
+    lowest: Option<usize>,
+    events: usize,
+}
+
+impl ReadyState {
+    fn total(&self) -> usize {
+        self.ready.values().filter(|r| **r).count()
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl ReadyWatcher {
+    /// Starts watching `namespace` in every cluster; the lowest total counts once `arm` is called.
+    pub fn start(playground: &Playground, namespace: &str) -> Self {
+        use futures::StreamExt as _;
+        use kube::runtime::watcher::{self, Event};
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ReadyState::default()));
+        let tasks = playground
+            .clusters
+            .iter()
+            .map(|(name, cluster)| {
+                let api: Api<Pod> =
+                    Api::namespaced(cluster.sim.client().expect("client"), namespace);
+                let state = std::sync::Arc::clone(&state);
+                let cluster = name.clone();
+                tokio::spawn(async move {
+                    let stream = watcher::watcher(api, watcher::Config::default());
+                    futures::pin_mut!(stream);
+                    while let Some(event) = stream.next().await {
+                        let Ok(event) = event else { continue };
+                        let mut state = state.lock().expect("state");
+                        match event {
+                            Event::Apply(pod) | Event::InitApply(pod) => {
+                                let key = (
+                                    cluster.clone(),
+                                    pod.metadata.name.clone().unwrap_or_default(),
+                                );
+                                state.ready.insert(key, pod_ready(&pod));
+                            }
+                            Event::Delete(pod) => {
+                                state.ready.remove(&(
+                                    cluster.clone(),
+                                    pod.metadata.name.clone().unwrap_or_default(),
+                                ));
+                            }
+                            Event::Init | Event::InitDone => {}
+                        }
+                        state.events += 1;
+                        let total = state.total();
+                        if let Some(lowest) = state.lowest.as_mut() {
+                            *lowest = (*lowest).min(total);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { state, tasks }
+    }
+
+    /// Ready pods now, as the watcher sees them.
+    pub fn ready(&self) -> usize {
+        self.state.lock().expect("state").total()
+    }
+
+    /// From now on, remember the lowest total.
+    pub fn arm(&self) {
+        let mut state = self.state.lock().expect("state");
+        state.lowest = Some(state.total());
+    }
+
+    /// The lowest total since `arm`, and how many pod events were seen.
+    pub fn lowest(&self) -> (usize, usize) {
+        let state = self.state.lock().expect("state");
+        (state.lowest.unwrap_or(0), state.events)
+    }
+}
+
+impl Drop for ReadyWatcher {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Disaster-recovery failover (DESIGN section 8): evacuate a unit or a region, fail back, and evacuate
+//! automatically a cluster that has been unreachable too long, within guards.
+
+use super::core::{Core, Effects, to_json};
+use super::{Hub, HubError};
+use crate::names::{ClusterName, DeploymentKey, RegionName, UnitName};
+use crate::resources::{LogicalUnitStatus, UnitPhase};
+use crate::store::{Table, Write};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Whether and when the hub evacuates unreachable clusters on its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailoverPolicy {
+    /// Automatic failover is opt-in.
+    pub auto: bool,
+    /// A cluster silent this long is evacuated (with `--force` semantics).
+    pub unreachable: Duration,
+    /// Never more than this share of all units evacuated (0..=1).
+    pub max_evacuated_share: f64,
+}
+
+/// The default silence before an automatic evacuation.
+pub const DEFAULT_UNREACHABLE: Duration = Duration::from_secs(30);
+/// The default cap on evacuated units.
+pub const DEFAULT_MAX_EVACUATED_SHARE: f64 = 0.5;
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        Self {
+            auto: false,
+            unreachable: DEFAULT_UNREACHABLE,
+            max_evacuated_share: DEFAULT_MAX_EVACUATED_SHARE,
+        }
+    }
+}
+
+/// What to evacuate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvacuationTarget {
+    /// One unit.
+    Unit(UnitName),
+    /// Every unit of a region.
+    Region(RegionName),
+}
+
+/// What a failover command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverOutcome {
+    /// False when every unit was already in the asked phase.
+    pub changed: bool,
+    /// A readable account.
+    pub message: String,
+}
+
+/// One unit's failover state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFailoverView {
+    /// The unit.
+    pub unit: UnitName,
+    /// Its region.
+    pub region: String,
+    /// Its cluster.
+    pub cluster: String,
+    /// Active or Evacuated.
+    pub phase: UnitPhase,
+    /// Why.
+    pub reason: String,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// Whether every deployment using the unit has its new capacity ready.
+    pub capacity_restored: bool,
+}
+
+impl Core {
+    /// Sets the phase of `units`; re-plans every deployment using them and marks it as moving
+    /// replicas. Returns the units that changed.
+    fn set_phase(
+        &mut self,
+        units: &[UnitName],
+        phase: UnitPhase,
+        force: bool,
+        reason: &str,
+        effects: &mut Effects,
+    ) -> Vec<UnitName> {
+        let now = self.now_ms;
+        let mut changed = Vec::new();
+        for name in units {
+            let Some(unit) = self.units.get_mut(name) else {
+                continue;
+            };
+            let current = unit.status.clone().unwrap_or_default();
+            let same =
+                current.phase == phase && (phase == UnitPhase::Active || current.forced || !force);
+            if same {
+                continue;
+            }
+            unit.status = Some(LogicalUnitStatus {
+                phase,
+                reason: reason.to_owned(),
+                since: super::clock::rfc3339(now),
+                forced: force && phase == UnitPhase::Evacuated,
+            });
+            effects
+                .writes
+                .push(Write::put(Table::Units, name.to_string(), to_json(&*unit)));
+            changed.push(name.clone());
+        }
+        let mut deployments: BTreeSet<DeploymentKey> = BTreeSet::new();
+        for name in &changed {
+            deployments.extend(self.deployments_using(name));
+            self.restoring.insert(name.clone(), now);
+        }
+        for key in deployments {
+            if let Some(record) = self.deployments.get_mut(&key) {
+                record.rebalancing_since_ms.get_or_insert(now);
+            }
+            if let Some(write) = self.record_write(&key) {
+                effects.writes.push(write);
+            }
+            effects.merge(self.sync_slices(&key));
+        }
+        changed
+    }
+
+    /// Units whose deployments all have their new capacity ready leave the restoring set; returns
+    /// how long each took, for the metrics.
+    pub fn restored_units(&mut self) -> Vec<(UnitName, i64)> {
+        let restoring: Vec<(UnitName, i64)> = self
+            .restoring
+            .iter()
+            .map(|(u, t)| (u.clone(), *t))
+            .collect();
+        let mut done = Vec::new();
+        for (unit, since) in restoring {
+            if self.capacity_restored(&unit) {
+                self.restoring.remove(&unit);
+                done.push((unit, self.now_ms - since));
+            }
+        }
+        done
+    }
+
+    fn capacity_restored(&self, unit: &UnitName) -> bool {
+        self.deployments_using(unit).iter().all(|key| {
+            self.deployments
+                .get(key)
+                .is_none_or(|r| r.rebalancing_since_ms.is_none())
+        })
+    }
+
+    fn resolve_target(&self, target: &EvacuationTarget) -> Result<Vec<UnitName>, HubError> {
+        match target {
+            EvacuationTarget::Unit(unit) => {
+                if self.units.contains_key(unit) {
+                    Ok(vec![unit.clone()])
+                } else {
+                    Err(HubError::NotFound(format!("LogicalUnit {unit}")))
+                }
+            }
+            EvacuationTarget::Region(region) => {
+                let units: Vec<UnitName> = self
+                    .units
+                    .iter()
+                    .filter(|(_, u)| &u.spec.region == region)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if units.is_empty() {
+                    Err(HubError::NotFound(format!("a unit in region {region}")))
+                } else {
+                    Ok(units)
+                }
+            }
+        }
+    }
+
+    /// Every unit's failover state.
+    pub fn failover_view(&self) -> Vec<UnitFailoverView> {
+        self.units
+            .iter()
+            .map(|(name, unit)| {
+                let status = unit.status.clone().unwrap_or_default();
+                UnitFailoverView {
+                    unit: name.clone(),
+                    region: unit.spec.region.to_string(),
+                    cluster: unit.spec.cluster.to_string(),
+                    phase: status.phase,
+                    reason: status.reason,
+                    since: status.since,
+                    capacity_restored: self.capacity_restored(name),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Hub {
+    /// Evacuates a unit or a region. Idempotent: units already evacuated stay as they are (a plain
+    /// evacuation of a unit evacuated with `--force` does not undo the force).
+    pub fn evacuate(
+        &self,
+        target: &EvacuationTarget,
+        force: bool,
+        reason: &str,
+        who: &str,
+    ) -> Result<FailoverOutcome, HubError> {
+        self.mutate(|core, now| {
+            let units = core.resolve_target(target)?;
+            let mut effects = Effects::default();
+            let reason = if reason.is_empty() {
+                "evacuated by an operator"
+            } else {
+                reason
+            };
+            let changed = core.set_phase(&units, UnitPhase::Evacuated, force, reason, &mut effects);
+            let names: Vec<String> = units.iter().map(ToString::to_string).collect();
+            let message = if changed.is_empty() {
+                format!("{} already evacuated", names.join(", "))
+            } else {
+                let how = if force {
+                    "without waiting for its cluster"
+                } else {
+                    "after the survivors' new pods are ready"
+                };
+                format!(
+                    "evacuating {}: survivors scale out first, the unit scales in {how}",
+                    names.join(", ")
+                )
+            };
+            let what = format!(
+                "failover evacuate {}{}",
+                names.join(","),
+                if force { " --force" } else { "" }
+            );
+            let result = if changed.is_empty() {
+                format!("no-op: {message}")
+            } else {
+                "ok".to_owned()
+            };
+            core.audit(
+                &mut effects,
+                now,
+                who,
+                &format!("{what} ({reason})"),
+                &result,
+            );
+            Ok((
+                FailoverOutcome {
+                    changed: !changed.is_empty(),
+                    message,
+                },
+                effects,
+            ))
+        })
+    }
+
+    /// Returns an evacuated unit to service: it scales out first, then the others scale in.
+    pub fn failback(
+        &self,
+        unit: &UnitName,
+        reason: &str,
+        who: &str,
+    ) -> Result<FailoverOutcome, HubError> {
+        self.mutate(|core, now| {
+            let units = core.resolve_target(&EvacuationTarget::Unit(unit.clone()))?;
+            let mut effects = Effects::default();
+            let reason = if reason.is_empty() {
+                "failed back by an operator"
+            } else {
+                reason
+            };
+            let changed = core.set_phase(&units, UnitPhase::Active, false, reason, &mut effects);
+            let message = if changed.is_empty() {
+                format!("{unit} is already active")
+            } else {
+                format!("failing back {unit}: it scales out first, then the others scale in")
+            };
+            let result = if changed.is_empty() {
+                format!("no-op: {message}")
+            } else {
+                "ok".to_owned()
+            };
+            core.audit(
+                &mut effects,
+                now,
+                who,
+                &format!("failover failback {unit} ({reason})"),
+                &result,
+            );
+            Ok((
+                FailoverOutcome {
+                    changed: !changed.is_empty(),
+                    message,
+                },
+                effects,
+            ))
+        })
+    }
+
+    /// Every unit's failover state, and whether automatic failover is on.
+    pub fn failover_status(&self) -> (bool, Vec<UnitFailoverView>) {
+        (
+            self.inner.policy.auto,
+            self.read(|core, _| core.failover_view()),
+        )
+    }
+
+    /// Notes units whose new capacity became ready (metrics: time to capacity restored).
+    pub(super) fn observe_restored(core: &mut Core, metrics: &super::metrics::HubMetrics) {
+        for (unit, took_ms) in core.restored_units() {
+            tracing::info!(%unit, took_ms, "capacity restored after a failover");
+            metrics.observe_restore(Duration::from_millis(u64::try_from(took_ms).unwrap_or(0)));
+        }
+    }
+
+    /// Automatic failover: evacuates (with `--force` semantics) one unit whose cluster has been
+    /// silent longer than the policy allows, unless a guard says no.
+    pub(super) fn auto_failover(&self) -> Result<(), HubError> {
+        let policy = self.inner.policy;
+        if !policy.auto {
+            return Ok(());
+        }
+        let started = self.inner.started_ms;
+        let decision = self.read(|core, now| decide_auto_failover(core, &policy, started, now));
+        let Some((unit, cluster, silent_s)) = decision else {
+            return Ok(());
+        };
+        let reason = format!("cluster {cluster} unreachable for {silent_s}s");
+        tracing::warn!(%unit, %cluster, silent_s, "automatic failover");
+        self.evacuate(&EvacuationTarget::Unit(unit), true, &reason, "hub")
+            .map(|_| ())
+    }
+}
+
+/// The unit to evacuate automatically now, if any: one at a time (none while an earlier evacuation
+/// is still restoring capacity), never beyond the share, and never while the hub sees fewer than
+/// half of the clusters (then the hub is the one cut off).
+fn decide_auto_failover(
+    core: &Core,
+    policy: &FailoverPolicy,
+    started_ms: i64,
+    now: i64,
+) -> Option<(UnitName, ClusterName, i64)> {
+    if !core.restoring.is_empty() {
+        return None;
+    }
+    let clusters: BTreeSet<&ClusterName> = core.units.values().map(|u| &u.spec.cluster).collect();
+    if clusters.is_empty() {
+        return None;
+    }
+    let connected = clusters
+        .iter()
+        .filter(|c| core.clusters.get(**c).is_some_and(|l| l.connected(now)))
+        .count();
+    if connected * 2 < clusters.len() {
+        return None;
+    }
+    let evacuated = core
+        .units
+        .values()
+        .filter(|u| u.phase() == UnitPhase::Evacuated)
+        .count();
+    let share = (evacuated + 1) as f64 / core.units.len() as f64;
+    if share > policy.max_evacuated_share {
+        return None;
+    }
+    let threshold = i64::try_from(policy.unreachable.as_millis()).unwrap_or(i64::MAX);
+    core.units.iter().find_map(|(name, unit)| {
+        if unit.phase() == UnitPhase::Evacuated {
+            return None;
+        }
+        let live = core.clusters.get(&unit.spec.cluster);
+        if live.is_some_and(|l| l.connected(now)) {
+            return None;
+        }
+        // A cluster never heard from since the hub started counts from the start.
+        let last = live.map_or(started_ms, |l| l.last_seen_ms.max(started_ms));
+        let silent = now - last;
+        (silent >= threshold).then(|| (name.clone(), unit.spec.cluster.clone(), silent / 1000))
+    })
+}
