@@ -35,6 +35,20 @@ fn placed(status: &cafe_federation::release::DeploymentStatusView) -> bool {
         .all(|u| u.ready == u.replicas && (u.connected || u.replicas == 0))
 }
 
+/// The notes of the Failover Events in a cluster's `finance` namespace.
+async fn failover_events(playground: &Playground, cluster: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let client = playground.clusters[cluster].sim.client().expect("client");
+    let api: kube::Api<Event> = kube::Api::namespaced(client, "finance");
+    let events = api.list(&Default::default()).await.expect("list events");
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Failover"))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
 fn admin(playground: &Playground, args: &[&str]) -> String {
     let (code, out, err) = cafectl(playground, Role::Admin, args);
     assert_eq!(code, 0, "cafectl {args:?}: {err}");
@@ -113,6 +127,16 @@ async fn evacuate_and_fail_back_keep_capacity_and_lose_nothing() {
             "sh-az1 still has {sh1} pods: {pods_left:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both clusters recorded the move as Kubernetes Events on their InPlaceSets.
+    for cluster in ["sh-dc1", "sh-dc2"] {
+        let events = failover_events(pg, cluster).await;
+        assert!(
+            events
+                .iter()
+                .any(|note| note.contains("unit sh-az1 evacuated: datacenter maintenance")),
+            "{cluster}: {events:?}"
+        );
     }
     // Idempotent.
     let again = admin(pg, &["failover", "evacuate", "--unit", "sh-az1"]);

@@ -44,6 +44,7 @@ pub fn slice_to_proto(slice: &SliceSpec) -> pb::Slice {
             drain_seconds: i32::try_from(slice.traffic.drain_seconds).unwrap_or(i32::MAX),
         }),
         node_selector: slice.node_selector.clone(),
+        reason: slice.reason.clone(),
     }
 }
 

@@ -181,6 +181,11 @@ impl Core {
             },
         };
         self.remember_allocation(key, &plan, &mut effects);
+        // A move that ends in this sync still explains its last step (the evacuated unit's scale-in).
+        let moving = self
+            .deployments
+            .get(key)
+            .is_some_and(|r| r.rebalancing_since_ms.is_some());
         self.hold_for_move(key, &mut plan, &mut effects);
         let desired = match self.deployments.get(key) {
             Some(record) => {
@@ -193,7 +198,12 @@ impl Core {
                             .map(|unit| (u.unit.clone(), unit.spec.node_selector.clone()))
                     })
                     .collect();
-                desired_slices(&record.deployment, &plan, &record.release, &selectors)
+                let mut slices =
+                    desired_slices(&record.deployment, &plan, &record.release, &selectors);
+                if moving {
+                    self.explain_move(&mut slices);
+                }
+                slices
             }
             None => Vec::new(),
         };
@@ -320,6 +330,35 @@ impl Core {
         (report.observed_generation == slice.generation
             && report.update_revision == slice.wire.update_revision)
             .then_some(report)
+    }
+
+    /// Says in each slice why replicas move while a failover is under way.
+    fn explain_move(&self, slices: &mut [crate::release::SliceSpec]) {
+        let changed: Vec<String> = slices
+            .iter()
+            .filter(|s| self.restoring.contains_key(&s.id.unit))
+            .filter_map(|s| self.units.get(&s.id.unit).map(|u| (&s.id.unit, u)))
+            .map(|(name, unit)| {
+                let status = unit.status.clone().unwrap_or_default();
+                format!(
+                    "unit {name} {}: {}",
+                    if unit.phase() == UnitPhase::Evacuated {
+                        "evacuated"
+                    } else {
+                        "failed back"
+                    },
+                    status.reason
+                )
+            })
+            .collect();
+        let reason = if changed.is_empty() {
+            "failover: replicas move between units".to_owned()
+        } else {
+            changed.join("; ")
+        };
+        for slice in slices {
+            slice.reason.clone_from(&reason);
+        }
     }
 
     /// Keeps the plan's nominal allocation as the next plan's current replicas.

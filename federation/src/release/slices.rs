@@ -40,6 +40,8 @@ pub struct SliceSpec {
     pub traffic: Traffic,
     /// The unit's node selector.
     pub node_selector: BTreeMap<String, String>,
+    /// Why replicas move into or out of the unit (failover); empty otherwise.
+    pub reason: String,
 }
 
 /// The slices of `deployment` per unit, from its plan and release state. Units the plan gives no
@@ -99,6 +101,7 @@ pub fn desired_slices(
                 upgrade: spec.strategy.upgrade,
                 traffic: spec.traffic.clone(),
                 node_selector: node_selectors.get(&unit.unit).cloned().unwrap_or_default(),
+                reason: String::new(),
             }
         })
         .collect()

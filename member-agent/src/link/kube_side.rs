@@ -8,8 +8,9 @@ use cafe_proto::v1 as pb;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource as _, ResourceExt};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -45,11 +46,15 @@ pub fn inplaceset_name(deployment: &str, unit: &str) -> String {
     format!("{}-{hash}", name[..keep].trim_end_matches('-'))
 }
 
+/// The reporting controller of the link's Events.
+pub const LINK_EVENT_REPORTER: &str = "cafe.io/agent-link";
+
 /// Writes slices as InPlaceSets in one cluster.
 #[derive(Clone)]
 pub struct KubeClusterSide {
     client: Client,
     board: StatusBoard,
+    recorder: Recorder,
 }
 
 impl std::fmt::Debug for KubeClusterSide {
@@ -70,7 +75,32 @@ fn managed_selector() -> ListParams {
 impl KubeClusterSide {
     /// A cluster side over `client`, posting statuses to `board`.
     pub fn new(client: Client, board: StatusBoard) -> Self {
-        Self { client, board }
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: LINK_EVENT_REPORTER.into(),
+                instance: std::env::var("HOSTNAME").ok(),
+            },
+        );
+        Self {
+            client,
+            board,
+            recorder,
+        }
+    }
+
+    /// Records a failover move of the set's replicas as a Kubernetes Event (best effort).
+    async fn announce_move(&self, set: &InPlaceSet, from: i32, to: i32, reason: &str) {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Failover".into(),
+            note: Some(format!("replicas {from} -> {to}: {reason}")),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &set.object_ref(&())).await {
+            tracing::warn!(%error, set = %set.name_any(), "cannot record a failover Event");
+        }
     }
 
     fn sets(&self, namespace: &str) -> Api<InPlaceSet> {
@@ -288,6 +318,7 @@ impl ClusterSide for KubeClusterSide {
                 .get_opt(&name)
                 .await
                 .map_err(kube_error(format!("read InPlaceSet for {}", slice.id)))?;
+            let before = existing.as_ref().map_or(0, |set| set.spec.replicas);
             let result = match existing {
                 None => api
                     .create(&PostParams::default(), &desired)
@@ -307,6 +338,10 @@ impl ClusterSide for KubeClusterSide {
             match result {
                 Ok(()) => {
                     tracing::debug!(slice = %slice.id, generation = slice.generation, "slice applied");
+                    if before != slice.replicas && !slice.reason.is_empty() {
+                        self.announce_move(&desired, before, slice.replicas, &slice.reason)
+                            .await;
+                    }
                     return Ok(());
                 }
                 // Changed (the controller wrote its status) or created meanwhile: read again.
