@@ -1,0 +1,304 @@
+//! `cafe-bench`: the hub's speed and size at 1,000 clusters (issue 7, DESIGN section 12).
+//!
+//! Each scenario starts its own hub as a separate process ([`hub_process`]) with certificates and a
+//! redb store in a temporary directory, registers the units, starts one light agent per cluster in
+//! this process ([`agents`]: the real AgentLink client over real mTLS) and measures, on this
+//! process's clock, from the operator's call to what the agents received and the hub acknowledged.
+//! `rollout` needs no hub: one simulated cluster and the real InPlaceSet controller.
+
+pub mod agents;
+pub mod failover;
+pub mod fanout;
+pub mod hub_process;
+pub mod release;
+pub mod report;
+pub mod rollout;
+pub mod topology;
+
+use self::agents::{Agents, Receipt, Recorder};
+use self::hub_process::{HubProcess, Usage, wait_connected};
+use self::report::{Report, round1, round3};
+use self::topology::Placement;
+use anyhow::{Context as _, bail};
+use cafe_proto::v1 as pb;
+use cafe_proto::v1::federation_client::FederationClient;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+/// Documents per Apply call.
+pub const APPLY_BATCH: usize = 100;
+/// The longest any scenario step may take before the run fails.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(300);
+/// How long 1,000 agents get to dial in (TLS handshakes on 2 shared cores).
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
+/// How often the hub's ack counter is read while waiting for it.
+pub const ACK_POLL: Duration = Duration::from_millis(5);
+/// The agent link's status debounce (member-agent `link::session::REPORT_DEBOUNCE`): a status posted
+/// by the cluster side leaves the agent no sooner than this.
+pub const AGENT_REPORT_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// 10,000 slices to 1,000 clusters: time until all are acknowledged, per-slice latency.
+    Fanout,
+    /// A release of every deployment: per-group coordination overhead.
+    Release,
+    /// Evacuate the unit every deployment uses: time until the survivors' slices are acknowledged.
+    Failover,
+    /// A 200-pod in-place update in one simulated cluster against the ideal.
+    Rollout,
+    /// All of the above, one after the other.
+    All,
+}
+
+impl Scenario {
+    /// The scenarios `self` stands for, in order.
+    pub fn expand(self) -> Vec<Scenario> {
+        match self {
+            Self::All => vec![Self::Fanout, Self::Release, Self::Failover, Self::Rollout],
+            one => vec![one],
+        }
+    }
+}
+
+/// The sizes and the hub executable.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Member clusters, one unit each.
+    pub clusters: usize,
+    /// CafeDeployments.
+    pub deployments: usize,
+    /// Units each deployment runs in.
+    pub units_per_deployment: usize,
+    /// Pods of the rollout scenario's InPlaceSet.
+    pub pods: usize,
+    /// The executable run as `EXE hub serve ...` (cafe-playground).
+    pub hub_binary: PathBuf,
+}
+
+impl Options {
+    /// Refuses sizes the topology cannot place.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.units_per_deployment == 0 || self.units_per_deployment > self.clusters {
+            bail!(
+                "--units-per-deployment must be between 1 and --clusters ({})",
+                self.clusters
+            );
+        }
+        if self.clusters.min(topology::UNITS_PER_REGION) < self.units_per_deployment {
+            bail!("a region must hold at least --units-per-deployment units");
+        }
+        if self.deployments == 0 || self.pods == 0 {
+            bail!("--deployments and --pods must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Slices the deployments make.
+    pub fn slices(&self) -> usize {
+        self.deployments * self.units_per_deployment
+    }
+}
+
+/// Runs one scenario.
+pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report> {
+    options.validate()?;
+    let load = load_average();
+    let mut report = match scenario {
+        Scenario::Fanout => fanout::run(options).await?,
+        Scenario::Release => release::run(options).await?,
+        Scenario::Failover => failover::run(options).await?,
+        Scenario::Rollout => rollout::run(options).await?,
+        Scenario::All => bail!("`all` is run scenario by scenario"),
+    };
+    report.set(
+        "loadAverageBefore",
+        load.map_or(serde_json::Value::Null, round1),
+    );
+    Ok(report)
+}
+
+/// The 1-minute load average, to note how busy the machine was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A hub with every unit registered and a light agent per cluster connected.
+pub struct World {
+    /// The hub process.
+    pub hub: HubProcess,
+    /// The agents.
+    pub agents: Agents,
+    /// An admin client.
+    pub client: FederationClient<Channel>,
+}
+
+impl World {
+    /// Starts the hub, registers `options.clusters` units and connects their agents.
+    pub async fn start(options: &Options) -> anyhow::Result<Self> {
+        let hub = HubProcess::start(&options.hub_binary).await?;
+        let mut client = hub.admin().await?;
+        for batch in topology::unit_documents(options.clusters).chunks(APPLY_BATCH * 10) {
+            apply(&mut client, batch.to_vec())
+                .await
+                .context("cannot register the units")?;
+        }
+        let ca = cafe_federation::tls::load_ca(&hub.pki)?;
+        let agents = Agents::start(&ca, &hub.url(), &topology::clusters(options.clusters))?;
+        wait_connected(&mut client, options.clusters, CONNECT_DEADLINE).await?;
+        Ok(Self {
+            hub,
+            agents,
+            client,
+        })
+    }
+
+    /// The agents' recorder.
+    pub fn recorder(&self) -> &Recorder {
+        &self.agents.recorder
+    }
+
+    /// Applies every deployment at `image` in batches; returns when each deployment's Apply call
+    /// started, by deployment index.
+    pub async fn apply_deployments(
+        &mut self,
+        options: &Options,
+        placement: Placement,
+        image: &str,
+    ) -> anyhow::Result<Vec<Instant>> {
+        let documents = topology::deployment_documents(
+            options.deployments,
+            options.units_per_deployment,
+            options.clusters,
+            placement,
+            image,
+        );
+        let mut started = Vec::with_capacity(documents.len());
+        for batch in documents.chunks(APPLY_BATCH) {
+            let at = Instant::now();
+            apply(&mut self.client, batch.to_vec()).await?;
+            started.extend(std::iter::repeat_n(at, batch.len()));
+        }
+        Ok(started)
+    }
+
+    /// Applies the deployments and waits until every slice is delivered and acknowledged.
+    pub async fn settle_deployments(
+        &mut self,
+        options: &Options,
+        placement: Placement,
+    ) -> anyhow::Result<()> {
+        let acks = self.hub.acks().await?;
+        let before = self.recorder().count();
+        self.apply_deployments(options, placement, topology::IMAGE_V1)
+            .await?;
+        self.wait_receipts(before + options.slices()).await?;
+        self.hub
+            .wait_acks(acks + options.slices() as u64, ACK_POLL, STEP_DEADLINE)
+            .await
+    }
+
+    /// Waits until the agents received `count` slice generations in total.
+    pub async fn wait_receipts(&self, count: usize) -> anyhow::Result<()> {
+        tokio::time::timeout(STEP_DEADLINE, self.recorder().wait_count(count))
+            .await
+            .with_context(|| {
+                format!(
+                    "the agents received {} of {count} slices within {STEP_DEADLINE:?}",
+                    self.recorder().count()
+                )
+            })
+    }
+
+    /// Feeds every receipt from index `from` on to `done` as they arrive, until it returns true.
+    pub async fn wait_until(
+        &self,
+        from: usize,
+        mut done: impl FnMut(&Receipt) -> bool,
+    ) -> anyhow::Result<()> {
+        let mut seen = from;
+        let mut changes = self.recorder().subscribe();
+        let until = Instant::now() + STEP_DEADLINE;
+        loop {
+            for receipt in self.recorder().receipts_since(seen) {
+                seen += 1;
+                if done(&receipt) {
+                    return Ok(());
+                }
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => bail!("the agents' recorder is gone"),
+                Err(_) => bail!("the expected slices did not arrive within {STEP_DEADLINE:?}"),
+            }
+        }
+    }
+
+    /// Stops the agents (first, so that they do not count as the hub's) and then the hub, returning
+    /// the hub's final usage.
+    pub async fn stop(mut self) -> anyhow::Result<Usage> {
+        self.hub.check_alive()?;
+        let usage = self.hub.usage()?;
+        self.agents.stop().await;
+        self.hub.stop().await;
+        Ok(usage)
+    }
+}
+
+/// Applies documents; fails on any refusal.
+pub async fn apply(
+    client: &mut FederationClient<Channel>,
+    documents: Vec<String>,
+) -> anyhow::Result<()> {
+    client
+        .apply(pb::ApplyRequest {
+            documents_json: documents,
+            dry_run: false,
+        })
+        .await
+        .context("Apply failed")?;
+    Ok(())
+}
+
+/// The hub's figures common to every scenario: peak memory over its life, CPU seconds of the
+/// measured phase and of its whole life, and CPU per slice.
+pub fn hub_fields(report: &mut Report, before: Usage, after: Usage, slices: usize) {
+    let measured = after.cpu_seconds - before.cpu_seconds;
+    report.set("hubPeakRssMiB", round1(after.peak_rss_mib));
+    report.set("hubCpuSeconds", round3(measured));
+    report.set("hubCpuSecondsTotal", round3(after.cpu_seconds));
+    report.set(
+        "hubCpuMsPerSlice",
+        round3(measured * 1000.0 / slices.max(1) as f64),
+    );
+}
+
+/// The deployment index of a slice id `bench/dNNNN@unit`.
+pub fn deployment_index(id: &str) -> Option<usize> {
+    topology::slice_deployment(id)
+        .strip_prefix(topology::NAMESPACE)?
+        .strip_prefix("/d")?
+        .parse()
+        .ok()
+}
+
+/// Prints reports as JSON lines or tables.
+pub fn render(report: &Report, json: bool) -> anyhow::Result<String> {
+    if json {
+        return Ok(serde_json::to_string(report)?);
+    }
+    let name = report
+        .get("scenario")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    Ok(format!("== {name}\n{}", report.table()))
+}
