@@ -192,3 +192,95 @@ async fn a_disconnected_agent_holds_the_release_and_its_restart_loses_nothing() 
     assert_eq!(setup.playground.traffic().1, 0, "lost requests");
     setup.playground.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_restarted_during_an_evacuation_keeps_the_evacuated_pods_until_survivors_are_ready() {
+    let mut setup = start().await;
+    let reference = deployment("finance", "payments");
+    let mut client = setup
+        .playground
+        .client(Role::Operator)
+        .await
+        .expect("client");
+    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
+    wait_status(&mut client, &reference, STEP, |_| {}, settled)
+        .await
+        .expect("v1");
+    let count = |pods: &std::collections::BTreeMap<String, common::PodView>, unit: &str| {
+        pods.keys().filter(|n| n.contains(unit)).count()
+    };
+    let before = pods(&setup.playground, "finance").await;
+    let evacuated_pods = count(&before, "sh-az1");
+    assert!(evacuated_pods > 0);
+
+    // The survivor's agent is away, so its new capacity cannot be confirmed ready.
+    setup
+        .playground
+        .kill_agent("sh-dc2")
+        .await
+        .expect("kill sh-dc2's agent");
+    let mut admin = setup.playground.client(Role::Admin).await.expect("admin");
+    admin
+        .evacuate(cafe_proto::v1::EvacuateRequest {
+            target: Some(cafe_proto::v1::evacuate_request::Target::Unit(
+                "sh-az1".into(),
+            )),
+            force: false,
+            reason: "test".into(),
+        })
+        .await
+        .expect("evacuate");
+    setup.playground.kill_hub().await.expect("kill -9 the hub");
+    setup.playground.start_hub().await.expect("restart");
+    let others: Vec<String> = ["sh-dc1", "hz-dc1", "hz-dc2"].map(String::from).to_vec();
+    setup
+        .playground
+        .wait_connected(&others, true)
+        .await
+        .expect("agents reconnect");
+    // Give the restarted hub and sh-dc1's agent time to act: the evacuated unit must keep its pods.
+    let mut client = setup
+        .playground
+        .client(Role::Operator)
+        .await
+        .expect("client");
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < held_until {
+        let now = pods(&setup.playground, "finance").await;
+        assert_eq!(
+            count(&now, "sh-az1"),
+            evacuated_pods,
+            "the evacuated unit scaled in before the survivors were ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The survivor comes back: the move completes and the evacuated unit drains.
+    setup
+        .playground
+        .start_agent("sh-dc2")
+        .expect("restart sh-dc2's agent");
+    wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| {
+            s.units.iter().all(|u| u.connected && u.ready == u.replicas)
+                && s.units
+                    .iter()
+                    .any(|u| u.unit == "sh-az1" && u.evacuated && u.replicas == 0)
+        },
+    )
+    .await
+    .expect("the move completes");
+    let deadline = tokio::time::Instant::now() + STEP;
+    while count(&pods(&setup.playground, "finance").await, "sh-az1") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sh-az1 was never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(setup.playground.traffic().1, 0, "lost requests");
+    setup.playground.shutdown().await;
+}

@@ -202,11 +202,20 @@ impl pb::federation_server::Federation for FederationService {
         let kind = pb::ResourceKind::try_from(body.kind).unwrap_or(pb::ResourceKind::Unspecified);
         match self.document(kind, &body.namespace, &body.name)? {
             Some(json) => Ok(Response::new(pb::Document { json })),
-            None => Err(Status::not_found(format!(
-                "{} {} not found",
-                kind.as_str_name(),
-                body.name
-            ))),
+            None => {
+                let what = match kind {
+                    pb::ResourceKind::CafeDeployment => {
+                        let namespace = if body.namespace.is_empty() {
+                            DEFAULT_NAMESPACE
+                        } else {
+                            &body.namespace
+                        };
+                        format!("CafeDeployment {namespace}/{}", body.name)
+                    }
+                    _ => format!("LogicalUnit {}", body.name),
+                };
+                Err(Status::not_found(format!("{what} not found")))
+            }
         }
     }
 

@@ -242,6 +242,7 @@ impl Core {
                     cluster: spec.cluster.to_string(),
                     generation,
                     hash: hash.clone(),
+                    replicas: Some(wire.replicas),
                 }),
             ));
             effects.clusters.insert(spec.cluster.clone());
@@ -399,7 +400,12 @@ impl Core {
                 };
                 HoldInput {
                     planned: u.replicas,
-                    sent: self.slices.get(&id).map(|s| s.wire.replicas),
+                    sent: self.slices.get(&id).map(|s| s.wire.replicas).or_else(|| {
+                        // Right after a restart only the stored record knows what was sent.
+                        self.stored_slices
+                            .get(&id.to_string())
+                            .and_then(|r| r.replicas)
+                    }),
                     ready: self.fresh_report(&id).map(|r| r.ready_replicas),
                     forced_away: self
                         .units

@@ -42,6 +42,8 @@ pub enum EvacuationTarget {
     Unit(UnitName),
     /// Every unit of a region.
     Region(RegionName),
+    /// Every unit a member cluster serves (automatic failover of a silent cluster).
+    Cluster(ClusterName),
 }
 
 /// What a failover command did.
@@ -167,6 +169,19 @@ impl Core {
                     .collect();
                 if units.is_empty() {
                     Err(HubError::NotFound(format!("a unit in region {region}")))
+                } else {
+                    Ok(units)
+                }
+            }
+            EvacuationTarget::Cluster(cluster) => {
+                let units: Vec<UnitName> = self
+                    .units
+                    .iter()
+                    .filter(|(_, u)| &u.spec.cluster == cluster)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if units.is_empty() {
+                    Err(HubError::NotFound(format!("a unit of cluster {cluster}")))
                 } else {
                     Ok(units)
                 }
@@ -322,25 +337,26 @@ impl Hub {
         }
         let started = self.inner.started_ms;
         let decision = self.read(|core, now| decide_auto_failover(core, &policy, started, now));
-        let Some((unit, cluster, silent_s)) = decision else {
+        let Some((cluster, silent_s)) = decision else {
             return Ok(());
         };
         let reason = format!("cluster {cluster} unreachable for {silent_s}s");
-        tracing::warn!(%unit, %cluster, silent_s, "automatic failover");
-        self.evacuate(&EvacuationTarget::Unit(unit), true, &reason, "hub")
+        tracing::warn!(%cluster, silent_s, "automatic failover");
+        self.evacuate(&EvacuationTarget::Cluster(cluster), true, &reason, "hub")
             .map(|_| ())
     }
 }
 
-/// The unit to evacuate automatically now, if any: one at a time (none while an earlier evacuation
-/// is still restoring capacity), never beyond the share, and never while the hub sees fewer than
-/// half of the clusters (then the hub is the one cut off).
+/// The silent cluster whose units to evacuate automatically now, if any: one cluster at a time (none
+/// while an earlier evacuation is still restoring capacity), never beyond the share of all units, and
+/// never while the hub sees fewer than half of the clusters (then the hub is the one cut off). All the
+/// units of a cluster go at once: one of them could not take the replicas of another anyway.
 fn decide_auto_failover(
     core: &Core,
     policy: &FailoverPolicy,
     started_ms: i64,
     now: i64,
-) -> Option<(UnitName, ClusterName, i64)> {
+) -> Option<(ClusterName, i64)> {
     if !core.restoring.is_empty() {
         return None;
     }
@@ -360,22 +376,27 @@ fn decide_auto_failover(
         .values()
         .filter(|u| u.phase() == UnitPhase::Evacuated)
         .count();
-    let share = (evacuated + 1) as f64 / core.units.len() as f64;
-    if share > policy.max_evacuated_share {
-        return None;
-    }
     let threshold = i64::try_from(policy.unreachable.as_millis()).unwrap_or(i64::MAX);
-    core.units.iter().find_map(|(name, unit)| {
-        if unit.phase() == UnitPhase::Evacuated {
+    clusters.into_iter().find_map(|cluster| {
+        let live = core.clusters.get(cluster);
+        if live.is_some_and(|l| l.connected(now)) {
             return None;
         }
-        let live = core.clusters.get(&unit.spec.cluster);
-        if live.is_some_and(|l| l.connected(now)) {
+        let active = core
+            .units
+            .values()
+            .filter(|u| &u.spec.cluster == cluster && u.phase() != UnitPhase::Evacuated)
+            .count();
+        if active == 0 {
+            return None;
+        }
+        let share = (evacuated + active) as f64 / core.units.len() as f64;
+        if share > policy.max_evacuated_share {
             return None;
         }
         // A cluster never heard from since the hub started counts from the start.
         let last = live.map_or(started_ms, |l| l.last_seen_ms.max(started_ms));
         let silent = now - last;
-        (silent >= threshold).then(|| (name.clone(), unit.spec.cluster.clone(), silent / 1000))
+        (silent >= threshold).then(|| (cluster.clone(), silent / 1000))
     })
 }

@@ -3,15 +3,22 @@
 //! The sender keeps, per stream, the generation it last sent of each slice. Whenever the cluster's
 //! slices change it sends what differs, so a slow agent gets the latest state of each slice rather
 //! than every intermediate one, and the bounded channel gives backpressure.
+//!
+//! Slice statuses from every stream go through one queue to one reporter task, which applies all
+//! the statuses waiting at once in a single hub mutation: a single store commit (one fsync) carries
+//! every release transition they cause. Under a burst of reports (a group finishing in 2,000
+//! deployments at once) the commits thus group themselves instead of queueing one fsync per report.
 
 use super::Hub;
-use crate::names::{ClusterName, SliceId};
+use super::core::Effects;
+use crate::names::{ClusterName, DeploymentKey, SliceId};
 use crate::tls::{Identity, peer_identity};
 use cafe_proto::v1 as pb;
 use cafe_proto::v1::agent_message::Kind as AgentKind;
 use cafe_proto::v1::hub_message::Kind as HubKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -23,10 +30,20 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Messages queued per stream before the sender waits for the agent: enough to keep the connection
 /// busy, small enough that a slow agent gets fresh state rather than a backlog.
-const OUTBOUND_BUFFER: usize = 64;
+const OUTBOUND_BUFFER: usize = 8;
 
 /// How long an agent has to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Statuses waiting for the reporter, from all streams: room for a burst from every cluster; when
+/// full, the streams stop reading (backpressure to the agents).
+const REPORT_QUEUE: usize = 4096;
+
+/// Most statuses applied in one mutation (one store commit), so that a commit stays short.
+const REPORT_BATCH: usize = 128;
+
+/// One slice status on its way to the hub's model, with the stream (session) it came on.
+type PendingReport = (ClusterName, u64, pb::SliceStatus);
 
 /// The AgentLink service.
 #[derive(Debug, Clone)]
@@ -34,12 +51,29 @@ pub struct AgentLinkService {
     hub: Hub,
     /// Without TLS (`--insecure`), the Hello's cluster name is trusted.
     insecure: bool,
+    /// The reporter's queue, started with the first stream (inside the runtime).
+    reports: Arc<OnceLock<mpsc::Sender<PendingReport>>>,
 }
 
 impl AgentLinkService {
     /// The service over `hub`.
     pub fn new(hub: Hub, insecure: bool) -> Self {
-        Self { hub, insecure }
+        Self {
+            hub,
+            insecure,
+            reports: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The reporter's queue; starts the reporter the first time. It ends when the service is gone.
+    fn reports(&self) -> mpsc::Sender<PendingReport> {
+        self.reports
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel(REPORT_QUEUE);
+                tokio::spawn(report_loop(self.hub.clone(), rx));
+                tx
+            })
+            .clone()
     }
 }
 
@@ -101,7 +135,13 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
             inventory,
             tx,
         ));
-        tokio::spawn(receive_loop(self.hub.clone(), cluster, session, inbound));
+        tokio::spawn(receive_loop(
+            self.hub.clone(),
+            cluster,
+            session,
+            inbound,
+            self.reports(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -118,9 +158,6 @@ async fn send_loop(
     inventory: BTreeMap<String, u64>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
-    let span = tracing::info_span!("agent_stream", %cluster, session);
-    let _enter = span.enter();
-    drop(_enter);
     let mut wakeup = hub.subscribe_cluster(&cluster);
     wakeup.mark_changed();
     let welcome = pb::Welcome {
@@ -131,11 +168,9 @@ async fn send_loop(
     if tx.send(message(HubKind::Welcome(welcome))).await.is_err() {
         return;
     }
-    // What the agent holds: generations it already applied need not be sent again.
-    let mut sent: BTreeMap<SliceId, u64> = inventory
-        .into_iter()
-        .filter_map(|(id, generation)| id.parse().ok().map(|id| (id, generation)))
-        .collect();
+    // What the agent holds: generations it already applied need not be sent again. Keyed by the
+    // wire id, so that a wakeup compares generations without parsing every id of the cluster.
+    let mut sent: BTreeMap<String, u64> = inventory;
     let mut snapshot_done = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,25 +184,20 @@ async fn send_loop(
             let (slices, tombstones) = hub.cluster_view(&cluster);
             let mut outgoing = Vec::new();
             for slice in &slices {
-                let Ok(id) = slice.id.parse::<SliceId>() else {
-                    continue;
-                };
-                if sent.get(&id) != Some(&slice.generation) || !snapshot_done {
-                    // During the snapshot every slice is named, so that the agent knows what to keep.
-                    sent.insert(id, slice.generation);
+                // A generation the agent already holds (from its Hello, or sent before) goes out
+                // again only if it changed; the snapshot marker names every slice anyway.
+                if sent.get(&slice.id) != Some(&slice.generation) {
+                    sent.insert(slice.id.clone(), slice.generation);
                     outgoing.push(HubKind::Upsert(pb::Slice::clone(slice)));
                 }
             }
             for (id, generation) in tombstones {
+                let id = id.to_string();
                 if sent.get(&id).is_some_and(|g| *g < generation) {
                     sent.insert(id.clone(), generation);
-                    outgoing.push(HubKind::Delete(pb::SliceDelete {
-                        id: id.to_string(),
-                        generation,
-                    }));
+                    outgoing.push(HubKind::Delete(pb::SliceDelete { id, generation }));
                 }
             }
-            let count = slices.len();
             for kind in outgoing {
                 if tx.send(message(kind)).await.is_err() {
                     return;
@@ -177,7 +207,8 @@ async fn send_loop(
             if !snapshot_done {
                 snapshot_done = true;
                 let complete = pb::SnapshotComplete {
-                    slices: u32::try_from(count).unwrap_or(u32::MAX),
+                    slices: u32::try_from(slices.len()).unwrap_or(u32::MAX),
+                    slice_ids: slices.iter().map(|s| s.id.clone()).collect(),
                 };
                 if tx
                     .send(message(HubKind::SnapshotComplete(complete)))
@@ -213,6 +244,7 @@ async fn receive_loop(
     cluster: ClusterName,
     session: u64,
     mut inbound: Streaming<pb::AgentMessage>,
+    reports: mpsc::Sender<PendingReport>,
 ) {
     loop {
         let next = inbound.message().await;
@@ -224,8 +256,13 @@ async fn receive_loop(
                 hub.heard_from(&cluster);
                 match kind {
                     AgentKind::Status(status) => {
-                        if let Err(error) = hub.report(&cluster, status) {
-                            tracing::warn!(%cluster, %error, "refused a slice status");
+                        if reports
+                            .send((cluster.clone(), session, status))
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!(%cluster, "the hub's reporter is gone");
+                            break;
                         }
                     }
                     AgentKind::Ack(ack) => match ack.id.parse::<SliceId>() {
@@ -246,4 +283,60 @@ async fn receive_loop(
     }
     tracing::info!(%cluster, session, "agent disconnected");
     hub.disconnect(&cluster, session);
+}
+
+/// Applies queued statuses, all that are waiting (up to [`REPORT_BATCH`]) at a time.
+async fn report_loop(hub: Hub, mut queue: mpsc::Receiver<PendingReport>) {
+    let mut batch = Vec::with_capacity(REPORT_BATCH);
+    while queue.recv_many(&mut batch, REPORT_BATCH).await > 0 {
+        let reports = std::mem::take(&mut batch);
+        let hub = hub.clone();
+        // The mutation commits to the store (an fsync): off the runtime's workers.
+        if let Err(error) = tokio::task::spawn_blocking(move || report_batch(&hub, reports)).await {
+            tracing::error!(%error, "a report batch failed");
+        }
+    }
+}
+
+/// Records every status, then moves each deployment they touch forward once, in one mutation.
+/// Statuses of slices that are not their cluster's are refused (and logged) one by one; the others
+/// still count. A status whose stream was superseded while it waited is dropped, as the receiving
+/// loop would have dropped it: only what the current stream reports counts.
+fn report_batch(hub: &Hub, reports: Vec<PendingReport>) {
+    let count = reports.len();
+    let result = hub.mutate(|core, now| {
+        let mut touched: BTreeSet<DeploymentKey> = BTreeSet::new();
+        for (cluster, session, status) in reports {
+            let current = core
+                .clusters
+                .get(&cluster)
+                .is_some_and(|live| live.session == Some(session));
+            if !current {
+                continue;
+            }
+            let id = match status.id.parse::<SliceId>() {
+                Ok(id) => id,
+                Err(error) => {
+                    tracing::warn!(%cluster, %error, "refused a slice status");
+                    continue;
+                }
+            };
+            if core.slices.get(&id).is_none_or(|s| s.cluster != cluster) {
+                tracing::warn!(%cluster, slice = %id, "refused a slice status: the slice does not belong to the cluster");
+                continue;
+            }
+            let live = core.clusters.entry(cluster).or_default();
+            live.last_seen_ms = now;
+            live.reports.insert(id.clone(), status);
+            touched.insert(id.deployment);
+        }
+        let mut effects = Effects::default();
+        for key in &touched {
+            effects.merge(core.evaluate(key, now));
+        }
+        Ok(((), effects))
+    });
+    if let Err(error) = result {
+        tracing::error!(%error, count, "cannot record slice statuses");
+    }
 }

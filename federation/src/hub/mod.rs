@@ -290,6 +290,30 @@ impl Hub {
                     });
                 }
             }
+            // Changed units must not leave a stored deployment that no longer plans (a selector that
+            // selects nothing, a region missing from a Sequential order).
+            if let Some(first_unit) = resources.iter().position(|r| matches!(r, Resource::Unit(_))) {
+                let replaced: Vec<String> = resources
+                    .iter()
+                    .filter(|r| matches!(r, Resource::Deployment(_)))
+                    .map(Resource::display_name)
+                    .collect();
+                for (key, record) in &core.deployments {
+                    if replaced.contains(&key.to_string()) {
+                        continue;
+                    }
+                    if let Err(errors) = crate::plan::plan_deployment(&record.deployment, &units, &record.last_allocation) {
+                        failures.push(DocumentError {
+                            index: first_unit + 1,
+                            what: Some(format!("{} {}", resources[first_unit].kind(), resources[first_unit].display_name())),
+                            errors: FieldErrors(vec![FieldError::new(
+                                "spec",
+                                format!("this change would leave CafeDeployment {key} without a plan: {errors}"),
+                            )]),
+                        });
+                    }
+                }
+            }
             if !failures.is_empty() {
                 return Err(HubError::Invalid(failures));
             }
@@ -449,15 +473,21 @@ impl Hub {
             .sessions
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let now = self.now_ms();
-        {
+        let superseded = {
             let mut core = self.core();
             let live = core.clusters.entry(cluster.clone()).or_default();
-            live.session = Some(session);
+            let superseded = live.session.replace(session).is_some();
             live.last_seen_ms = now;
             live.agent_version = agent_version.to_owned();
             live.acked.clear();
+            // Reports of an earlier stream may describe pods that have changed since: only what
+            // this stream reports counts.
+            live.reports.clear();
+            superseded
+        };
+        if !superseded {
+            self.inner.metrics.connected_clusters_delta(1);
         }
-        self.inner.metrics.connected_clusters_delta(1);
         // Wake a superseded stream so that it notices and ends.
         self.wake(std::iter::once(cluster));
         self.inner.changes.send_modify(|v| *v += 1);
@@ -471,6 +501,7 @@ impl Hub {
             && live.session == Some(session)
         {
             live.session = None;
+            live.reports.clear();
             self.inner.metrics.connected_clusters_delta(-1);
         }
         drop(core);

@@ -35,6 +35,10 @@ pub struct SliceRecord {
     pub generation: u64,
     /// A digest of its content.
     pub hash: String,
+    /// Its replicas, so that a hub restarted in the middle of a failover move still holds the
+    /// replicas a unit must keep until the new capacity is ready.
+    #[serde(default)]
+    pub replicas: Option<i32>,
 }
 
 /// One audited command.

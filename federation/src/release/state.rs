@@ -87,6 +87,14 @@ pub struct ReleaseState {
     /// Since when every unit has reported the group healthy (ms since the epoch).
     #[serde(default)]
     pub healthy_since_ms: Option<i64>,
+    /// How long the current group has waited while every active unit's health was known: the
+    /// progress deadline counts this, so an unknown unit only blocks (DESIGN section 5) and a hub
+    /// restart starts the count again. Kept in memory only.
+    #[serde(skip)]
+    pub waited_ms: i64,
+    /// When `waited_ms` was last brought up to date.
+    #[serde(skip)]
+    pub last_checked_ms: Option<i64>,
 }
 
 /// What the hub knows of one unit's part in the release.
@@ -220,6 +228,8 @@ impl ReleaseState {
             message: String::new(),
             group_started_ms: now_ms,
             healthy_since_ms: None,
+            waited_ms: 0,
+            last_checked_ms: None,
         }
     }
 
@@ -233,6 +243,8 @@ impl ReleaseState {
         self.batch = batch;
         self.group_started_ms = now_ms;
         self.healthy_since_ms = None;
+        self.waited_ms = 0;
+        self.last_checked_ms = Some(now_ms);
     }
 
     /// The deployment's template changed. Returns true when the release state changed.
@@ -284,6 +296,12 @@ impl ReleaseState {
                 true
             }
             Phase::Progressing => {
+                let known = active().all(|u| u.observed.is_some());
+                let elapsed = self.last_checked_ms.map_or(0, |t| (now_ms - t).max(0));
+                self.last_checked_ms = Some(now_ms);
+                if known {
+                    self.waited_ms += elapsed;
+                }
                 let failing: Vec<String> = active()
                     .filter_map(|u| u.observed.as_ref().map(|o| (u, o)))
                     .flat_map(|(u, o)| o.problems.iter().map(move |p| format!("{}: {p}", u.unit)))
@@ -295,7 +313,7 @@ impl ReleaseState {
                 if !active().all(UnitProgress::group_done) {
                     self.healthy_since_ms = None;
                     let deadline = i64::from(strategy.progress_deadline_seconds) * 1000;
-                    if now_ms - self.group_started_ms < deadline {
+                    if self.waited_ms < deadline {
                         let changed = self.reason != Reason::WaitingForUnits;
                         let waiting: Vec<String> = active()
                             .filter(|u| !u.group_done())

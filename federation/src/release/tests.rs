@@ -252,6 +252,42 @@ fn failing_pods_fail_the_release_and_pause_the_slices_until_retry() {
 }
 
 #[test]
+fn unknown_units_do_not_count_towards_the_progress_deadline() {
+    let mut f = Fixture::new();
+    f.deployment.spec.strategy.progress_deadline_seconds = 30;
+    f.new_image("registry.example/payments:1.1.0");
+    let mut stuck = f.progress(|s| {
+        Some(Observed {
+            replicas: s.replicas,
+            ready: s.replicas - 1,
+            ..Observed::default()
+        })
+    });
+    stuck[1].observed = None;
+    f.tick(60_000);
+    f.advance(&stuck);
+    assert_eq!(
+        f.state.phase,
+        Phase::Progressing,
+        "an unknown unit blocks, it does not fail the release"
+    );
+    // Known again: the deadline counts from here.
+    let stuck = f.progress(|s| {
+        Some(Observed {
+            replicas: s.replicas,
+            ready: s.replicas - 1,
+            ..Observed::default()
+        })
+    });
+    f.tick(29_000);
+    f.advance(&stuck);
+    assert_eq!(f.state.phase, Phase::Progressing);
+    f.tick(1_000);
+    f.advance(&stuck);
+    assert_eq!(f.state.phase, Phase::Failed);
+}
+
+#[test]
 fn progress_deadline_fails_the_group() {
     let mut f = Fixture::new();
     f.deployment.spec.strategy.progress_deadline_seconds = 30;

@@ -318,6 +318,18 @@ impl ClusterSide for KubeClusterSide {
                 .get_opt(&name)
                 .await
                 .map_err(kube_error(format!("read InPlaceSet for {}", slice.id)))?;
+            if let Some(owner) = existing
+                .as_ref()
+                .and_then(|set| set.annotations().get(SLICE_ID_ANNOTATION))
+                && owner != &slice.id
+            {
+                // Two slices whose names meet (deployment "a-b" in unit "c", deployment "a" in unit
+                // "b-c"): never take over another slice's set.
+                return Err(LinkError::BadSlice {
+                    id: slice.id.clone(),
+                    reason: format!("InPlaceSet {name} already belongs to slice {owner}"),
+                });
+            }
             let before = existing.as_ref().map_or(0, |set| set.spec.replicas);
             let result = match existing {
                 None => api

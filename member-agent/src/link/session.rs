@@ -21,6 +21,10 @@ pub const REPORT_DEBOUNCE: Duration = Duration::from_millis(50);
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest reconnect delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often slices the cluster refused are tried again.
+pub const RETRY_FAILED: Duration = Duration::from_secs(2);
+/// The problem reason of a slice the cluster refused to take.
+pub const SLICE_NOT_APPLIED: &str = "SliceNotApplied";
 /// How long a dial may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The hub is considered gone after this long without any message (it sends heartbeats).
@@ -212,6 +216,11 @@ async fn run_session<S: ClusterSide>(
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
+    let mut failed: BTreeMap<String, pb::Slice> = BTreeMap::new();
+    let mut failed_removes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut retry =
+        tokio::time::interval_at(tokio::time::Instant::now() + RETRY_FAILED, RETRY_FAILED);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             message = inbound.message() => {
@@ -232,35 +241,25 @@ async fn run_session<S: ClusterSide>(
                         if applied.get(&slice.id).is_some_and(|g| *g >= slice.generation) {
                             continue;
                         }
-                        if let Err(error) = side.apply(&slice).await {
-                            // Not acknowledged: the hub sees no fresh report and waits; the next
-                            // session (after the backoff) gets the slice again.
-                            tracing::warn!(slice = %slice.id, %error, "cannot apply a slice");
-                            return SessionEnd::Cluster(error);
-                        }
-                        applied.insert(slice.id.clone(), slice.generation);
-                        let ack = pb::SliceAck { id: slice.id.clone(), generation: slice.generation, deleted: false };
-                        if tx.send(agent_message(AgentKind::Ack(ack))).await.is_err() {
-                            return SessionEnd::Closed;
+                        failed.remove(&slice.id);
+                        if let Err(end) = apply_slice(side, slice, &mut applied, &mut failed, board, &tx).await {
+                            return end;
                         }
                     }
                     HubKind::Delete(delete) => {
                         if applied.get(&delete.id).is_some_and(|g| *g >= delete.generation) {
                             continue;
                         }
-                        if let Err(error) = side.remove(&delete.id, delete.generation).await {
-                            return SessionEnd::Cluster(error);
-                        }
-                        applied.remove(&delete.id);
-                        board.forget(&delete.id);
-                        let ack = pb::SliceAck { id: delete.id, generation: delete.generation, deleted: true };
-                        if tx.send(agent_message(AgentKind::Ack(ack))).await.is_err() {
-                            return SessionEnd::Closed;
+                        failed.remove(&delete.id);
+                        if let Err(end) = remove_slice(side, &delete.id, delete.generation, &mut applied, &mut failed_removes, board, &tx).await {
+                            return end;
                         }
                     }
-                    HubKind::SnapshotComplete(_) => {
-                        // Only now may slices the hub no longer has be removed.
-                        let seen = snapshot.take().unwrap_or_default();
+                    HubKind::SnapshotComplete(complete) => {
+                        // Only now may slices the hub no longer has be removed. The marker lists every
+                        // slice, including those not re-sent because this agent already held them.
+                        let mut seen = snapshot.take().unwrap_or_default();
+                        seen.extend(complete.slice_ids);
                         let stale: Vec<(String, u64)> = applied
                             .iter()
                             .filter(|(id, _)| !seen.contains(*id))
@@ -268,12 +267,23 @@ async fn run_session<S: ClusterSide>(
                             .collect();
                         for (id, generation) in stale {
                             tracing::info!(slice = %id, "removing a slice the hub no longer has");
-                            if let Err(error) = side.remove(&id, generation + 1).await {
-                                return SessionEnd::Cluster(error);
+                            if let Err(end) = remove_slice(side, &id, generation + 1, &mut applied, &mut failed_removes, board, &tx).await {
+                                return end;
                             }
-                            applied.remove(&id);
-                            board.forget(&id);
                         }
+                    }
+                }
+            }
+            _ = retry.tick() => {
+                // Slices the cluster refused are tried again; the others go on meanwhile.
+                for slice in std::mem::take(&mut failed).into_values() {
+                    if let Err(end) = apply_slice(side, slice, &mut applied, &mut failed, board, &tx).await {
+                        return end;
+                    }
+                }
+                for (id, generation) in std::mem::take(&mut failed_removes) {
+                    if let Err(end) = remove_slice(side, &id, generation, &mut applied, &mut failed_removes, board, &tx).await {
+                        return end;
                     }
                 }
             }
@@ -295,6 +305,79 @@ async fn run_session<S: ClusterSide>(
                     return SessionEnd::Closed;
                 }
             }
+        }
+    }
+}
+
+/// Applies a slice and acknowledges it. When the cluster refuses it, the slice is kept for a later
+/// retry and reported with a problem (so that the hub fails the release with the reason) instead of
+/// ending the session: one bad slice must not hold up the others.
+async fn apply_slice<S: ClusterSide>(
+    side: &S,
+    slice: pb::Slice,
+    applied: &mut BTreeMap<String, u64>,
+    failed: &mut BTreeMap<String, pb::Slice>,
+    board: &StatusBoard,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+) -> Result<(), SessionEnd> {
+    match side.apply(&slice).await {
+        Ok(()) => {
+            applied.insert(slice.id.clone(), slice.generation);
+            let ack = pb::SliceAck {
+                id: slice.id.clone(),
+                generation: slice.generation,
+                deleted: false,
+            };
+            tx.send(agent_message(AgentKind::Ack(ack)))
+                .await
+                .map_err(|_| SessionEnd::Closed)
+        }
+        Err(error) => {
+            tracing::warn!(slice = %slice.id, %error, retry_in = ?RETRY_FAILED, "the cluster refused a slice");
+            board.post(pb::SliceStatus {
+                id: slice.id.clone(),
+                observed_generation: slice.generation,
+                update_revision: slice.update_revision.clone(),
+                problems: vec![pb::PodProblem {
+                    pod: String::new(),
+                    reason: SLICE_NOT_APPLIED.to_owned(),
+                    message: error.to_string(),
+                }],
+                ..pb::SliceStatus::default()
+            });
+            failed.insert(slice.id.clone(), slice);
+            Ok(())
+        }
+    }
+}
+
+/// Removes a slice and acknowledges it; a refused removal is retried later.
+async fn remove_slice<S: ClusterSide>(
+    side: &S,
+    id: &str,
+    generation: u64,
+    applied: &mut BTreeMap<String, u64>,
+    failed_removes: &mut BTreeMap<String, u64>,
+    board: &StatusBoard,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+) -> Result<(), SessionEnd> {
+    match side.remove(id, generation).await {
+        Ok(()) => {
+            applied.remove(id);
+            board.forget(id);
+            let ack = pb::SliceAck {
+                id: id.to_owned(),
+                generation,
+                deleted: true,
+            };
+            tx.send(agent_message(AgentKind::Ack(ack)))
+                .await
+                .map_err(|_| SessionEnd::Closed)
+        }
+        Err(error) => {
+            tracing::warn!(slice = %id, %error, retry_in = ?RETRY_FAILED, "cannot remove a slice");
+            failed_removes.insert(id.to_owned(), generation);
+            Ok(())
         }
     }
 }
