@@ -6,14 +6,13 @@
 mod common;
 
 use cafe_federation::tls::Role;
-use cafe_tests::demo::DEMO_YAML;
-use cafe_tests::driver::{apply_yaml, deployment, settled, wait_status};
+use cafe_tests::driver::{deployment, wait_status};
 use cafe_tests::playground::{Playground, PlaygroundOptions};
 use common::{BINARY, ReadyWatcher, cafectl, start};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const STEP: Duration = Duration::from_secs(120);
+use common::STEP;
 const REPLICAS: usize = 10;
 const MAX_UNAVAILABLE: usize = 1;
 
@@ -60,11 +59,7 @@ async fn evacuate_and_fail_back_keep_capacity_and_lose_nothing() {
     let setup = start().await;
     let pg = &setup.playground;
     let reference = deployment("finance", "payments");
-    let mut client = pg.client(Role::Operator).await.expect("client");
-    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
-    let status = wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("running");
+    let (mut client, status) = common::deploy_demo(pg).await;
     let normal = replicas_by_unit(&status);
     let watcher = ReadyWatcher::start(pg, "finance");
     let deadline = tokio::time::Instant::now() + STEP;
@@ -111,23 +106,7 @@ async fn evacuate_and_fail_back_keep_capacity_and_lose_nothing() {
         (by_unit["hz-az1"], by_unit["hz-az2"]),
         (normal["hz-az1"], normal["hz-az2"])
     );
-    let pods_left = common::pods(pg, "finance").await;
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        let sh1 = common::pods(pg, "finance")
-            .await
-            .keys()
-            .filter(|n| n.contains("sh-az1"))
-            .count();
-        if sh1 == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sh-az1 still has {sh1} pods: {pods_left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_unit_empty(pg, "sh-az1").await;
     // Both clusters recorded the move as Kubernetes Events on their InPlaceSets.
     for cluster in ["sh-dc1", "sh-dc2"] {
         let events = failover_events(pg, cluster).await;
@@ -269,11 +248,7 @@ async fn an_unreachable_cluster_is_evacuated_automatically() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut pg = start_with_auto_failover(dir.path()).await;
     let reference = deployment("finance", "payments");
-    let mut client = pg.client(Role::Operator).await.expect("client");
-    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
-    let status = wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("running");
+    let (mut client, status) = common::deploy_demo(&pg).await;
     let normal = replicas_by_unit(&status);
 
     let went_down = tokio::time::Instant::now();
@@ -316,22 +291,7 @@ async fn an_unreachable_cluster_is_evacuated_automatically() {
 
     // When the cluster returns, its pods for the evacuated slice are drained and removed.
     pg.bring_online("hz-dc1").expect("bring hz-dc1 back");
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        let left = common::pods(&pg, "finance")
-            .await
-            .keys()
-            .filter(|n| n.contains("hz-az1"))
-            .count();
-        if left == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "hz-az1 still has {left} pods"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_unit_empty(&pg, "hz-az1").await;
     pg.shutdown().await;
 }
 
@@ -339,17 +299,7 @@ async fn an_unreachable_cluster_is_evacuated_automatically() {
 async fn three_of_four_clusters_offline_evacuates_none() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut pg = start_with_auto_failover(dir.path()).await;
-    let mut client = pg.client(Role::Operator).await.expect("client");
-    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
-    wait_status(
-        &mut client,
-        &deployment("finance", "payments"),
-        STEP,
-        |_| {},
-        settled,
-    )
-    .await
-    .expect("running");
+    common::deploy_demo(&pg).await;
     for cluster in ["sh-dc1", "sh-dc2", "hz-dc1"] {
         pg.take_offline(cluster).await.expect("offline");
     }

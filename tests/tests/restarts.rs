@@ -10,21 +10,13 @@ use cafe_tests::driver::{apply_yaml, awaiting_confirm, command, deployment, sett
 use common::{pods, start};
 use std::time::Duration;
 
-const STEP: Duration = Duration::from_secs(120);
+use common::STEP;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_hub_resumes_at_the_same_group_and_updates_no_pod_twice() {
     let mut setup = start().await;
     let reference = deployment("finance", "payments");
-    let mut client = setup
-        .playground
-        .client(Role::Operator)
-        .await
-        .expect("client");
-    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
-    wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("v1");
+    let (mut client, _) = common::deploy_demo(&setup.playground).await;
     let before = pods(&setup.playground, "finance").await;
 
     apply_yaml(
@@ -100,15 +92,7 @@ async fn a_killed_hub_resumes_at_the_same_group_and_updates_no_pod_twice() {
 async fn a_disconnected_agent_holds_the_release_and_its_restart_loses_nothing() {
     let mut setup = start().await;
     let reference = deployment("finance", "payments");
-    let mut client = setup
-        .playground
-        .client(Role::Operator)
-        .await
-        .expect("client");
-    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
-    wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("v1");
+    let (mut client, _) = common::deploy_demo(&setup.playground).await;
 
     let away = "hz-dc1".to_owned();
     setup
@@ -197,20 +181,9 @@ async fn a_disconnected_agent_holds_the_release_and_its_restart_loses_nothing() 
 async fn a_hub_restarted_during_an_evacuation_keeps_the_evacuated_pods_until_survivors_are_ready() {
     let mut setup = start().await;
     let reference = deployment("finance", "payments");
-    let mut client = setup
-        .playground
-        .client(Role::Operator)
-        .await
-        .expect("client");
-    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
-    wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("v1");
-    let count = |pods: &std::collections::BTreeMap<String, common::PodView>, unit: &str| {
-        pods.keys().filter(|n| n.contains(unit)).count()
-    };
+    common::deploy_demo(&setup.playground).await;
     let before = pods(&setup.playground, "finance").await;
-    let evacuated_pods = count(&before, "sh-az1");
+    let evacuated_pods = common::unit_pods(&before, "sh-az1");
     assert!(evacuated_pods > 0);
 
     // The survivor's agent is away, so its new capacity cannot be confirmed ready.
@@ -248,7 +221,7 @@ async fn a_hub_restarted_during_an_evacuation_keeps_the_evacuated_pods_until_sur
     while tokio::time::Instant::now() < held_until {
         let now = pods(&setup.playground, "finance").await;
         assert_eq!(
-            count(&now, "sh-az1"),
+            common::unit_pods(&now, "sh-az1"),
             evacuated_pods,
             "the evacuated unit scaled in before the survivors were ready"
         );
@@ -273,14 +246,7 @@ async fn a_hub_restarted_during_an_evacuation_keeps_the_evacuated_pods_until_sur
     )
     .await
     .expect("the move completes");
-    let deadline = tokio::time::Instant::now() + STEP;
-    while count(&pods(&setup.playground, "finance").await, "sh-az1") > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sh-az1 was never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_unit_empty(&setup.playground, "sh-az1").await;
     assert_eq!(setup.playground.traffic().1, 0, "lost requests");
     setup.playground.shutdown().await;
 }

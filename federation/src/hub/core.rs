@@ -100,6 +100,21 @@ impl Effects {
     }
 }
 
+/// A report's problems as `pod: reason` lines (just the reason when no pod is concerned).
+fn problem_lines(report: &pb::SliceStatus) -> Vec<String> {
+    report
+        .problems
+        .iter()
+        .map(|p| {
+            if p.pod.is_empty() {
+                p.reason.clone()
+            } else {
+                format!("{}: {}", p.pod, p.reason)
+            }
+        })
+        .collect()
+}
+
 /// JSON of a record; the hub's records hold only serializable values.
 pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
@@ -445,11 +460,7 @@ impl Core {
                     ready: report.ready_replicas,
                     updated: report.updated_replicas,
                     updated_ready: report.updated_ready_replicas,
-                    problems: report
-                        .problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.pod, p.reason))
-                        .collect(),
+                    problems: problem_lines(report),
                 });
                 UnitProgress {
                     unit: unit.unit.clone(),
@@ -542,14 +553,7 @@ impl Core {
                             updated_ready: report.map_or(0, |r| r.updated_ready_replicas),
                             target: slice.map_or(0, |s| s.wire.replicas - s.wire.partition),
                             evacuated: unit.evacuated,
-                            problems: report
-                                .map(|r| {
-                                    r.problems
-                                        .iter()
-                                        .map(|p| format!("{}: {}", p.pod, p.reason))
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
+                            problems: report.map(problem_lines).unwrap_or_default(),
                         }
                     })
                     .collect()

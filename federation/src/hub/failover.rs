@@ -152,41 +152,37 @@ impl Core {
     }
 
     fn resolve_target(&self, target: &EvacuationTarget) -> Result<Vec<UnitName>, HubError> {
-        match target {
-            EvacuationTarget::Unit(unit) => {
-                if self.units.contains_key(unit) {
-                    Ok(vec![unit.clone()])
-                } else {
-                    Err(HubError::NotFound(format!("LogicalUnit {unit}")))
-                }
-            }
-            EvacuationTarget::Region(region) => {
-                let units: Vec<UnitName> = self
-                    .units
-                    .iter()
-                    .filter(|(_, u)| &u.spec.region == region)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                if units.is_empty() {
-                    Err(HubError::NotFound(format!("a unit in region {region}")))
-                } else {
-                    Ok(units)
-                }
-            }
-            EvacuationTarget::Cluster(cluster) => {
-                let units: Vec<UnitName> = self
-                    .units
-                    .iter()
-                    .filter(|(_, u)| &u.spec.cluster == cluster)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                if units.is_empty() {
-                    Err(HubError::NotFound(format!("a unit of cluster {cluster}")))
-                } else {
-                    Ok(units)
-                }
-            }
+        let (units, missing): (Vec<UnitName>, String) = match target {
+            EvacuationTarget::Unit(unit) => (
+                self.units
+                    .contains_key(unit)
+                    .then(|| unit.clone())
+                    .into_iter()
+                    .collect(),
+                format!("LogicalUnit {unit}"),
+            ),
+            EvacuationTarget::Region(region) => (
+                self.units_where(|u| &u.spec.region == region),
+                format!("a unit in region {region}"),
+            ),
+            EvacuationTarget::Cluster(cluster) => (
+                self.units_where(|u| &u.spec.cluster == cluster),
+                format!("a unit of cluster {cluster}"),
+            ),
+        };
+        if units.is_empty() {
+            Err(HubError::NotFound(missing))
+        } else {
+            Ok(units)
         }
+    }
+
+    fn units_where(&self, keep: impl Fn(&crate::resources::LogicalUnit) -> bool) -> Vec<UnitName> {
+        self.units
+            .iter()
+            .filter(|(_, u)| keep(u))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Every unit's failover state.

@@ -197,3 +197,52 @@ impl Drop for ReadyWatcher {
         }
     }
 }
+
+/// How long one step of an end-to-end scenario may take.
+pub const STEP: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Applies the demo deployment (10 pods over the 4 units) and waits until it runs everywhere; returns
+/// an operator's client and the settled status.
+pub async fn deploy_demo(
+    playground: &Playground,
+) -> (
+    cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+    cafe_federation::release::DeploymentStatusView,
+) {
+    use cafe_tests::driver::{apply_yaml, deployment, settled, wait_status};
+    let mut client = playground.client(Role::Operator).await.expect("client");
+    apply_yaml(&mut client, cafe_tests::demo::DEMO_YAML)
+        .await
+        .expect("apply");
+    let status = wait_status(
+        &mut client,
+        &deployment("finance", "payments"),
+        STEP,
+        |_| {},
+        settled,
+    )
+    .await
+    .expect("the demo deployment runs everywhere");
+    (client, status)
+}
+
+/// The application's pods of `unit` (pods are named after their InPlaceSet, `payments-UNIT-...`).
+pub fn unit_pods(pods: &BTreeMap<String, PodView>, unit: &str) -> usize {
+    pods.keys().filter(|name| name.contains(unit)).count()
+}
+
+/// Waits until `unit` has no pod of the application left (drained and removed).
+pub async fn wait_unit_empty(playground: &Playground, unit: &str) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let left = unit_pods(&pods(playground, "finance").await, unit);
+        if left == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{unit} still has {left} pods"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
