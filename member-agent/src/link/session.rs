@@ -29,6 +29,9 @@ pub const SLICE_NOT_APPLIED: &str = "SliceNotApplied";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The hub is considered gone after this long without any message (it sends heartbeats).
 const HUB_SILENCE: Duration = Duration::from_secs(8);
+/// Slice changes queued for the cluster writer: far more than a hub sends at once (it keeps few
+/// messages in flight per stream), so that reading the hub never waits on the cluster.
+const OPS_BUFFER: usize = 1024;
 /// Agent messages queued before the agent waits for the connection.
 const OUTBOUND_BUFFER: usize = 256;
 
@@ -187,7 +190,7 @@ async fn run_session<S: ClusterSide>(
         Ok(inventory) => inventory,
         Err(error) => return SessionEnd::Cluster(error),
     };
-    let mut applied: BTreeMap<String, u64> = inventory.iter().cloned().collect();
+    let applied: BTreeMap<String, u64> = inventory.iter().cloned().collect();
     let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
     let hello = pb::Hello {
         cluster: config.cluster.clone(),
@@ -205,22 +208,41 @@ async fn run_session<S: ClusterSide>(
         return SessionEnd::Closed;
     }
     let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-    let mut inbound = match client.sync(ReceiverStream::new(rx)).await {
+    let inbound = match client.sync(ReceiverStream::new(rx)).await {
         Ok(response) => response.into_inner(),
         Err(status) => return SessionEnd::Refused(status),
     };
     tracing::info!(cluster = %config.cluster, "connected to the hub");
     // Everything known is reported again: the hub may have restarted and forgotten.
     board.mark_all();
-    let mut snapshot: Option<BTreeSet<String>> = Some(BTreeSet::new());
+    // Cluster writes run beside the conversation with the hub, so that a slow API server never
+    // delays heartbeats and reports (the hub would take the cluster for gone).
+    let (ops_tx, ops_rx) = mpsc::channel(OPS_BUFFER);
+    tokio::select! {
+        end = talk(inbound, ops_tx, &tx, board, backoff) => end,
+        end = apply_ops(side, ops_rx, applied, board, &tx) => end,
+    }
+}
+
+/// A change for the cluster, in the order the hub sent it.
+enum Op {
+    Upsert(Box<pb::Slice>),
+    Delete(pb::SliceDelete),
+    SnapshotComplete(pb::SnapshotComplete),
+}
+
+/// Reads the hub's messages (passing slice changes to the applier), and sends heartbeats and the
+/// debounced slice statuses.
+async fn talk(
+    mut inbound: tonic::Streaming<pb::HubMessage>,
+    ops: mpsc::Sender<Op>,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+    board: &StatusBoard,
+    backoff: &mut Duration,
+) -> SessionEnd {
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
-    let mut failed: BTreeMap<String, pb::Slice> = BTreeMap::new();
-    let mut failed_removes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut retry =
-        tokio::time::interval_at(tokio::time::Instant::now() + RETRY_FAILED, RETRY_FAILED);
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             message = inbound.message() => {
@@ -230,61 +252,18 @@ async fn run_session<S: ClusterSide>(
                     Err(status) => return SessionEnd::Refused(status),
                 };
                 last_heard = tokio::time::Instant::now();
-                let Some(kind) = message.kind else { continue };
-                match kind {
-                    HubKind::Welcome(_) => *backoff = MIN_BACKOFF,
-                    HubKind::Heartbeat(_) => {}
-                    HubKind::Upsert(slice) => {
-                        if let Some(seen) = snapshot.as_mut() {
-                            seen.insert(slice.id.clone());
-                        }
-                        if applied.get(&slice.id).is_some_and(|g| *g >= slice.generation) {
-                            continue;
-                        }
-                        failed.remove(&slice.id);
-                        if let Err(end) = apply_slice(side, slice, &mut applied, &mut failed, board, &tx).await {
-                            return end;
-                        }
+                let op = match message.kind {
+                    Some(HubKind::Welcome(_)) => {
+                        *backoff = MIN_BACKOFF;
+                        continue;
                     }
-                    HubKind::Delete(delete) => {
-                        if applied.get(&delete.id).is_some_and(|g| *g >= delete.generation) {
-                            continue;
-                        }
-                        failed.remove(&delete.id);
-                        if let Err(end) = remove_slice(side, &delete.id, delete.generation, &mut applied, &mut failed_removes, board, &tx).await {
-                            return end;
-                        }
-                    }
-                    HubKind::SnapshotComplete(complete) => {
-                        // Only now may slices the hub no longer has be removed. The marker lists every
-                        // slice, including those not re-sent because this agent already held them.
-                        let mut seen = snapshot.take().unwrap_or_default();
-                        seen.extend(complete.slice_ids);
-                        let stale: Vec<(String, u64)> = applied
-                            .iter()
-                            .filter(|(id, _)| !seen.contains(*id))
-                            .map(|(id, g)| (id.clone(), *g))
-                            .collect();
-                        for (id, generation) in stale {
-                            tracing::info!(slice = %id, "removing a slice the hub no longer has");
-                            if let Err(end) = remove_slice(side, &id, generation + 1, &mut applied, &mut failed_removes, board, &tx).await {
-                                return end;
-                            }
-                        }
-                    }
-                }
-            }
-            _ = retry.tick() => {
-                // Slices the cluster refused are tried again; the others go on meanwhile.
-                for slice in std::mem::take(&mut failed).into_values() {
-                    if let Err(end) = apply_slice(side, slice, &mut applied, &mut failed, board, &tx).await {
-                        return end;
-                    }
-                }
-                for (id, generation) in std::mem::take(&mut failed_removes) {
-                    if let Err(end) = remove_slice(side, &id, generation, &mut applied, &mut failed_removes, board, &tx).await {
-                        return end;
-                    }
+                    Some(HubKind::Heartbeat(_)) | None => continue,
+                    Some(HubKind::Upsert(slice)) => Op::Upsert(Box::new(slice)),
+                    Some(HubKind::Delete(delete)) => Op::Delete(delete),
+                    Some(HubKind::SnapshotComplete(complete)) => Op::SnapshotComplete(complete),
+                };
+                if ops.send(op).await.is_err() {
+                    return SessionEnd::Closed;
                 }
             }
             () = board.changed() => {
@@ -305,6 +284,111 @@ async fn run_session<S: ClusterSide>(
                     return SessionEnd::Closed;
                 }
             }
+        }
+    }
+}
+
+/// Writes the hub's changes to the cluster in order: newest generation only, nothing removed
+/// before the snapshot marker, refused slices retried.
+async fn apply_ops<S: ClusterSide>(
+    side: &S,
+    mut ops: mpsc::Receiver<Op>,
+    mut applied: BTreeMap<String, u64>,
+    board: &StatusBoard,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+) -> SessionEnd {
+    let mut snapshot: Option<BTreeSet<String>> = Some(BTreeSet::new());
+    let mut failed: BTreeMap<String, pb::Slice> = BTreeMap::new();
+    let mut failed_removes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut retry =
+        tokio::time::interval_at(tokio::time::Instant::now() + RETRY_FAILED, RETRY_FAILED);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let op = tokio::select! {
+            op = ops.recv() => match op {
+                Some(op) => op,
+                None => return SessionEnd::Closed,
+            },
+            _ = retry.tick() => {
+                // Slices the cluster refused are tried again; the others went on meanwhile.
+                for slice in std::mem::take(&mut failed).into_values() {
+                    if let Err(end) = apply_slice(side, slice, &mut applied, &mut failed, board, tx).await {
+                        return end;
+                    }
+                }
+                for (id, generation) in std::mem::take(&mut failed_removes) {
+                    if let Err(end) = remove_slice(side, &id, generation, &mut applied, &mut failed_removes, board, tx).await {
+                        return end;
+                    }
+                }
+                continue;
+            }
+        };
+        let result = match op {
+            Op::Upsert(slice) => {
+                if let Some(seen) = snapshot.as_mut() {
+                    seen.insert(slice.id.clone());
+                }
+                if applied
+                    .get(&slice.id)
+                    .is_some_and(|g| *g >= slice.generation)
+                {
+                    continue;
+                }
+                failed.remove(&slice.id);
+                apply_slice(side, *slice, &mut applied, &mut failed, board, tx).await
+            }
+            Op::Delete(delete) => {
+                if applied
+                    .get(&delete.id)
+                    .is_some_and(|g| *g >= delete.generation)
+                {
+                    continue;
+                }
+                failed.remove(&delete.id);
+                remove_slice(
+                    side,
+                    &delete.id,
+                    delete.generation,
+                    &mut applied,
+                    &mut failed_removes,
+                    board,
+                    tx,
+                )
+                .await
+            }
+            Op::SnapshotComplete(complete) => {
+                // Only now may slices the hub no longer has be removed. The marker lists every
+                // slice, including those not re-sent because this agent already held them.
+                let mut seen = snapshot.take().unwrap_or_default();
+                seen.extend(complete.slice_ids);
+                let stale: Vec<(String, u64)> = applied
+                    .iter()
+                    .filter(|(id, _)| !seen.contains(*id))
+                    .map(|(id, g)| (id.clone(), *g))
+                    .collect();
+                let mut result = Ok(());
+                for (id, generation) in stale {
+                    tracing::info!(slice = %id, "removing a slice the hub no longer has");
+                    result = remove_slice(
+                        side,
+                        &id,
+                        generation + 1,
+                        &mut applied,
+                        &mut failed_removes,
+                        board,
+                        tx,
+                    )
+                    .await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+        };
+        if let Err(end) = result {
+            return end;
         }
     }
 }
