@@ -122,19 +122,21 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 impl Core {
     /// Allocates the next slice generation.
-    fn allocate_generation(&mut self, effects: &mut Effects) -> u64 {
+    /// (The counter reaches the store through [`Core::generation_write`], once per commit.)
+    fn allocate_generation(&mut self, _effects: &mut Effects) -> u64 {
         self.next_generation = self.next_generation.max(1);
         let generation = self.next_generation;
         self.next_generation += 1;
-        effects
-            .writes
-            .retain(|w| !(w.table == Table::Meta && w.key == NEXT_GENERATION_KEY));
-        effects.writes.push(Write::put(
+        generation
+    }
+
+    /// The store write of the generation counter.
+    pub fn generation_write(&self) -> Write {
+        Write::put(
             Table::Meta,
             NEXT_GENERATION_KEY,
             self.next_generation.to_string().into_bytes(),
-        ));
-        generation
+        )
     }
 
     /// Records an audit entry in the same commit.
@@ -512,13 +514,21 @@ impl Core {
         effects
     }
 
-    /// Deployments whose release may move with time.
-    pub fn moving(&self) -> Vec<DeploymentKey> {
+    /// Deployments whose release may move with time alone now: a healthy group waiting out
+    /// minReadySeconds or autoPauseSeconds, or a group whose progress deadline may have passed.
+    /// Everything else moves on reports.
+    pub fn due(&self, now_ms: i64) -> Vec<DeploymentKey> {
         self.deployments
             .iter()
             .filter(|(_, r)| {
-                matches!(r.release.phase, Phase::Progressing | Phase::RollingBack)
-                    || r.rebalancing_since_ms.is_some()
+                let release = &r.release;
+                if release.phase != Phase::Progressing {
+                    return false;
+                }
+                let deadline =
+                    i64::from(r.deployment.spec.strategy.progress_deadline_seconds) * 1000;
+                let waited = release.waited_ms + release.last_checked_ms.map_or(0, |t| now_ms - t);
+                release.healthy_since_ms.is_some() || waited >= deadline
             })
             .map(|(k, _)| k.clone())
             .collect()

@@ -10,13 +10,12 @@
 //! deployments at once) the commits thus group themselves instead of queueing one fsync per report.
 
 use super::Hub;
-use super::core::Effects;
-use crate::names::{ClusterName, DeploymentKey, SliceId};
+use crate::names::{ClusterName, SliceId};
 use crate::tls::{Identity, peer_identity};
 use cafe_proto::v1 as pb;
 use cafe_proto::v1::agent_message::Kind as AgentKind;
 use cafe_proto::v1::hub_message::Kind as HubKind;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -298,45 +297,10 @@ async fn report_loop(hub: Hub, mut queue: mpsc::Receiver<PendingReport>) {
     }
 }
 
-/// Records every status, then moves each deployment they touch forward once, in one mutation.
-/// Statuses of slices that are not their cluster's are refused (and logged) one by one; the others
-/// still count. A status whose stream was superseded while it waited is dropped, as the receiving
-/// loop would have dropped it: only what the current stream reports counts.
+/// Records a batch of statuses in one hub mutation.
 fn report_batch(hub: &Hub, reports: Vec<PendingReport>) {
     let count = reports.len();
-    let result = hub.mutate(|core, now| {
-        let mut touched: BTreeSet<DeploymentKey> = BTreeSet::new();
-        for (cluster, session, status) in reports {
-            let current = core
-                .clusters
-                .get(&cluster)
-                .is_some_and(|live| live.session == Some(session));
-            if !current {
-                continue;
-            }
-            let id = match status.id.parse::<SliceId>() {
-                Ok(id) => id,
-                Err(error) => {
-                    tracing::warn!(%cluster, %error, "refused a slice status");
-                    continue;
-                }
-            };
-            if core.slices.get(&id).is_none_or(|s| s.cluster != cluster) {
-                tracing::warn!(%cluster, slice = %id, "refused a slice status: the slice does not belong to the cluster");
-                continue;
-            }
-            let live = core.clusters.entry(cluster).or_default();
-            live.last_seen_ms = now;
-            live.reports.insert(id.clone(), status);
-            touched.insert(id.deployment);
-        }
-        let mut effects = Effects::default();
-        for key in &touched {
-            effects.merge(core.evaluate(key, now));
-        }
-        Ok(((), effects))
-    });
-    if let Err(error) = result {
+    if let Err(error) = hub.report_many(reports) {
         tracing::error!(%error, count, "cannot record slice statuses");
     }
 }

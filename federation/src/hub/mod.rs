@@ -182,8 +182,11 @@ impl Hub {
         let (result, clusters) = {
             let mut core = self.core();
             core.now_ms = now;
-            let (result, effects) = mutate(&mut core, now)?;
-            Self::observe_restored(&mut core, &self.inner.metrics);
+            let generation_before = core.next_generation;
+            let (result, mut effects) = mutate(&mut core, now)?;
+            if core.next_generation != generation_before {
+                effects.writes.push(core.generation_write());
+            }
             if !effects.writes.is_empty() {
                 let started = std::time::Instant::now();
                 if let Err(error) = self.inner.store.commit(&effects.writes) {
@@ -560,35 +563,62 @@ impl Hub {
         self.inner.metrics.acks_inc();
     }
 
-    /// An agent reported a slice's status. Reports of slices that are not the cluster's are refused.
-    pub fn report(
+    /// Agents reported slice statuses: each is recorded when its stream (session) is still its
+    /// cluster's current one and the slice is the cluster's (others are refused and logged), then every
+    /// deployment they touch moves forward once, all in one mutation and so one store commit.
+    pub fn report_many(
         &self,
-        cluster: &ClusterName,
-        status: cafe_proto::v1::SliceStatus,
+        reports: Vec<(ClusterName, u64, cafe_proto::v1::SliceStatus)>,
     ) -> Result<(), HubError> {
-        let id: SliceId = status
-            .id
-            .parse()
-            .map_err(|e: crate::names::InvalidName| HubError::FailedPrecondition(e.0))?;
         self.mutate(|core, now| {
-            let owned = core.slices.get(&id).is_some_and(|s| &s.cluster == cluster);
-            if !owned {
-                return Err(HubError::FailedPrecondition(format!(
-                    "slice {id} does not belong to cluster {cluster}"
-                )));
+            let mut touched: std::collections::BTreeSet<DeploymentKey> = std::collections::BTreeSet::new();
+            for (cluster, session, status) in reports {
+                let current = core.clusters.get(&cluster).is_some_and(|live| live.session == Some(session));
+                if !current {
+                    continue;
+                }
+                let id = match status.id.parse::<SliceId>() {
+                    Ok(id) => id,
+                    Err(error) => {
+                        tracing::warn!(%cluster, %error, "refused a slice status");
+                        continue;
+                    }
+                };
+                if core.slices.get(&id).is_none_or(|s| s.cluster != cluster) {
+                    tracing::warn!(%cluster, slice = %id, "refused a slice status: the slice is not the cluster's");
+                    continue;
+                }
+                let live = core.clusters.entry(cluster).or_default();
+                live.last_seen_ms = now;
+                live.reports.insert(id.clone(), status);
+                touched.insert(id.deployment);
             }
-            let live = core.clusters.entry(cluster.clone()).or_default();
-            live.last_seen_ms = now;
-            live.reports.insert(id.clone(), status);
-            Ok(((), core.evaluate(&id.deployment, now)))
+            let mut effects = Effects::default();
+            for key in &touched {
+                effects.merge(core.evaluate(key, now));
+            }
+            Ok(((), effects))
         })
     }
 
-    /// Checks time-based transitions of every moving release.
+    /// Checks the time-based transitions that are due (minReadySeconds, autoPauseSeconds, progress
+    /// deadlines) in one mutation, notes restored failover capacity, and runs automatic failover.
     pub fn tick(&self) -> Result<(), HubError> {
-        let moving = self.core().moving();
-        for key in moving {
-            self.mutate(|core, now| Ok(((), core.evaluate(&key, now))))?;
+        let now = self.now_ms();
+        let due = self.core().due(now);
+        if !due.is_empty() {
+            self.mutate(|core, now| {
+                let mut effects = Effects::default();
+                for key in &due {
+                    effects.merge(core.evaluate(key, now));
+                }
+                Ok(((), effects))
+            })?;
+        }
+        {
+            let mut core = self.core();
+            core.now_ms = now;
+            Self::observe_restored(&mut core, &self.inner.metrics);
         }
         self.auto_failover()
     }
@@ -703,6 +733,7 @@ fn load_core(store: &dyn Store, now_ms: i64) -> Result<(Core, Effects), HubError
                 .push(Write::delete(Table::Slices, id.to_string()));
         }
     }
+    effects.writes.push(core.generation_write());
     Ok((core, effects))
 }
 

@@ -243,6 +243,7 @@ async fn talk(
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             message = inbound.message() => {
@@ -266,9 +267,12 @@ async fn talk(
                     return SessionEnd::Closed;
                 }
             }
-            () = board.changed() => {
-                // Let a burst settle, then send the latest of each.
-                tokio::time::sleep(REPORT_DEBOUNCE).await;
+            () = board.changed(), if flush_at.is_none() => {
+                // Let a burst settle (reading on meanwhile), then send the latest of each.
+                flush_at = Some(tokio::time::Instant::now() + REPORT_DEBOUNCE);
+            }
+            () = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)), if flush_at.is_some() => {
+                flush_at = None;
                 for status in board.take() {
                     if tx.send(agent_message(AgentKind::Status(status))).await.is_err() {
                         return SessionEnd::Closed;
