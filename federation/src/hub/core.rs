@@ -218,7 +218,7 @@ impl Core {
                 let mut slices =
                     desired_slices(&record.deployment, &plan, &record.release, &selectors);
                 if moving {
-                    self.explain_move(&mut slices);
+                    self.explain_move(&plan, &mut slices);
                 }
                 slices
             }
@@ -351,7 +351,9 @@ impl Core {
     }
 
     /// Says in each slice why replicas move while a failover is under way.
-    fn explain_move(&self, slices: &mut [crate::release::SliceSpec]) {
+    /// Only the slices whose replicas the move changes carry the reason: the others stay as they
+    /// are (and keep their generation).
+    fn explain_move(&self, plan: &Plan, slices: &mut [crate::release::SliceSpec]) {
         let changed: Vec<String> = slices
             .iter()
             .filter(|s| self.restoring.contains_key(&s.id.unit))
@@ -374,8 +376,10 @@ impl Core {
         } else {
             changed.join("; ")
         };
-        for slice in slices {
-            slice.reason.clone_from(&reason);
+        for (slice, unit) in slices.iter_mut().zip(&plan.units) {
+            if self.restoring.contains_key(&unit.unit) || unit.replicas != unit.nominal {
+                slice.reason.clone_from(&reason);
+            }
         }
     }
 
