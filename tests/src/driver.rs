@@ -122,12 +122,15 @@ pub fn summary(status: &DeploymentStatusView) -> String {
             )
         })
         .collect();
+    let group = if status.phase == "Stable" {
+        String::new()
+    } else {
+        format!(" group {}/{}", status.batch + 1, status.batches.max(1))
+    };
     format!(
-        "{} ({}) group {}/{}: {}",
+        "{} ({}){group}: {}",
         status.phase,
         status.reason,
-        status.batch + 1,
-        status.batches.max(1),
         units.join(", ")
     )
 }

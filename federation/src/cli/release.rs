@@ -185,13 +185,15 @@ pub fn status_table(view: &DeploymentStatusView) -> String {
             or_dash(&view.update_revision)
         )
     };
+    // A group only means something while a release is under way.
+    let group = if view.phase == "Stable" {
+        String::new()
+    } else {
+        format!(", group {}/{}", view.batch + 1, view.batches)
+    };
     let mut out = format!(
-        "{}/{}: {}{reason}, group {}/{}, {revisions}\n",
-        view.namespace,
-        view.name,
-        view.phase,
-        view.batch + 1,
-        view.batches
+        "{}/{}: {}{reason}{group}, {revisions}\n",
+        view.namespace, view.name, view.phase
     );
     if !view.message.is_empty() {
         out.push_str(&format!("  {}\n", view.message));
