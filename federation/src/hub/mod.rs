@@ -191,8 +191,8 @@ impl Hub {
                 let started = std::time::Instant::now();
                 if let Err(error) = self.inner.store.commit(&effects.writes) {
                     tracing::error!(%error, "store commit failed; reloading the hub's state");
-                    drop(core);
-                    self.reload_after_failure();
+                    // Under the same lock, so no other mutation sees (or commits) the lost change.
+                    self.reload(&mut core, now);
                     return Err(error.into());
                 }
                 self.inner.metrics.observe_commit(started.elapsed());
@@ -204,13 +204,21 @@ impl Hub {
         Ok(result)
     }
 
-    fn reload_after_failure(&self) {
-        // Rebuild from what the store holds; sessions and reports stay, since agents are still there.
-        let clusters = std::mem::take(&mut self.core().clusters);
-        match load_core(self.inner.store.as_ref(), self.now_ms()) {
-            Ok((mut fresh, _)) => {
-                fresh.clusters = clusters;
-                *self.core() = fresh;
+    /// Rebuilds the model from what the store holds. Agent sessions, reports, tombstones and
+    /// restoring units are kept: they are not in the store, and the agents are still there.
+    fn reload(&self, core: &mut Core, now: i64) {
+        match load_core(self.inner.store.as_ref(), now) {
+            Ok((mut fresh, effects)) => {
+                fresh.clusters = std::mem::take(&mut core.clusters);
+                fresh.restoring = std::mem::take(&mut core.restoring);
+                for (cluster, tombs) in std::mem::take(&mut core.tombstones) {
+                    fresh.tombstones.entry(cluster).or_default().extend(tombs);
+                }
+                fresh.next_generation = fresh.next_generation.max(core.next_generation);
+                *core = fresh;
+                if let Err(error) = self.inner.store.commit(&effects.writes) {
+                    tracing::error!(%error, "the store still refuses writes");
+                }
             }
             Err(error) => tracing::error!(%error, "cannot reload the hub's state from the store"),
         }
@@ -854,3 +862,6 @@ fn apply_deployment(
     core.deployments.insert(key.clone(), record);
     Ok((key, action))
 }
+
+#[cfg(test)]
+mod tests;
