@@ -6,18 +6,25 @@ use cafe_proto::v1 as pb;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-/// The wire form of a slice, with `generation` left at 0.
-pub fn slice_to_proto(slice: &SliceSpec) -> pb::Slice {
+/// Adds the templates (as JSON) to a slice header: the costly part, done only for slices that changed.
+pub fn fill_templates(wire: &mut pb::Slice, slice: &SliceSpec) {
     let json = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
         // A PodTemplateSpec holds only JSON-representable values, so this cannot fail.
         serde_json::to_string(t).unwrap_or_default()
     };
-    let template_json = json(&slice.template);
-    let stable_template_json = if slice.stable_revision == slice.update_revision {
+    wire.template_json = json(&slice.template);
+    wire.stable_template_json = if slice.stable_revision == slice.update_revision {
         String::new()
     } else {
         json(&slice.stable_template)
     };
+}
+
+/// The wire form of a slice without its templates (the revision names stand for them), with
+/// `generation` left at 0; [`fill_templates`] completes it.
+pub fn slice_header(slice: &SliceSpec) -> pb::Slice {
+    let template_json = String::new();
+    let stable_template_json = String::new();
     pb::Slice {
         id: slice.id.to_string(),
         generation: 0,
@@ -48,11 +55,13 @@ pub fn slice_to_proto(slice: &SliceSpec) -> pb::Slice {
     }
 }
 
-/// A digest of a slice's content (generation excluded): equal slices hash equally, because maps
-/// encode sorted.
-pub fn slice_hash(slice: &pb::Slice) -> String {
-    let mut unversioned = slice.clone();
+/// A digest of a slice's content, from its header (generation excluded, templates stood for by their
+/// revision names, which are their hashes): equal slices hash equally, because maps encode sorted.
+pub fn slice_hash(header: &pb::Slice) -> String {
+    let mut unversioned = header.clone();
     unversioned.generation = 0;
+    unversioned.template_json.clear();
+    unversioned.stable_template_json.clear();
     let digest = Sha256::digest(unversioned.encode_to_vec());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

@@ -2,7 +2,7 @@
 //! what the agents reported. Every mutation returns the store writes that make it durable; the caller
 //! commits them before any agent is told (see [`super::Hub`]).
 
-use super::convert::{slice_hash, slice_to_proto};
+use super::convert::{fill_templates, slice_hash, slice_header};
 use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord, audit_key};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::plan::{HoldInput, Plan, hold, plan_deployment};
@@ -227,7 +227,7 @@ impl Core {
         let mut keep = BTreeSet::new();
         for spec in desired {
             keep.insert(spec.id.unit.clone());
-            let mut wire = slice_to_proto(&spec);
+            let mut wire = slice_header(&spec);
             let hash = slice_hash(&wire);
             let id = spec.id.clone();
             let unchanged = self
@@ -245,6 +245,7 @@ impl Core {
                 _ => self.allocate_generation(&mut effects),
             };
             wire.generation = generation;
+            fill_templates(&mut wire, &spec);
             if let Some(previous) = self.slices.get(&id)
                 && previous.cluster != spec.cluster
             {
