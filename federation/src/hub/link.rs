@@ -39,7 +39,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const REPORT_QUEUE: usize = 4096;
 
 /// Most statuses applied in one mutation (one store commit), so that a commit stays short.
-const REPORT_BATCH: usize = 128;
+const REPORT_BATCH: usize = 1024;
 
 /// One slice status on its way to the hub's model, with the stream (session) it came on.
 type PendingReport = (ClusterName, u64, pb::SliceStatus);
