@@ -85,6 +85,7 @@ async fn api_entry(
             &group,
             &version,
         )),
+        Some(ApiPath::OpenApiV2) => openapi::v2(&headers),
         Some(ApiPath::OpenApiRoot) => {
             json_response(StatusCode::OK, &openapi::root(&state.store.registry()))
         }

@@ -17,6 +17,31 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
+/// The content type of the protobuf OpenAPI v2 document, as the API server labels it (the `@` of the
+/// media type kubectl asks for is not valid in a response's Content-Type).
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: a document with no definitions. kubectl before 1.24 fetches it (as protobuf) to
+/// validate manifests on the client; with no definition for a kind it leaves the object unchecked,
+/// as it does for a custom resource. The empty protobuf message is the empty document.
+pub(crate) fn v2(headers: &axum::http::HeaderMap) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("protobuf"));
+    if !protobuf {
+        let document = json!({"swagger": "2.0", "info": {"title": "cafe-sim", "version": "v1"}, "paths": {}, "definitions": {}});
+        return super::json_response(StatusCode::OK, &document);
+    }
+    let mut response = axum::response::Response::new(axum::body::Body::empty());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OPENAPI_V2_PROTOBUF),
+    );
+    response
+}
+
 /// `/openapi/v3`.
 pub(crate) fn root(registry: &Registry) -> Value {
     let mut paths = Map::new();

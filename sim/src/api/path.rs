@@ -18,6 +18,8 @@ pub(crate) enum ApiPath {
         /// Version.
         version: String,
     },
+    /// `/openapi/v2` (older kubectl validates against it).
+    OpenApiV2,
     /// `/openapi/v3`.
     OpenApiRoot,
     /// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`.
@@ -58,6 +60,7 @@ pub(crate) fn parse(path: &str) -> Option<ApiPath> {
         ["api"] => Some(ApiPath::CoreVersions),
         ["apis"] => Some(ApiPath::Groups),
         ["apis", group] => Some(ApiPath::Group(group.to_string())),
+        ["openapi", "v2"] => Some(ApiPath::OpenApiV2),
         ["openapi", "v3"] => Some(ApiPath::OpenApiRoot),
         ["openapi", "v3", "api", version] => Some(ApiPath::OpenApi {
             group: String::new(),
