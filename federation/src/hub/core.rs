@@ -43,8 +43,6 @@ pub struct ClusterLive {
     pub agent_version: String,
     /// The latest status of each slice.
     pub reports: BTreeMap<SliceId, pb::SliceStatus>,
-    /// The latest generation the agent acknowledged per slice.
-    pub acked: BTreeMap<SliceId, u64>,
 }
 
 impl ClusterLive {

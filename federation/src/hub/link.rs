@@ -265,7 +265,7 @@ async fn receive_loop(
                         }
                     }
                     AgentKind::Ack(ack) => match ack.id.parse::<SliceId>() {
-                        Ok(id) => hub.ack(&cluster, &id, ack.generation),
+                        Ok(id) => hub.ack(&cluster, &id, ack.generation, ack.deleted),
                         Err(error) => tracing::warn!(%cluster, %error, "malformed ack"),
                     },
                     AgentKind::Heartbeat(_) => {}

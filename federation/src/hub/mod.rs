@@ -272,7 +272,6 @@ impl Hub {
             let superseded = live.session.replace(session).is_some();
             live.last_seen_ms = now;
             live.agent_version = agent_version.to_owned();
-            live.acked.clear();
             // Reports of an earlier stream may describe pods that have changed since: only what
             // this stream reports counts.
             live.reports.clear();
@@ -342,12 +341,19 @@ impl Hub {
     }
 
     /// An agent acknowledged a slice generation.
-    pub fn ack(&self, cluster: &ClusterName, id: &SliceId, generation: u64) {
+    pub fn ack(&self, cluster: &ClusterName, id: &SliceId, generation: u64, deleted: bool) {
         let now = self.now_ms();
         let mut core = self.core();
         if let Some(live) = core.clusters.get_mut(cluster) {
             live.last_seen_ms = now;
-            live.acked.insert(id.clone(), generation);
+        }
+        // A removal the agent confirmed needs no tombstone any more: a later stream's snapshot marker
+        // lists the live slices, and the agent removes the rest itself.
+        if deleted
+            && let Some(tombs) = core.tombstones.get_mut(cluster)
+            && tombs.get(id).is_some_and(|g| *g <= generation)
+        {
+            tombs.remove(id);
         }
         drop(core);
         self.inner.metrics.acks_inc();
