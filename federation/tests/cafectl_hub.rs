@@ -654,3 +654,35 @@ async fn an_unreachable_hub_is_named() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--config"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn the_hub_answers_grpc_health_checks_over_mtls() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let hub = TestHub::start().await;
+    let config = CafectlConfig::load(&hub.config(Role::Viewer)).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(config.hub.clone())
+        .unwrap()
+        .tls_config(config.client_tls_config().unwrap())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in [
+        "",
+        "cafe.federation.v1.Federation",
+        "cafe.federation.v1.AgentLink",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    hub.stop().await;
+}
