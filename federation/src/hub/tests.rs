@@ -80,3 +80,27 @@ fn a_failed_commit_changes_nothing_and_the_hub_goes_on() {
     assert_eq!(released.phase, "Progressing");
     assert_ne!(released.update_revision, before.update_revision);
 }
+
+#[test]
+fn a_cluster_is_unknown_after_three_missed_heartbeats() {
+    let clock = ManualClock::default();
+    clock.advance_ms(1_000_000);
+    let hub = Hub::load(Box::new(MemoryStore::default()), Arc::new(clock.clone())).expect("loads");
+    let cluster = ClusterName::new("sh-dc1").expect("name");
+    let session = hub.connect(&cluster, "test");
+    let connected = |hub: &Hub| hub.read(|core, now| core.clusters[&cluster].connected(now));
+    clock.advance_ms(5_900);
+    assert!(connected(&hub), "2 heartbeats missed is not yet unknown");
+    hub.heard_from(&cluster);
+    clock.advance_ms(6_000);
+    assert!(connected(&hub));
+    clock.advance_ms(1);
+    assert!(
+        !connected(&hub),
+        "3 missed heartbeats (6 s) make the cluster Unknown"
+    );
+    hub.heard_from(&cluster);
+    assert!(connected(&hub));
+    hub.disconnect(&cluster, session);
+    assert!(!connected(&hub));
+}
