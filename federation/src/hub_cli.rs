@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 shutdown_signal(),
             )
             .await
-            .map_err(|e| error_chain(&e))
+            .map_err(|e| crate::error_chain(&e))
         }
     };
     match result {
@@ -199,18 +199,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error with its sources, one after the other.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Resolves on SIGINT or SIGTERM.

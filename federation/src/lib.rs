@@ -13,3 +13,17 @@ pub mod release;
 pub mod resources;
 pub mod store;
 pub mod tls;
+
+/// An error with its sources, `outer: inner: innermost`, skipping repeats.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}

@@ -2,6 +2,7 @@
 //! failures into cafectl's errors and exit codes.
 
 use super::CliError;
+use crate::error_chain;
 use crate::tls::CafectlConfig;
 use cafe_proto::v1 as pb;
 use cafe_proto::v1::federation_client::FederationClient;
@@ -216,20 +217,6 @@ pub fn deployment_ref(name: &str, namespace: Option<&str>) -> Result<pb::Deploym
         namespace: namespace.to_owned(),
         name: name.to_owned(),
     })
-}
-
-/// An error with its sources, `outer: inner: innermost`, skipping repeats.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// A status's message and the transport error behind it, if any.

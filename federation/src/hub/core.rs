@@ -119,9 +119,9 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl Core {
-    /// Allocates the next slice generation.
-    /// (The counter reaches the store through [`Core::generation_write`], once per commit.)
-    fn allocate_generation(&mut self, _effects: &mut Effects) -> u64 {
+    /// Allocates the next slice generation. (The counter reaches the store through
+    /// [`Core::generation_write`], once per commit.)
+    fn allocate_generation(&mut self) -> u64 {
         self.next_generation = self.next_generation.max(1);
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -236,11 +236,12 @@ impl Core {
                 continue;
             }
             let id_text = id.to_string();
-            let generation = match self.stored_slices.remove(&id_text) {
+            // After a restart, an unchanged slice keeps its generation, and its record needs no rewrite.
+            let (generation, stored_as_is) = match self.stored_slices.remove(&id_text) {
                 Some(stored) if stored.hash == hash && stored.cluster == spec.cluster.as_str() => {
-                    stored.generation
+                    (stored.generation, stored.replicas == Some(wire.replicas))
                 }
-                _ => self.allocate_generation(&mut effects),
+                _ => (self.allocate_generation(), false),
             };
             wire.generation = generation;
             fill_templates(&mut wire, &spec);
@@ -251,16 +252,18 @@ impl Core {
                 let old = previous.cluster.clone();
                 self.remove_slice(&id, &old, &mut effects);
             }
-            effects.writes.push(Write::put(
-                Table::Slices,
-                id_text,
-                to_json(&SliceRecord {
-                    cluster: spec.cluster.to_string(),
-                    generation,
-                    hash: hash.clone(),
-                    replicas: Some(wire.replicas),
-                }),
-            ));
+            if !stored_as_is {
+                effects.writes.push(Write::put(
+                    Table::Slices,
+                    id_text,
+                    to_json(&SliceRecord {
+                        cluster: spec.cluster.to_string(),
+                        generation,
+                        hash: hash.clone(),
+                        replicas: Some(wire.replicas),
+                    }),
+                ));
+            }
             effects.clusters.insert(spec.cluster.clone());
             self.cluster_slices
                 .entry(spec.cluster.clone())
@@ -321,7 +324,7 @@ impl Core {
         if let Some(ids) = self.cluster_slices.get_mut(cluster) {
             ids.remove(id);
         }
-        let generation = self.allocate_generation(effects);
+        let generation = self.allocate_generation();
         self.tombstones
             .entry(cluster.clone())
             .or_default()
@@ -585,13 +588,6 @@ impl Core {
             message: release.message.clone(),
             units,
         })
-    }
-
-    /// Whether `unit` is evacuated.
-    pub fn unit_evacuated(&self, unit: &UnitName) -> bool {
-        self.units
-            .get(unit)
-            .is_some_and(|u| u.phase() == UnitPhase::Evacuated)
     }
 
     /// Deployments that use `unit` (by name in their topology, or by selector).

@@ -62,16 +62,6 @@ pub struct Allocation {
     pub notes: Vec<String>,
 }
 
-impl Allocation {
-    /// The replicas of `unit`; 0 for a unit not in the allocation.
-    pub fn replicas_of(&self, unit: &UnitName) -> i32 {
-        self.units
-            .iter()
-            .find(|u| &u.unit == unit)
-            .map_or(0, |u| u.replicas)
-    }
-}
-
 /// Why no allocation exists.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocationError {

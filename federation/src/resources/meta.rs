@@ -42,14 +42,6 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// Metadata naming a resource, as a test or a builder would write it.
-    pub fn named(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
-    }
-
     /// Drops the output-only fields, leaving what a user declares.
     pub fn declared(&self) -> Self {
         Self {
