@@ -8,12 +8,8 @@ use cafe_sim::SimCluster;
 use common::*;
 use serde_json::json;
 use std::process::Stdio;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
-
-/// When to kill the first process after the update starts: mid-rollout.
-const KILL_AFTER: Duration = Duration::from_millis(250);
 
 fn spawn_agent(kubeconfig: &std::path::Path, metrics: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cafe-agent"))
@@ -88,7 +84,7 @@ async fn a_killed_agent_process_is_replaced_and_the_update_finishes() {
     let watcher = UnavailabilityWatcher::start(&client, "web", 6).await;
     let v2 = template_revision(&template("web:2"));
     patch_spec(&client, "web", json!({"template": template("web:2")})).await;
-    tokio::time::sleep(KILL_AFTER).await;
+    wait_mid_update(&client, "web", &v2).await;
     agent.kill().await.expect("SIGKILL");
     let mut agent = spawn_agent(&kubeconfig, &metrics);
     let after = wait_settled(&client, "web", 6, &v2).await;

@@ -8,7 +8,8 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-/// Kill points, after the update starts: spread over a rollout's drains, updates and creations.
+/// Kill points, after the update is seen under way: spread over a rollout's drains, updates and
+/// creations.
 const KILL_AFTER: [Duration; 4] = [
     Duration::from_millis(80),
     Duration::from_millis(230),
@@ -18,6 +19,8 @@ const KILL_AFTER: [Duration; 4] = [
 
 async fn kill_repeatedly_during(client: &kube::Client, set: &str, replicas: usize, next: &str) {
     let mut agent = Agent::start(client.clone());
+    // The first kill lands once the update is under way; the others at spread-out times after it.
+    wait_mid_update(client, set, next).await;
     for delay in KILL_AFTER {
         tokio::time::sleep(delay).await;
         agent.kill().await;

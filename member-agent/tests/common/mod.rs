@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use cafe_member_agent::crd::{InPlaceSet, InPlaceSetSpec, LabelSelector, TrafficPolicy};
-use cafe_member_agent::names::{REVISION_LABEL, SET_LABEL};
+use cafe_member_agent::names::{DRAIN_STARTED_ANNOTATION, REVISION_LABEL, SET_LABEL};
 use cafe_member_agent::{ControllerConfig, Metrics, ensure_crd, run_controller};
 use cafe_sim::{SimCluster, SimConfig};
 use futures::StreamExt;
@@ -164,6 +164,22 @@ where
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Waits until an update to `revision` is under way: some pod is being drained or already runs
+/// `revision`, and not every pod is settled on it. A kill after this lands mid-update.
+pub async fn wait_mid_update(client: &Client, set: &str, revision_name: &str) {
+    eventually("an update under way", DEADLINE, || async {
+        let pods = pods(client, set).await?;
+        let touched = pods.iter().any(|p| {
+            revision(p) == revision_name || p.annotations().contains_key(DRAIN_STARTED_ANNOTATION)
+        });
+        let settled = pods
+            .iter()
+            .all(|p| revision(p) == revision_name && is_ready(p));
+        (touched && !settled).then_some(())
+    })
+    .await;
 }
 
 /// The set's pods (terminating ones included).
