@@ -70,7 +70,9 @@ impl Recorder {
             receipts.push(receipt);
             receipts.len()
         };
-        self.count.send_replace(count);
+        // Agents record from several threads: one that pushed earlier may publish its count after
+        // a later one did, and must not take the count back.
+        self.count.send_modify(|published| *published = (*published).max(count));
     }
 
     fn record_removal(&self, id: &str) {
