@@ -72,7 +72,8 @@ impl Recorder {
         };
         // Agents record from several threads: one that pushed earlier may publish its count after
         // a later one did, and must not take the count back.
-        self.count.send_modify(|published| *published = (*published).max(count));
+        self.count
+            .send_modify(|published| *published = (*published).max(count));
     }
 
     fn record_removal(&self, id: &str) {
@@ -222,6 +223,11 @@ impl Agents {
             stop,
             recorder,
         })
+    }
+
+    /// How many agents (clusters) run.
+    pub fn clusters(&self) -> usize {
+        self.tasks.len()
     }
 
     /// Stops every agent and waits for them.

@@ -6,7 +6,7 @@
 use super::agents::Receipt;
 use super::report::{Report, ms};
 use super::topology::{PODS_PER_UNIT, Placement, slice_deployment, slice_unit, unit};
-use super::{ACK_POLL, Options, STEP_DEADLINE, World, hub_fields};
+use super::{Options, World, hub_fields};
 use cafe_proto::v1 as pb;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
@@ -100,10 +100,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         .await?;
     let delivered = started.elapsed();
     let new_slices = world.recorder().count() - receipts_before;
-    world
-        .hub
-        .wait_acks(acks_before + new_slices as u64, ACK_POLL, STEP_DEADLINE)
-        .await?;
+    world.wait_acks(acks_before + new_slices as u64).await?;
     let dispatch = started.elapsed();
     let usage_after = world.stop().await?;
     report.set("available", true);

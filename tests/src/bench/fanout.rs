@@ -3,7 +3,7 @@
 
 use super::report::{Report, Samples, ms};
 use super::topology::Placement;
-use super::{ACK_POLL, Options, STEP_DEADLINE, World, deployment_index, hub_fields};
+use super::{Options, World, deployment_index, hub_fields};
 use anyhow::Context as _;
 use tokio::time::Instant;
 
@@ -22,10 +22,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let applied = started.elapsed();
     world.wait_receipts(receipts_before + slices).await?;
     let delivered = started.elapsed();
-    world
-        .hub
-        .wait_acks(acks_before + slices as u64, ACK_POLL, STEP_DEADLINE)
-        .await?;
+    world.wait_acks(acks_before + slices as u64).await?;
     let all_acked = started.elapsed();
     let acked = world.hub.acks().await? - acks_before;
 

@@ -23,6 +23,8 @@ const LISTENING_PREFIX: &str = "cafe-hub listening on ";
 const METRICS_PREFIX: &str = "cafe-hub metrics on http://";
 /// The ack counter in the hub's `/metrics` text.
 const ACKS_METRIC: &str = "cafe_hub_slice_acks_total";
+/// The sent-slices counter.
+const SENT_METRIC: &str = "cafe_hub_slices_sent_total";
 /// Generous room for a large Apply.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -137,16 +139,33 @@ impl HubProcess {
         read_usage(self.pid)
     }
 
-    /// Slice acknowledgements the hub has received, from its `/metrics`.
-    pub async fn acks(&self) -> anyhow::Result<u64> {
+    /// A counter from the hub's `/metrics`.
+    pub async fn counter(&self, name: &str) -> anyhow::Result<u64> {
         let mut stream = tokio::net::TcpStream::connect(self.metrics).await?;
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
             .await?;
         let mut body = String::new();
         stream.read_to_string(&mut body).await?;
-        parse_counter(&body, ACKS_METRIC)
-            .with_context(|| format!("no {ACKS_METRIC} in the hub's metrics"))
+        parse_counter(&body, name).with_context(|| format!("no {name} in the hub's metrics"))
+    }
+
+    /// Slice acknowledgements the hub has received.
+    pub async fn acks(&self) -> anyhow::Result<u64> {
+        self.counter(ACKS_METRIC).await
+    }
+
+    /// Slice messages the hub has sent.
+    pub async fn sent(&self) -> anyhow::Result<u64> {
+        self.counter(SENT_METRIC).await
+    }
+
+    /// The last `lines` lines of the hub's log, to explain a failed run (the log goes with the
+    /// temporary directory).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Waits until the hub has received at least `count` acks; fails after `deadline`.

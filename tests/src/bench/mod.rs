@@ -153,12 +153,16 @@ impl World {
         }
         let ca = cafe_federation::tls::load_ca(&hub.pki)?;
         let agents = Agents::start(&ca, &hub.url(), &topology::clusters(options.clusters))?;
-        wait_connected(&mut client, options.clusters, CONNECT_DEADLINE).await?;
-        Ok(Self {
+        let connected = wait_connected(&mut client, options.clusters, CONNECT_DEADLINE).await;
+        let world = Self {
             hub,
             agents,
             client,
-        })
+        };
+        if let Err(error) = connected {
+            bail!("{error:#}\n{}", world.diagnosis().await);
+        }
+        Ok(world)
     }
 
     /// The agents' recorder.
@@ -201,21 +205,65 @@ impl World {
         self.apply_deployments(options, placement, topology::IMAGE_V1)
             .await?;
         self.wait_receipts(before + options.slices()).await?;
-        self.hub
-            .wait_acks(acks + options.slices() as u64, ACK_POLL, STEP_DEADLINE)
-            .await
+        self.wait_acks(acks + options.slices() as u64).await
     }
 
     /// Waits until the agents received `count` slice generations in total.
     pub async fn wait_receipts(&self, count: usize) -> anyhow::Result<()> {
-        tokio::time::timeout(STEP_DEADLINE, self.recorder().wait_count(count))
+        if tokio::time::timeout(STEP_DEADLINE, self.recorder().wait_count(count))
             .await
-            .with_context(|| {
-                format!(
-                    "the agents received {} of {count} slices within {STEP_DEADLINE:?}",
-                    self.recorder().count()
-                )
-            })
+            .is_err()
+        {
+            bail!(
+                "the agents received {} of {count} slices within {STEP_DEADLINE:?}\n{}",
+                self.recorder().count(),
+                self.diagnosis().await
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until the hub has received `count` acks in total.
+    pub async fn wait_acks(&self, count: u64) -> anyhow::Result<()> {
+        if let Err(error) = self.hub.wait_acks(count, ACK_POLL, STEP_DEADLINE).await {
+            bail!("{error:#}\n{}", self.diagnosis().await);
+        }
+        Ok(())
+    }
+
+    /// What the hub and the agents say, for the error of a step that did not finish.
+    pub async fn diagnosis(&self) -> String {
+        let mut lines = Vec::new();
+        let mut per_cluster: std::collections::BTreeMap<String, usize> =
+            topology::clusters(self.agents.clusters())
+                .into_iter()
+                .map(|c| (c, 0))
+                .collect();
+        for receipt in self.recorder().receipts() {
+            *per_cluster.entry(receipt.cluster).or_default() += 1;
+        }
+        lines.push(format!("receipts per cluster: {per_cluster:?}"));
+        let counters = (self.hub.sent().await, self.hub.acks().await);
+        lines.push(format!("hub counters (sent, acked): {counters:?}"));
+        match self
+            .client
+            .clone()
+            .list_clusters(pb::ListClustersRequest {})
+            .await
+        {
+            Ok(list) => {
+                let states: Vec<String> = list
+                    .into_inner()
+                    .clusters
+                    .iter()
+                    .map(|c| format!("{}={} ({} slices)", c.name, c.state, c.slices))
+                    .collect();
+                lines.push(format!("hub's clusters: {}", states.join(" ")));
+            }
+            Err(status) => lines.push(format!("ListClusters failed: {status}")),
+        }
+        lines.push(format!("hub log tail:\n{}", self.hub.log_tail(60)));
+        lines.join("\n")
     }
 
     /// Feeds every receipt from index `from` on to `done` as they arrive, until it returns true.
@@ -238,7 +286,10 @@ impl World {
             match tokio::time::timeout(left, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => bail!("the agents' recorder is gone"),
-                Err(_) => bail!("the expected slices did not arrive within {STEP_DEADLINE:?}"),
+                Err(_) => bail!(
+                    "the expected slices did not arrive within {STEP_DEADLINE:?}\n{}",
+                    self.diagnosis().await
+                ),
             }
         }
     }

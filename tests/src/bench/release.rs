@@ -8,7 +8,7 @@
 use super::agents::Receipt;
 use super::report::{Report, Samples, ms};
 use super::topology::{IMAGE_V2, Placement, slice_deployment, slice_unit};
-use super::{ACK_POLL, AGENT_REPORT_DEBOUNCE, Options, STEP_DEADLINE, World, hub_fields};
+use super::{AGENT_REPORT_DEBOUNCE, Options, World, hub_fields};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
@@ -44,10 +44,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         .await?;
     let completed = started.elapsed();
     let receipts = world.recorder().receipts_since(receipts_before);
-    world
-        .hub
-        .wait_acks(acks_before + receipts.len() as u64, ACK_POLL, STEP_DEADLINE)
-        .await?;
+    world.wait_acks(acks_before + receipts.len() as u64).await?;
     let all_acked = started.elapsed();
     let usage_after = world.stop().await?;
 
