@@ -171,6 +171,10 @@ async fn send_loop(
     // wire id, so that a wakeup compares generations without parsing every id of the cluster.
     let mut sent: BTreeMap<String, u64> = inventory;
     let mut snapshot_done = false;
+    // Set when the heartbeat, not a change notification, started this comparison. What it finds is
+    // a change whose notification is still in flight or, were there such a bug, one that was lost;
+    // it is logged either way.
+    let mut resync = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -196,6 +200,9 @@ async fn send_loop(
                     sent.insert(id.clone(), generation);
                     outgoing.push(HubKind::Delete(pb::SliceDelete { id, generation }));
                 }
+            }
+            if std::mem::take(&mut resync) && !outgoing.is_empty() {
+                tracing::info!(%cluster, session, changes = outgoing.len(), "the heartbeat resync found slice changes to send");
             }
             for kind in outgoing {
                 if tx.send(message(kind)).await.is_err() {
@@ -230,6 +237,12 @@ async fn send_loop(
                 let beat = pb::Heartbeat { sent_unix_ms: hub.now_ms() };
                 if tx.send(message(HubKind::Heartbeat(beat))).await.is_err() {
                     return;
+                }
+                // Level-triggered as well as notified: compare the cluster's slices with what was
+                // sent at every heartbeat, so that no missed notification can strand a change.
+                if !wakeup.has_changed().unwrap_or(false) {
+                    resync = true;
+                    wakeup.mark_changed();
                 }
             }
             () = tx.closed() => return,
@@ -302,5 +315,76 @@ fn report_batch(hub: &Hub, reports: Vec<PendingReport>) {
     let count = reports.len();
     if let Err(error) = hub.report_many(reports) {
         tracing::error!(%error, count, "cannot record slice statuses");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::clock::SystemClock;
+    use crate::resources::parse_yaml_documents;
+    use crate::store::MemoryStore;
+
+    const UNITS: &str = include_str!("../../../deploy/examples/units.yaml");
+    const PAYMENTS: &str = include_str!("../../../deploy/examples/payments.yaml");
+
+    /// The next slice upsert on the stream, skipping everything else; fails after `deadline`.
+    async fn next_upsert(
+        rx: &mut mpsc::Receiver<Result<pb::HubMessage, Status>>,
+        deadline: Duration,
+    ) -> pb::Slice {
+        let wait = async {
+            loop {
+                let message = rx
+                    .recv()
+                    .await
+                    .expect("the stream is open")
+                    .expect("no error");
+                if let Some(HubKind::Upsert(slice)) = message.kind {
+                    return slice;
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .expect("an upsert within the deadline")
+    }
+
+    #[tokio::test]
+    async fn a_change_without_notification_still_reaches_the_agent_at_the_next_heartbeat() {
+        let hub =
+            Hub::load(Box::new(MemoryStore::default()), Arc::new(SystemClock)).expect("loads");
+        let documents = parse_yaml_documents(&format!("{UNITS}\n---\n{PAYMENTS}")).expect("valid");
+        hub.apply(documents, "test", false).expect("apply");
+        let cluster = ClusterName::new("sh-dc1").expect("name");
+        let session = hub.connect(&cluster, "test");
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_BUFFER);
+        tokio::spawn(send_loop(
+            hub.clone(),
+            cluster.clone(),
+            session,
+            BTreeMap::new(),
+            tx,
+        ));
+        let first = next_upsert(&mut rx, Duration::from_secs(10)).await;
+
+        // A slice changes in the model and nobody wakes the stream: the defence in depth against
+        // a missed notification is the comparison at every heartbeat.
+        let id: SliceId = first.id.parse().expect("slice id");
+        {
+            let mut core = hub.core();
+            let live = core.slices.get_mut(&id).expect("the slice");
+            let mut wire = pb::Slice::clone(&live.wire);
+            wire.generation += 100;
+            live.generation = wire.generation;
+            live.wire = Arc::new(wire);
+        }
+        let resent = loop {
+            let slice = next_upsert(&mut rx, HEARTBEAT_INTERVAL * 3).await;
+            if slice.id == first.id {
+                break slice;
+            }
+        };
+        assert_eq!(resent.generation, first.generation + 100);
     }
 }
