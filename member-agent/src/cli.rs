@@ -89,14 +89,12 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging(cli.log_format);
             let link = match (hub, cluster, tls_dir, insecure) {
                 (None, _, _, _) => None,
-                (Some(url), Some(cluster), _, true) => Some(LinkConfig {
-                    cluster,
-                    hub: HubEndpoint::Insecure { url },
-                }),
-                (Some(url), Some(cluster), Some(dir), false) => Some(LinkConfig {
-                    cluster,
-                    hub: HubEndpoint::Tls { url, dir },
-                }),
+                (Some(url), Some(cluster), _, true) => {
+                    Some(LinkConfig::new(cluster, HubEndpoint::Insecure { url }))
+                }
+                (Some(url), Some(cluster), Some(dir), false) => {
+                    Some(LinkConfig::new(cluster, HubEndpoint::Tls { url, dir }))
+                }
                 (Some(_), _, _, _) => {
                     eprintln!("error: --hub needs --cluster and either --tls-dir or --insecure");
                     return ExitCode::from(2);

@@ -27,6 +27,9 @@ pub const RETRY_FAILED: Duration = Duration::from_secs(2);
 pub const SLICE_NOT_APPLIED: &str = "SliceNotApplied";
 /// How long a dial may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the handshakes may take, and the hub to answer the stream's opening (it allows 10 s
+/// for the Hello), unless [`LinkConfig::open_timeout`] says otherwise.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The hub is considered gone after this long without any message (it sends heartbeats).
 const HUB_SILENCE: Duration = Duration::from_secs(8);
 /// Slice changes queued for the cluster writer: far more than a hub sends at once (it keeps few
@@ -70,6 +73,20 @@ pub struct LinkConfig {
     pub cluster: String,
     /// The hub.
     pub hub: HubEndpoint,
+    /// How long connecting (TCP, TLS and HTTP/2 handshakes) and then opening the stream may each
+    /// take before the attempt is abandoned and retried.
+    pub open_timeout: Duration,
+}
+
+impl LinkConfig {
+    /// The settings for `cluster` with the default timeouts.
+    pub fn new(cluster: String, hub: HubEndpoint) -> Self {
+        Self {
+            cluster,
+            hub,
+            open_timeout: OPEN_TIMEOUT,
+        }
+    }
 }
 
 fn read(dir: &std::path::Path, file: &str) -> Result<String, LinkError> {
@@ -130,6 +147,8 @@ enum SessionEnd {
     Closed,
     #[error("the hub fell silent")]
     Silent,
+    #[error("{0} took longer than {1:?}")]
+    Slow(&'static str, Duration),
     #[error(transparent)]
     Cluster(#[from] LinkError),
     #[error("shutting down")]
@@ -182,9 +201,13 @@ async fn run_session<S: ClusterSide>(
     board: &StatusBoard,
     backoff: &mut Duration,
 ) -> SessionEnd {
-    let channel: Channel = match endpoint.connect().await {
-        Ok(channel) => channel,
-        Err(error) => return SessionEnd::Connect(error),
+    // The endpoint's connect timeout covers the TCP connection only, not the TLS and HTTP/2
+    // handshakes that follow it.
+    let limit = config.open_timeout;
+    let channel: Channel = match tokio::time::timeout(limit, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(error)) => return SessionEnd::Connect(error),
+        Err(_) => return SessionEnd::Slow("connecting to the hub", limit),
     };
     let inventory = match side.inventory().await {
         Ok(inventory) => inventory,
@@ -208,9 +231,10 @@ async fn run_session<S: ClusterSide>(
         return SessionEnd::Closed;
     }
     let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-    let inbound = match client.sync(ReceiverStream::new(rx)).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return SessionEnd::Refused(status),
+    let inbound = match tokio::time::timeout(limit, client.sync(ReceiverStream::new(rx))).await {
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(status)) => return SessionEnd::Refused(status),
+        Err(_) => return SessionEnd::Slow("opening the stream", limit),
     };
     tracing::info!(cluster = %config.cluster, "connected to the hub");
     // Everything known is reported again: the hub may have restarted and forgotten.
@@ -475,4 +499,58 @@ fn unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster that holds nothing and takes everything.
+    struct EmptyCluster;
+
+    impl ClusterSide for EmptyCluster {
+        async fn inventory(&self) -> Result<Vec<(String, u64)>, LinkError> {
+            Ok(Vec::new())
+        }
+        async fn apply(&self, _slice: &pb::Slice) -> Result<(), LinkError> {
+            Ok(())
+        }
+        async fn remove(&self, _id: &str, _generation: u64) -> Result<(), LinkError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hub_that_accepts_but_never_answers_is_left_and_dialled_again() {
+        // Accepts connections and never says a word, like a hung hub behind a load balancer.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let mut config = LinkConfig::new("c1".to_owned(), HubEndpoint::Insecure { url });
+        config.open_timeout = Duration::from_millis(200);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let link = tokio::spawn(run_link(
+            config,
+            Arc::new(EmptyCluster),
+            StatusBoard::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut held = Vec::new();
+        let second_dial = async {
+            while held.len() < 2 {
+                let (socket, _) = listener.accept().await.expect("accept");
+                held.push(socket);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), second_dial)
+            .await
+            .expect("the agent gave up on the silent hub and dialled again");
+        let _ = stop.send(());
+        link.await
+            .expect("the link task")
+            .expect("the link ends cleanly");
+    }
 }

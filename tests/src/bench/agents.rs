@@ -191,15 +191,15 @@ impl Agents {
             let material = ca
                 .issue_client(&Identity::Agent { cluster: name })
                 .with_context(|| format!("cannot issue the certificate of {cluster}"))?;
-            let config = LinkConfig {
-                cluster: cluster.clone(),
-                hub: HubEndpoint::TlsPem {
+            let config = LinkConfig::new(
+                cluster.clone(),
+                HubEndpoint::TlsPem {
                     url: url.to_owned(),
                     ca_pem: material.ca_pem,
                     cert_pem: material.cert_pem,
                     key_pem: material.key_pem,
                 },
-            };
+            );
             let board = StatusBoard::default();
             let side = Arc::new(LightSide {
                 cluster: cluster.clone(),
