@@ -27,6 +27,10 @@ use tonic::{Request, Response, Status, Streaming};
 /// How often the hub sends a heartbeat, and asks the agents to.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Every this many heartbeats (10 s), a stream compares the cluster's slices with what it sent,
+/// whether or not a change was notified.
+const RESYNC_EVERY_BEATS: u32 = 5;
+
 /// Messages queued per stream before the sender waits for the agent: enough to keep the connection
 /// busy, small enough that a slow agent gets fresh state rather than a backlog.
 const OUTBOUND_BUFFER: usize = 8;
@@ -175,6 +179,7 @@ async fn send_loop(
     // a change whose notification is still in flight or, were there such a bug, one that was lost;
     // it is logged either way.
     let mut resync = false;
+    let mut beats: u32 = 0;
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -239,8 +244,10 @@ async fn send_loop(
                     return;
                 }
                 // Level-triggered as well as notified: compare the cluster's slices with what was
-                // sent at every heartbeat, so that no missed notification can strand a change.
-                if !wakeup.has_changed().unwrap_or(false) {
+                // sent every few heartbeats, so that no missed notification can strand a change.
+                let due = beats.is_multiple_of(RESYNC_EVERY_BEATS);
+                beats = beats.wrapping_add(1);
+                if due && !wakeup.has_changed().unwrap_or(false) {
                     resync = true;
                     wakeup.mark_changed();
                 }
@@ -380,7 +387,7 @@ mod tests {
             live.wire = Arc::new(wire);
         }
         let resent = loop {
-            let slice = next_upsert(&mut rx, HEARTBEAT_INTERVAL * 3).await;
+            let slice = next_upsert(&mut rx, HEARTBEAT_INTERVAL * (RESYNC_EVERY_BEATS + 1)).await;
             if slice.id == first.id {
                 break slice;
             }
