@@ -444,7 +444,7 @@ impl pb::federation_server::Federation for FederationService {
                     let live = core.clusters.get(&name);
                     let state = match live {
                         Some(l) if l.connected(now) => "Connected",
-                        Some(l) if l.session.is_some() => "Unknown",
+                        Some(l) if l.session().is_some() => "Unknown",
                         _ => "Disconnected",
                     };
                     pb::ClusterInfo {
@@ -452,8 +452,8 @@ impl pb::federation_server::Federation for FederationService {
                         state: state.to_owned(),
                         agent_version: live.map(|l| l.agent_version.clone()).unwrap_or_default(),
                         last_seen: live
-                            .filter(|l| l.last_seen_ms > 0)
-                            .map(|l| super::clock::rfc3339(l.last_seen_ms))
+                            .filter(|l| l.last_seen_ms() > 0)
+                            .map(|l| super::clock::rfc3339(l.last_seen_ms()))
                             .unwrap_or_default(),
                         units: core
                             .units

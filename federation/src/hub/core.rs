@@ -15,6 +15,7 @@ use crate::store::{Table, Write};
 use cafe_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A cluster is Unknown when its agent has been silent this long (3 missed 2 s heartbeats).
 pub const CLUSTER_SILENCE_MS: i64 = 6_000;
@@ -32,13 +33,40 @@ pub struct LiveSlice {
     pub wire: Arc<pb::Slice>,
 }
 
+/// What an agent's stream updates on every message, shared with the model so that the stream never
+/// waits for the model's lock (held through store commits) just to say it heard from the agent.
+#[derive(Debug, Default)]
+pub struct Heard {
+    /// The last message from the agent (ms since the epoch).
+    last_ms: AtomicI64,
+    /// The cluster's current session, 0 when none (sessions start at 1).
+    session: AtomicU64,
+}
+
+impl Heard {
+    /// A message arrived at `now_ms`.
+    pub fn saw(&self, now_ms: i64) {
+        self.last_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    /// The last message from the agent (ms since the epoch), 0 if none.
+    pub fn last_ms(&self) -> i64 {
+        self.last_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether `session` is still the cluster's current stream.
+    pub fn is_current(&self, session: u64) -> bool {
+        self.session.load(Ordering::SeqCst) == session
+    }
+}
+
 /// What the hub knows of one member cluster's agent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ClusterLive {
     /// The current stream's session number, when an agent is connected.
-    pub session: Option<u64>,
-    /// The last message from the agent (ms since the epoch).
-    pub last_seen_ms: i64,
+    session: Option<u64>,
+    /// When the agent was last heard from, and the session, as the streams see them.
+    pub heard: Arc<Heard>,
     /// The agent's version.
     pub agent_version: String,
     /// The latest status of each slice.
@@ -48,7 +76,25 @@ pub struct ClusterLive {
 impl ClusterLive {
     /// Connected and heard from recently.
     pub fn connected(&self, now_ms: i64) -> bool {
-        self.session.is_some() && now_ms - self.last_seen_ms <= CLUSTER_SILENCE_MS
+        self.session.is_some() && now_ms - self.last_seen_ms() <= CLUSTER_SILENCE_MS
+    }
+
+    /// The current stream's session number, when an agent is connected.
+    pub fn session(&self) -> Option<u64> {
+        self.session
+    }
+
+    /// Makes `session` the current stream (or none); returns the one it replaces.
+    pub fn set_session(&mut self, session: Option<u64>) -> Option<u64> {
+        self.heard
+            .session
+            .store(session.unwrap_or(0), Ordering::SeqCst);
+        std::mem::replace(&mut self.session, session)
+    }
+
+    /// The last message from the agent (ms since the epoch), 0 if none.
+    pub fn last_seen_ms(&self) -> i64 {
+        self.heard.last_ms()
     }
 }
 

@@ -391,7 +391,7 @@ fn decide_auto_failover(
             return None;
         }
         // A cluster never heard from since the hub started counts from the start.
-        let last = live.map_or(started_ms, |l| l.last_seen_ms.max(started_ms));
+        let last = live.map_or(started_ms, |l| l.last_seen_ms().max(started_ms));
         let silent = now - last;
         (silent >= threshold).then(|| (cluster.clone(), silent / 1000))
     })

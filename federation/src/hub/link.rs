@@ -10,6 +10,7 @@
 //! deployments at once) the commits thus group themselves instead of queueing one fsync per report.
 
 use super::Hub;
+use super::core::Heard;
 use crate::names::{ClusterName, SliceId};
 use crate::tls::{Identity, peer_identity};
 use cafe_proto::v1 as pb;
@@ -123,7 +124,7 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
                 "this certificate is for cluster {certified}, not {cluster}"
             )));
         }
-        let session = self.hub.connect(&cluster, &hello.agent_version);
+        let (session, heard) = self.hub.connect(&cluster, &hello.agent_version);
         tracing::info!(%cluster, session, agent_version = %hello.agent_version, held = hello.inventory.len(), "agent connected");
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let inventory: BTreeMap<String, u64> = hello
@@ -134,14 +135,14 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
         tokio::spawn(send_loop(
             self.hub.clone(),
             cluster.clone(),
-            session,
+            (session, Arc::clone(&heard)),
             inventory,
             tx,
         ));
         tokio::spawn(receive_loop(
             self.hub.clone(),
             cluster,
-            session,
+            (session, heard),
             inbound,
             self.reports(),
         ));
@@ -157,7 +158,7 @@ fn message(kind: HubKind) -> Result<pb::HubMessage, Status> {
 async fn send_loop(
     hub: Hub,
     cluster: ClusterName,
-    session: u64,
+    (session, heard): (u64, Arc<Heard>),
     inventory: BTreeMap<String, u64>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
@@ -183,7 +184,7 @@ async fn send_loop(
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if !hub.session_current(&cluster, session) {
+        if !heard.is_current(session) {
             tracing::info!(%cluster, session, "stream superseded");
             return;
         }
@@ -261,18 +262,20 @@ async fn send_loop(
 async fn receive_loop(
     hub: Hub,
     cluster: ClusterName,
-    session: u64,
+    (session, heard): (u64, Arc<Heard>),
     mut inbound: Streaming<pb::AgentMessage>,
     reports: mpsc::Sender<PendingReport>,
 ) {
     loop {
         let next = inbound.message().await;
-        if !hub.session_current(&cluster, session) {
+        // Neither check takes the model's lock, which store commits hold: acks and heartbeats are
+        // read on while a burst of reports is being recorded.
+        if !heard.is_current(session) {
             break;
         }
         match next {
             Ok(Some(pb::AgentMessage { kind: Some(kind) })) => {
-                hub.heard_from(&cluster);
+                heard.saw(hub.now_ms());
                 match kind {
                     AgentKind::Status(status) => {
                         if reports
@@ -364,12 +367,12 @@ mod tests {
         let documents = parse_yaml_documents(&format!("{UNITS}\n---\n{PAYMENTS}")).expect("valid");
         hub.apply(documents, "test", false).expect("apply");
         let cluster = ClusterName::new("sh-dc1").expect("name");
-        let session = hub.connect(&cluster, "test");
+        let stream = hub.connect(&cluster, "test");
         let (tx, mut rx) = mpsc::channel(OUTBOUND_BUFFER);
         tokio::spawn(send_loop(
             hub.clone(),
             cluster.clone(),
-            session,
+            stream,
             BTreeMap::new(),
             tx,
         ));

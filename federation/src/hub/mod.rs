@@ -16,7 +16,7 @@ mod resources;
 pub mod server;
 
 use self::clock::Clock;
-use self::core::{Core, Effects, to_json};
+use self::core::{Core, Effects, Heard, to_json};
 use self::metrics::HubMetrics;
 use self::records::{DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
@@ -258,24 +258,24 @@ impl Hub {
 
     // ---- agents ----
 
-    /// A new agent stream for `cluster`; returns its session number. A previous stream of the same
-    /// cluster is superseded.
-    pub fn connect(&self, cluster: &ClusterName, agent_version: &str) -> u64 {
+    /// A new agent stream for `cluster`; returns its session number and what the stream updates
+    /// without the model's lock. A previous stream of the same cluster is superseded.
+    pub fn connect(&self, cluster: &ClusterName, agent_version: &str) -> (u64, Arc<Heard>) {
         let session = self
             .inner
             .sessions
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let now = self.now_ms();
-        let superseded = {
+        let (superseded, heard) = {
             let mut core = self.core();
             let live = core.clusters.entry(cluster.clone()).or_default();
-            let superseded = live.session.replace(session).is_some();
-            live.last_seen_ms = now;
+            let superseded = live.set_session(Some(session)).is_some();
+            live.heard.saw(now);
             live.agent_version = agent_version.to_owned();
             // Reports of an earlier stream may describe pods that have changed since: only what
             // this stream reports counts.
             live.reports.clear();
-            superseded
+            (superseded, Arc::clone(&live.heard))
         };
         if !superseded {
             self.inner.metrics.connected_clusters_delta(1);
@@ -283,16 +283,16 @@ impl Hub {
         // Wake a superseded stream so that it notices and ends.
         self.wake(std::iter::once(cluster));
         self.inner.changes.send_modify(|v| *v += 1);
-        session
+        (session, heard)
     }
 
     /// The agent's stream ended.
     pub fn disconnect(&self, cluster: &ClusterName, session: u64) {
         let mut core = self.core();
         if let Some(live) = core.clusters.get_mut(cluster)
-            && live.session == Some(session)
+            && live.session() == Some(session)
         {
-            live.session = None;
+            live.set_session(None);
             live.reports.clear();
             self.inner.metrics.connected_clusters_delta(-1);
         }
@@ -300,19 +300,12 @@ impl Hub {
         self.inner.changes.send_modify(|v| *v += 1);
     }
 
-    /// Whether `session` is still the cluster's current stream.
-    pub fn session_current(&self, cluster: &ClusterName, session: u64) -> bool {
-        self.core()
-            .clusters
-            .get(cluster)
-            .is_some_and(|l| l.session == Some(session))
-    }
-
-    /// A message arrived from the agent.
+    /// A message arrived from the agent (its stream uses the [`Heard`] of
+    /// [`Hub::connect`] instead, without the lock).
     pub fn heard_from(&self, cluster: &ClusterName) {
         let now = self.now_ms();
-        if let Some(live) = self.core().clusters.get_mut(cluster) {
-            live.last_seen_ms = now;
+        if let Some(live) = self.core().clusters.get(cluster) {
+            live.heard.saw(now);
         }
     }
 
@@ -340,22 +333,19 @@ impl Hub {
         (slices, tombstones)
     }
 
-    /// An agent acknowledged a slice generation.
+    /// An agent acknowledged a slice generation (its stream has already noted that it heard from
+    /// the agent). Only a confirmed removal takes the model's lock.
     pub fn ack(&self, cluster: &ClusterName, id: &SliceId, generation: u64, deleted: bool) {
-        let now = self.now_ms();
-        let mut core = self.core();
-        if let Some(live) = core.clusters.get_mut(cluster) {
-            live.last_seen_ms = now;
-        }
         // A removal the agent confirmed needs no tombstone any more: a later stream's snapshot marker
         // lists the live slices, and the agent removes the rest itself.
-        if deleted
-            && let Some(tombs) = core.tombstones.get_mut(cluster)
-            && tombs.get(id).is_some_and(|g| *g <= generation)
-        {
-            tombs.remove(id);
+        if deleted {
+            let mut core = self.core();
+            if let Some(tombs) = core.tombstones.get_mut(cluster)
+                && tombs.get(id).is_some_and(|g| *g <= generation)
+            {
+                tombs.remove(id);
+            }
         }
-        drop(core);
         self.inner.metrics.acks_inc();
     }
 
@@ -369,7 +359,7 @@ impl Hub {
         self.mutate(|core, now| {
             let mut touched: std::collections::BTreeSet<DeploymentKey> = std::collections::BTreeSet::new();
             for (cluster, session, status) in reports {
-                let current = core.clusters.get(&cluster).is_some_and(|live| live.session == Some(session));
+                let current = core.clusters.get(&cluster).is_some_and(|live| live.session() == Some(session));
                 if !current {
                     continue;
                 }
@@ -385,7 +375,7 @@ impl Hub {
                     continue;
                 }
                 let live = core.clusters.entry(cluster).or_default();
-                live.last_seen_ms = now;
+                live.heard.saw(now);
                 live.reports.insert(id.clone(), status);
                 touched.insert(id.deployment);
             }

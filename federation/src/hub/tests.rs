@@ -87,7 +87,7 @@ fn a_cluster_is_unknown_after_three_missed_heartbeats() {
     clock.advance_ms(1_000_000);
     let hub = Hub::load(Box::new(MemoryStore::default()), Arc::new(clock.clone())).expect("loads");
     let cluster = ClusterName::new("sh-dc1").expect("name");
-    let session = hub.connect(&cluster, "test");
+    let (session, _) = hub.connect(&cluster, "test");
     let connected = |hub: &Hub| hub.read(|core, now| core.clusters[&cluster].connected(now));
     clock.advance_ms(5_900);
     assert!(connected(&hub), "2 heartbeats missed is not yet unknown");
