@@ -46,7 +46,7 @@ pub struct Heard {
 impl Heard {
     /// A message arrived at `now_ms`.
     pub fn saw(&self, now_ms: i64) {
-        self.last_ms.fetch_max(now_ms, Ordering::Relaxed);
+        self.last_ms.store(now_ms, Ordering::Relaxed);
     }
 
     /// The last message from the agent (ms since the epoch), 0 if none.

@@ -361,7 +361,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_without_notification_still_reaches_the_agent_at_the_next_heartbeat() {
+    async fn a_change_without_notification_still_reaches_the_agent_at_the_periodic_resync() {
         let hub =
             Hub::load(Box::new(MemoryStore::default()), Arc::new(SystemClock)).expect("loads");
         let documents = parse_yaml_documents(&format!("{UNITS}\n---\n{PAYMENTS}")).expect("valid");
@@ -379,7 +379,7 @@ mod tests {
         let first = next_upsert(&mut rx, Duration::from_secs(10)).await;
 
         // A slice changes in the model and nobody wakes the stream: the defence in depth against
-        // a missed notification is the comparison at every heartbeat.
+        // a missed notification is the comparison every few heartbeats.
         let id: SliceId = first.id.parse().expect("slice id");
         {
             let mut core = hub.core();

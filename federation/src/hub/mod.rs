@@ -300,15 +300,6 @@ impl Hub {
         self.inner.changes.send_modify(|v| *v += 1);
     }
 
-    /// A message arrived from the agent (its stream uses the [`Heard`] of
-    /// [`Hub::connect`] instead, without the lock).
-    pub fn heard_from(&self, cluster: &ClusterName) {
-        let now = self.now_ms();
-        if let Some(live) = self.core().clusters.get(cluster) {
-            live.heard.saw(now);
-        }
-    }
-
     /// The cluster's desired slices and tombstones, for its stream.
     pub fn cluster_view(
         &self,

@@ -87,11 +87,11 @@ fn a_cluster_is_unknown_after_three_missed_heartbeats() {
     clock.advance_ms(1_000_000);
     let hub = Hub::load(Box::new(MemoryStore::default()), Arc::new(clock.clone())).expect("loads");
     let cluster = ClusterName::new("sh-dc1").expect("name");
-    let (session, _) = hub.connect(&cluster, "test");
+    let (session, heard) = hub.connect(&cluster, "test");
     let connected = |hub: &Hub| hub.read(|core, now| core.clusters[&cluster].connected(now));
     clock.advance_ms(5_900);
     assert!(connected(&hub), "2 heartbeats missed is not yet unknown");
-    hub.heard_from(&cluster);
+    heard.saw(clock.now_ms());
     clock.advance_ms(6_000);
     assert!(connected(&hub));
     clock.advance_ms(1);
@@ -99,7 +99,7 @@ fn a_cluster_is_unknown_after_three_missed_heartbeats() {
         !connected(&hub),
         "3 missed heartbeats (6 s) make the cluster Unknown"
     );
-    hub.heard_from(&cluster);
+    heard.saw(clock.now_ms());
     assert!(connected(&hub));
     hub.disconnect(&cluster, session);
     assert!(!connected(&hub));
