@@ -33,6 +33,8 @@ pub const APPLY_BATCH: usize = 100;
 pub const STEP_DEADLINE: Duration = Duration::from_secs(300);
 /// How long 1,000 agents get to dial in (TLS handshakes on 2 shared cores).
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
+/// How long each question to the hub may take when explaining a failed step.
+const DIAGNOSIS_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the hub's ack counter is read while waiting for it.
 pub const ACK_POLL: Duration = Duration::from_millis(5);
 /// The agent link's status debounce (member-agent `link::session::REPORT_DEBOUNCE`): a status posted
@@ -243,24 +245,28 @@ impl World {
             *per_cluster.entry(receipt.cluster).or_default() += 1;
         }
         lines.push(format!("receipts per cluster: {per_cluster:?}"));
-        let counters = (self.hub.sent().await, self.hub.acks().await);
-        lines.push(format!("hub counters (sent, acked): {counters:?}"));
-        match self
-            .client
-            .clone()
-            .list_clusters(pb::ListClustersRequest {})
-            .await
-        {
+        // The hub may be the one stuck: every question to it gets a few seconds.
+        let sent = within(self.hub.sent()).await;
+        let acked = within(self.hub.acks()).await;
+        lines.push(format!("hub counters: sent {sent:?}, acked {acked:?}"));
+        let mut client = self.client.clone();
+        let list = within(async move {
+            Ok(client
+                .list_clusters(pb::ListClustersRequest {})
+                .await?
+                .into_inner())
+        })
+        .await;
+        match list {
             Ok(list) => {
                 let states: Vec<String> = list
-                    .into_inner()
                     .clusters
                     .iter()
                     .map(|c| format!("{}={} ({} slices)", c.name, c.state, c.slices))
                     .collect();
                 lines.push(format!("hub's clusters: {}", states.join(" ")));
             }
-            Err(status) => lines.push(format!("ListClusters failed: {status}")),
+            Err(error) => lines.push(format!("ListClusters failed: {error:#}")),
         }
         lines.push(format!("hub log tail:\n{}", self.hub.log_tail(60)));
         lines.join("\n")
@@ -303,6 +309,13 @@ impl World {
         self.hub.stop().await;
         Ok(usage)
     }
+}
+
+/// `what`, or an error once it has taken longer than [`DIAGNOSIS_DEADLINE`].
+async fn within<T>(what: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(DIAGNOSIS_DEADLINE, what)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {DIAGNOSIS_DEADLINE:?}")))
 }
 
 /// Applies documents; fails on any refusal.
