@@ -520,14 +520,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_hub_that_accepts_but_never_answers_is_left_and_dialled_again() {
-        // Accepts connections and never says a word, like a hung hub behind a load balancer.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let mut config = LinkConfig::new("c1".to_owned(), HubEndpoint::Insecure { url });
+    /// Runs a link with a 200 ms opening limit against a listener that accepts connections and never
+    /// says a word (a hung hub behind a load balancer); passes once the agent dials a second time.
+    async fn dials_again_after_silence(listener: tokio::net::TcpListener, hub: HubEndpoint) {
+        let mut config = LinkConfig::new("c1".to_owned(), hub);
         config.open_timeout = Duration::from_millis(200);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let link = tokio::spawn(run_link(
@@ -552,5 +548,35 @@ mod tests {
         link.await
             .expect("the link task")
             .expect("the link ends cleanly");
+    }
+
+    async fn silent_listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        (listener, address)
+    }
+
+    #[tokio::test]
+    async fn a_stream_the_hub_never_opens_is_left_and_dialled_again() {
+        // In plaintext the HTTP/2 connection is up without a word from the server: what hangs is
+        // the stream's opening.
+        let (listener, address) = silent_listener().await;
+        let url = format!("http://{address}");
+        dials_again_after_silence(listener, HubEndpoint::Insecure { url }).await;
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_the_hub_never_answers_is_left_and_dialled_again() {
+        let (listener, address) = silent_listener().await;
+        let agent = rcgen::generate_simple_self_signed(vec!["c1".to_owned()]).expect("certificate");
+        let hub = HubEndpoint::TlsPem {
+            url: format!("https://{address}"),
+            ca_pem: agent.cert.pem(),
+            cert_pem: agent.cert.pem(),
+            key_pem: agent.signing_key.serialize_pem(),
+        };
+        dials_again_after_silence(listener, hub).await;
     }
 }
