@@ -452,8 +452,9 @@ impl pb::federation_server::Federation for FederationService {
                         state: state.to_owned(),
                         agent_version: live.map(|l| l.agent_version.clone()).unwrap_or_default(),
                         last_seen: live
-                            .filter(|l| l.last_seen_ms() > 0)
-                            .map(|l| super::clock::rfc3339(l.last_seen_ms()))
+                            .map(|l| l.last_seen_ms())
+                            .filter(|ms| *ms > 0)
+                            .map(super::clock::rfc3339)
                             .unwrap_or_default(),
                         units: core
                             .units

@@ -180,7 +180,8 @@ async fn send_loop(
     // a change whose notification is still in flight or, were there such a bug, one that was lost;
     // it is logged either way.
     let mut resync = false;
-    let mut beats: u32 = 0;
+    // From 1, so that the first comparison is not right after the snapshot.
+    let mut beats: u32 = 1;
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -208,7 +209,7 @@ async fn send_loop(
                 }
             }
             if std::mem::take(&mut resync) && !outgoing.is_empty() {
-                tracing::info!(%cluster, session, changes = outgoing.len(), "the heartbeat resync found slice changes to send");
+                tracing::debug!(%cluster, session, changes = outgoing.len(), "the periodic resync found slice changes to send (notified meanwhile, or a lost notification)");
             }
             for kind in outgoing {
                 if tx.send(message(kind)).await.is_err() {
@@ -360,7 +361,7 @@ mod tests {
             .expect("an upsert within the deadline")
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_change_without_notification_still_reaches_the_agent_at_the_periodic_resync() {
         let hub =
             Hub::load(Box::new(MemoryStore::default()), Arc::new(SystemClock)).expect("loads");
@@ -389,6 +390,7 @@ mod tests {
             live.generation = wire.generation;
             live.wire = Arc::new(wire);
         }
+        let changed = tokio::time::Instant::now();
         let resent = loop {
             let slice = next_upsert(&mut rx, HEARTBEAT_INTERVAL * (RESYNC_EVERY_BEATS + 1)).await;
             if slice.id == first.id {
@@ -396,5 +398,12 @@ mod tests {
             }
         };
         assert_eq!(resent.generation, first.generation + 100);
+        // Time is paused and moves only when every task waits: the change went out with the
+        // periodic comparison, not earlier.
+        let waited = changed.elapsed();
+        assert!(
+            waited >= HEARTBEAT_INTERVAL * (RESYNC_EVERY_BEATS - 1),
+            "resent after {waited:?}"
+        );
     }
 }

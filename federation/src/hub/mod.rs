@@ -366,7 +366,6 @@ impl Hub {
                     continue;
                 }
                 let live = core.clusters.entry(cluster).or_default();
-                live.heard.saw(now);
                 live.reports.insert(id.clone(), status);
                 touched.insert(id.deployment);
             }
