@@ -2,7 +2,7 @@
 
 use super::{CliError, ValidateArgs};
 use crate::names::UnitName;
-use crate::resources::{CafeDeployment, LogicalUnit, Resource, parse_yaml_documents};
+use crate::resources::{CafeDeployment, FieldErrors, LogicalUnit, Resource, parse_yaml_documents};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -15,6 +15,38 @@ pub struct Loaded {
     pub units: BTreeMap<UnitName, LogicalUnit>,
     /// Deployments, with the file they came from.
     pub deployments: Vec<(PathBuf, CafeDeployment)>,
+}
+
+impl Loaded {
+    /// `check` of every deployment; fails with every error, each naming its file and deployment.
+    pub fn each_deployment<T>(
+        &self,
+        check: impl Fn(&CafeDeployment) -> Result<T, FieldErrors>,
+    ) -> Result<Vec<T>, CliError> {
+        let mut results = Vec::new();
+        let mut report = String::new();
+        for (path, deployment) in &self.deployments {
+            match check(deployment) {
+                Ok(result) => results.push(result),
+                Err(errors) => {
+                    for error in errors.0 {
+                        let _ = writeln!(
+                            report,
+                            "error: {}: CafeDeployment {}/{}: {error}",
+                            path.display(),
+                            deployment.namespace(),
+                            deployment.metadata.name
+                        );
+                    }
+                }
+            }
+        }
+        if report.is_empty() {
+            Ok(results)
+        } else {
+            Err(CliError::BadInput(report))
+        }
+    }
 }
 
 /// Reads a file, or standard input for `-`.
@@ -106,26 +138,9 @@ pub fn validate(args: &ValidateArgs) -> Result<String, CliError> {
     let mut all = args.files.clone();
     all.extend(args.units.iter().cloned());
     let loaded = load(&all)?;
-    let mut report = String::new();
     let mut out = String::new();
-    for (path, deployment) in &loaded.deployments {
-        if loaded.units.is_empty() {
-            continue;
-        }
-        if let Err(errors) = deployment.resolve_units(&loaded.units) {
-            for error in errors.0 {
-                let _ = writeln!(
-                    report,
-                    "error: {}: CafeDeployment {}/{}: {error}",
-                    path.display(),
-                    deployment.namespace(),
-                    deployment.metadata.name
-                );
-            }
-        }
-    }
-    if !report.is_empty() {
-        return Err(CliError::BadInput(report));
+    if !loaded.units.is_empty() {
+        loaded.each_deployment(|deployment| deployment.resolve_units(&loaded.units).map(|_| ()))?;
     }
     let _ = writeln!(
         out,

@@ -50,27 +50,8 @@ pub async fn plan(hub: &HubArgs, args: &PlanArgs) -> Result<String, CliError> {
         }
         return plan_on_hub(hub, &loaded, &current, args.output).await;
     }
-    let mut plans = Vec::new();
-    let mut report = String::new();
-    for (path, deployment) in &loaded.deployments {
-        match plan_deployment(deployment, &loaded.units, &current) {
-            Ok(plan) => plans.push(plan),
-            Err(errors) => {
-                for error in errors.0 {
-                    let _ = writeln!(
-                        report,
-                        "error: {}: CafeDeployment {}/{}: {error}",
-                        path.display(),
-                        deployment.namespace(),
-                        deployment.metadata.name
-                    );
-                }
-            }
-        }
-    }
-    if !report.is_empty() {
-        return Err(CliError::BadInput(report));
-    }
+    let plans = loaded
+        .each_deployment(|deployment| plan_deployment(deployment, &loaded.units, &current))?;
     render(&plans, args.output)
 }
 
