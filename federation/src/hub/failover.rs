@@ -55,6 +55,18 @@ pub struct FailoverOutcome {
     pub message: String,
 }
 
+impl FailoverOutcome {
+    /// Records the command `what` in the audit log: `ok`, or `no-op: MESSAGE` when nothing changed.
+    fn audit(&self, core: &mut Core, effects: &mut Effects, now: i64, who: &str, what: &str) {
+        let result = if self.changed {
+            "ok".to_owned()
+        } else {
+            format!("no-op: {}", self.message)
+        };
+        core.audit(effects, now, who, what, &result);
+    }
+}
+
 /// One unit's failover state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitFailoverView {
@@ -239,29 +251,16 @@ impl Hub {
                 )
             };
             let what = format!(
-                "failover evacuate {}{}",
+                "failover evacuate {}{} ({reason})",
                 names.join(","),
                 if force { " --force" } else { "" }
             );
-            let result = if changed.is_empty() {
-                format!("no-op: {message}")
-            } else {
-                "ok".to_owned()
+            let outcome = FailoverOutcome {
+                changed: !changed.is_empty(),
+                message,
             };
-            core.audit(
-                &mut effects,
-                now,
-                who,
-                &format!("{what} ({reason})"),
-                &result,
-            );
-            Ok((
-                FailoverOutcome {
-                    changed: !changed.is_empty(),
-                    message,
-                },
-                effects,
-            ))
+            outcome.audit(core, &mut effects, now, who, &what);
+            Ok((outcome, effects))
         })
     }
 
@@ -286,25 +285,13 @@ impl Hub {
             } else {
                 format!("failing back {unit}: it scales out first, then the others scale in")
             };
-            let result = if changed.is_empty() {
-                format!("no-op: {message}")
-            } else {
-                "ok".to_owned()
+            let outcome = FailoverOutcome {
+                changed: !changed.is_empty(),
+                message,
             };
-            core.audit(
-                &mut effects,
-                now,
-                who,
-                &format!("failover failback {unit} ({reason})"),
-                &result,
-            );
-            Ok((
-                FailoverOutcome {
-                    changed: !changed.is_empty(),
-                    message,
-                },
-                effects,
-            ))
+            let what = format!("failover failback {unit} ({reason})");
+            outcome.audit(core, &mut effects, now, who, &what);
+            Ok((outcome, effects))
         })
     }
 
