@@ -206,6 +206,16 @@ pub struct SliceId {
     pub unit: UnitName,
 }
 
+impl SliceId {
+    /// The slice of `deployment` in `unit`.
+    pub fn new(deployment: &DeploymentKey, unit: &UnitName) -> Self {
+        Self {
+            deployment: deployment.clone(),
+            unit: unit.clone(),
+        }
+    }
+}
+
 impl fmt::Display for SliceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.deployment, self.unit)

@@ -344,10 +344,7 @@ impl Core {
             })
             .unwrap_or_default();
         for unit in gone {
-            let id = SliceId {
-                deployment: key.clone(),
-                unit: unit.clone(),
-            };
+            let id = SliceId::new(key, &unit);
             if let Some(cluster) = self.slices.get(&id).map(|s| s.cluster.clone()) {
                 self.remove_slice(&id, &cluster, &mut effects);
             }
@@ -463,10 +460,7 @@ impl Core {
             .units
             .iter()
             .map(|u| {
-                let id = SliceId {
-                    deployment: key.clone(),
-                    unit: u.unit.clone(),
-                };
+                let id = SliceId::new(key, &u.unit);
                 HoldInput {
                     planned: u.replicas,
                     sent: self.slices.get(&id).map(|s| s.wire.replicas).or_else(|| {
@@ -504,10 +498,7 @@ impl Core {
         plan.units
             .iter()
             .map(|unit| {
-                let id = SliceId {
-                    deployment: key.clone(),
-                    unit: unit.unit.clone(),
-                };
+                let id = SliceId::new(key, &unit.unit);
                 let slice = self.slices.get(&id);
                 let observed = self.fresh_report(&id).map(|report| Observed {
                     replicas: report.replicas,
@@ -597,10 +588,7 @@ impl Core {
                 plan.units
                     .iter()
                     .map(|unit| {
-                        let id = SliceId {
-                            deployment: key.clone(),
-                            unit: unit.unit.clone(),
-                        };
+                        let id = SliceId::new(key, &unit.unit);
                         let slice = self.slices.get(&id);
                         let live = self.clusters.get(&unit.cluster);
                         let connected = live.is_some_and(|l| l.connected(now_ms));

@@ -82,10 +82,7 @@ pub fn desired_slices(
         .map(|unit| {
             let target = state.target(group.map(|g| g.target_of(&unit.unit)), unit.replicas);
             SliceSpec {
-                id: SliceId {
-                    deployment: key.clone(),
-                    unit: unit.unit.clone(),
-                },
+                id: SliceId::new(&key, &unit.unit),
                 cluster: unit.cluster.clone(),
                 replicas: unit.replicas,
                 partition: unit.replicas - target,
