@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::config::SimConfig;
 use crate::error::SimError;
 use crate::faults::{FaultState, Faults, FaultsUpdate};
+use crate::host::LocalHost;
 use crate::kubelet::Kubelet;
 use crate::state::ClusterState;
 use crate::store::Store;
@@ -68,12 +69,9 @@ impl SimCluster {
             )
             .instrument(span.clone()),
         );
-        tasks.spawn(
-            Kubelet::new(Arc::clone(&state))
-                .run()
-                .instrument(span.clone()),
-        );
-        tasks.spawn(traffic::run(Arc::clone(&state)).instrument(span));
+        let host = LocalHost(Arc::clone(&state));
+        tasks.spawn(Kubelet::new(host.clone()).run().instrument(span.clone()));
+        tasks.spawn(traffic::run(host).instrument(span));
         tracing::info!(%addr, "simulated cluster started");
         Ok(Self { state, tasks })
     }
@@ -117,7 +115,11 @@ impl SimCluster {
 
     /// A kubeconfig naming this cluster (cluster, user and context all named after it).
     pub fn kubeconfig_yaml(&self) -> String {
-        crate::kubeconfig::kubeconfig_yaml(self.name(), &self.url())
+        crate::kubeconfig::kubeconfig_yaml(
+            self.name(),
+            &self.url(),
+            crate::kubeconfig::Access::Anonymous,
+        )
     }
 
     /// Writes [`SimCluster::kubeconfig_yaml`] to `path`.

@@ -34,4 +34,22 @@ pub enum SimError {
         #[source]
         source: io::Error,
     },
+    /// A request to a real API server failed (simulated nodes, control-plane set-up).
+    #[error("{what}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A control-plane process could not be prepared or started.
+    #[error("{what}")]
+    ControlPlane {
+        /// What went wrong, with the file or process concerned.
+        what: String,
+        /// The underlying I/O error, if any.
+        #[source]
+        source: Option<io::Error>,
+    },
 }

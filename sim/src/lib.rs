@@ -100,12 +100,16 @@ mod api;
 mod apply;
 mod cluster;
 mod config;
+pub mod control_plane;
 mod error;
 mod faults;
+mod host;
 mod kubeconfig;
 mod kubelet;
+pub mod member;
 mod nodes;
 mod patch;
+mod remote;
 mod selector;
 mod server;
 mod state;
@@ -125,6 +129,7 @@ pub use faults::{Faults, FaultsUpdate};
 pub use kubelet::runtime::{BAD_IMAGE_MARKER, CRASHLOOP_IMAGE_MARKER};
 pub use kubelet::{KUBELET_TICK, START_DELAY_ANNOTATION};
 pub use nodes::{HOSTNAME_LABEL, ZONE_LABEL};
+pub use remote::{FaultInjector, NODE_HEARTBEAT, NoFaults, SimNodes};
 pub use traffic::{TRAFFIC_TICK, TrafficCounts};
 
 /// Runs `cafe-sim serve`: starts one cluster, optionally writes its kubeconfig, prints the URL line

@@ -65,7 +65,7 @@ pub(crate) fn node_objects(config: &SimConfig) -> Vec<Value> {
         .collect()
 }
 
-fn ready_condition(ready: bool) -> Value {
+pub(crate) fn ready_condition(ready: bool) -> Value {
     let now = now_rfc3339();
     json!({
         "type": "Ready",

@@ -28,6 +28,17 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// `now` as a `metav1.MicroTime` string (microseconds, UTC), as Leases carry.
+pub(crate) fn now_micro() -> String {
+    let now = SystemTime::now();
+    let micros = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .subsec_micros();
+    let seconds = rfc3339(now);
+    format!("{}.{micros:06}Z", seconds.trim_end_matches('Z'))
+}
+
 /// Converts a count of days since 1970-01-01 to (year, month, day).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Shift the epoch to 0000-03-01 so that leap days fall at the end of a 400-year era.

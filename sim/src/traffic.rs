@@ -12,16 +12,14 @@
 //! draining.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::state::ClusterState;
+use crate::host::Host;
 use crate::store::meta::{finalizers, is_deleting, name_of, namespace_of, uid_of};
-use crate::store::registry::ResourceId;
 use crate::store::{ObjKey, Subresource};
 
 /// Interval of the balancers and the prober: every registered pod gets one request per tick
@@ -109,9 +107,9 @@ impl PodView {
 }
 
 /// Runs the balancers and the prober until the cluster shuts down.
-pub(crate) async fn run(state: Arc<ClusterState>) {
-    let mut balancers: Vec<Balancer> = state
-        .config
+pub(crate) async fn run<H: Host>(host: H) {
+    let mut balancers: Vec<Balancer> = host
+        .config()
         .traffic_finalizers
         .iter()
         .map(|f| Balancer {
@@ -126,18 +124,17 @@ pub(crate) async fn run(state: Arc<ClusterState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => break,
+            () = host.shutdown().cancelled() => break,
             _ = tick.tick() => {
                 let now = Instant::now();
-                let pods: HashMap<String, PodView> = state
-                    .store
-                    .snapshot(&ResourceId::new("", "pods"))
+                let pods: HashMap<String, PodView> = host
+                    .pods()
                     .iter()
                     .map(|p| (uid_of(p).to_string(), PodView::of(p)))
                     .collect();
                 for b in &mut balancers {
-                    b.probe(&state, &pods);
-                    b.reconcile(&state, &pods, now);
+                    b.probe(host.traffic(), &pods);
+                    b.reconcile(&host, &pods, now).await;
                 }
             }
         }
@@ -146,7 +143,7 @@ pub(crate) async fn run(state: Arc<ClusterState>) {
 
 impl Balancer {
     /// Sends one request to each registered pod.
-    fn probe(&self, state: &ClusterState, pods: &HashMap<String, PodView>) {
+    fn probe(&self, traffic: &TrafficCounters, pods: &HashMap<String, PodView>) {
         let mut sent = 0;
         let mut lost = 0;
         for (uid, t) in &self.targets {
@@ -158,13 +155,18 @@ impl Balancer {
                 }
             }
         }
-        state.traffic.record(sent, lost);
+        traffic.record(sent, lost);
     }
 
     /// Registers, deregisters and releases pods.
-    fn reconcile(&mut self, state: &ClusterState, pods: &HashMap<String, PodView>, now: Instant) {
-        let reaction = state.config.lb_reaction_delay;
-        let dereg = state.config.deregistration_delay;
+    async fn reconcile<H: Host>(
+        &mut self,
+        host: &H,
+        pods: &HashMap<String, PodView>,
+        now: Instant,
+    ) {
+        let reaction = host.config().lb_reaction_delay;
+        let dereg = host.config().deregistration_delay;
         // Pods that are gone: forget them once the balancer has noticed.
         self.targets.retain(|uid, t| {
             pods.contains_key(uid)
@@ -182,7 +184,7 @@ impl Balancer {
             let has_finalizer = pod.finalizers.contains(&self.finalizer);
             let next = match self.targets.get_mut(uid) {
                 None if pod.qualifies => {
-                    if has_finalizer || self.set_finalizer(state, uid, &pod.key, true) {
+                    if has_finalizer || self.set_finalizer(host, uid, &pod.key, true).await {
                         tracing::debug!(balancer = %self.finalizer, pod = %pod.key.name, "registered");
                         Some(Target::Registered {
                             key: pod.key.clone(),
@@ -219,7 +221,7 @@ impl Balancer {
                 Some(Target::Draining { remove_at, key }) if now >= *remove_at => {
                     let key = key.clone();
                     if has_finalizer {
-                        self.set_finalizer(state, uid, &key, false);
+                        self.set_finalizer(host, uid, &key, false).await;
                     }
                     tracing::debug!(balancer = %self.finalizer, pod = %key.name, "deregistered");
                     self.targets.remove(uid);
@@ -234,14 +236,16 @@ impl Balancer {
     }
 
     /// Adds or removes this balancer's finalizer; returns whether the pod now has it as asked.
-    fn set_finalizer(&self, state: &ClusterState, uid: &str, key: &ObjKey, present: bool) -> bool {
+    async fn set_finalizer<H: Host>(
+        &self,
+        host: &H,
+        uid: &str,
+        key: &ObjKey,
+        present: bool,
+    ) -> bool {
         let f = self.finalizer.clone();
-        let result = state.store.modify(
-            &ResourceId::new("", "pods"),
-            key,
-            uid,
-            Subresource::Main,
-            |p| {
+        let result = host
+            .modify_pod(key, uid, Subresource::Main, |p| {
                 let list = finalizers(p);
                 if list.contains(&f) == present || (present && is_deleting(p)) {
                     return false;
@@ -253,8 +257,8 @@ impl Balancer {
                 };
                 p["metadata"]["finalizers"] = serde_json::json!(next);
                 true
-            },
-        );
+            })
+            .await;
         result.is_some_and(|p| finalizers(&p).contains(&self.finalizer) == present)
     }
 }

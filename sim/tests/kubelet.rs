@@ -30,7 +30,7 @@ fn restarts(p: &Pod) -> i32 {
 
 #[tokio::test]
 async fn pods_are_scheduled_by_zone_and_become_ready_through_their_gates() {
-    let (cluster, client) = start(fast("kubelet")).await;
+    let (cluster, client) = start_member(fast("kubelet")).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let nodes: Api<Node> = Api::all(client.clone());
     let mut p = gated_pod("web-0", "nginx:1");
@@ -90,7 +90,7 @@ async fn pods_are_scheduled_by_zone_and_become_ready_through_their_gates() {
 
 #[tokio::test]
 async fn pods_no_node_can_take_stay_pending() {
-    let (cluster, client) = start(fast("unschedulable")).await;
+    let (cluster, client) = start_member(fast("unschedulable")).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let mut p = pod("lost", "nginx:1");
     p.spec.as_mut().unwrap().node_selector =
@@ -115,7 +115,7 @@ async fn pods_no_node_can_take_stay_pending() {
 
 #[tokio::test]
 async fn in_place_image_change_restarts_the_container() {
-    let (cluster, client) = start(fast("inplace")).await;
+    let (cluster, client) = start_member(fast("inplace")).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let mut p = pod("web", "nginx:1");
     p.metadata.annotations = Some([(START_DELAY_ANNOTATION.to_string(), "400".to_string())].into());
@@ -152,7 +152,8 @@ async fn in_place_image_change_restarts_the_container() {
 
 #[tokio::test]
 async fn crashloop_and_bad_images() {
-    let (cluster, client) = start(fast("images").with_start_delay(Duration::from_millis(20))).await;
+    let (cluster, client) =
+        start_member(fast("images").with_start_delay(Duration::from_millis(20))).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let mut crash = pod("crash", "example/crashloop:1");
     crash.metadata.labels = None;
@@ -184,18 +185,18 @@ async fn crashloop_and_bad_images() {
 
 #[tokio::test]
 async fn node_not_ready_makes_its_pods_unready() {
-    let (cluster, client) = start(fast("nodes").with_nodes(1)).await;
+    let (cluster, client) = start_member(fast("nodes").with_nodes(1)).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     pods.create(&PostParams::default(), &pod("web", "nginx:1"))
         .await
         .unwrap();
     wait_pod(&pods, "web", "Ready", is_ready).await;
-    let node = cluster.node_names()[0].clone();
-    assert!(cluster.set_node_ready(&node, false));
+    let node = cluster.cluster.node_names()[0].clone();
+    assert!(cluster.cluster.set_node_ready(&node, false).await.unwrap());
     wait_pod(&pods, "web", "unready on a NotReady node", |p| !is_ready(p)).await;
     // Through the control endpoint, as another process would.
     let (code, _, _) = http(
-        cluster.addr(),
+        cluster.control_addr(),
         "POST",
         &format!("/sim/v1/nodes/{node}/ready"),
         r#"{"ready": true}"#,
@@ -208,7 +209,7 @@ async fn node_not_ready_makes_its_pods_unready() {
 
 #[tokio::test]
 async fn graceful_deletion_honours_grace_and_finalizers() {
-    let (cluster, client) = start(fast("grace")).await;
+    let (cluster, client) = start_member(fast("grace")).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let mut p = pod("web", "nginx:1");
     p.metadata.finalizers = Some(vec!["example.com/hold".into()]);

@@ -28,7 +28,7 @@ fn has_lb(p: &Pod) -> bool {
 }
 
 /// Creates a gated pod, opens its gate and waits until the balancer registered it and sends to it.
-async fn serving_pod(cluster: &cafe_sim::SimCluster, pods: &Api<Pod>, name: &str) {
+async fn serving_pod(cluster: &TestCluster, pods: &Api<Pod>, name: &str) {
     pods.create(&PostParams::default(), &gated_pod(name, "nginx:1"))
         .await
         .unwrap();
@@ -57,7 +57,7 @@ async fn drain(pods: &Api<Pod>, name: &str) {
 
 #[tokio::test]
 async fn drained_pods_lose_nothing() {
-    let (cluster, client) = start(config("drained")).await;
+    let (cluster, client) = start_member(config("drained")).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     serving_pod(&cluster, &pods, "web-0").await;
 
@@ -100,7 +100,7 @@ async fn drained_pods_lose_nothing() {
 
 #[tokio::test]
 async fn undrained_deletion_loses_requests_and_releases_the_finalizer() {
-    let (cluster, client) = start(config("undrained")).await;
+    let (cluster, client) = start_member(config("undrained")).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     serving_pod(&cluster, &pods, "web-0").await;
     assert_eq!(cluster.traffic().lost, 0);
@@ -120,7 +120,7 @@ async fn undrained_deletion_loses_requests_and_releases_the_finalizer() {
     tokio::time::sleep(Duration::from_millis(100)).await; // an observation window, not synchronisation
     assert_eq!(cluster.traffic().sent, settled.sent);
     // The control endpoint reports the same figures.
-    let (code, _, body) = http(cluster.addr(), "GET", "/sim/v1/traffic", "").await;
+    let (code, _, body) = http(cluster.control_addr(), "GET", "/sim/v1/traffic", "").await;
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["lost"], lost);
@@ -130,7 +130,7 @@ async fn undrained_deletion_loses_requests_and_releases_the_finalizer() {
 
 #[tokio::test]
 async fn undrained_in_place_update_loses_requests() {
-    let (cluster, client) = start(config("undrained-update")).await;
+    let (cluster, client) = start_member(config("undrained-update")).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     serving_pod(&cluster, &pods, "web-0").await;
     pods.patch(

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::host::Host;
 use crate::nodes::node_is_ready;
-use crate::state::ClusterState;
 use crate::store::meta::{is_deleting, meta_str, name_of, namespace_of, uid_of};
-use crate::store::registry::ResourceId;
 use crate::store::{ObjKey, Subresource};
 use crate::time::now_rfc3339;
 use runtime::{Container, Timing};
@@ -53,18 +52,18 @@ struct PodRuntime {
 
 /// The scheduler and kubelet of one cluster.
 #[derive(Debug)]
-pub(crate) struct Kubelet {
-    state: Arc<ClusterState>,
+pub(crate) struct Kubelet<H> {
+    host: H,
     pods: HashMap<String, PodRuntime>,
     nodes_signature: Vec<(String, bool)>,
     next_ip: u32,
 }
 
-impl Kubelet {
+impl<H: Host> Kubelet<H> {
     /// A kubelet for a cluster.
-    pub(crate) fn new(state: Arc<ClusterState>) -> Self {
+    pub(crate) fn new(host: H) -> Self {
         Self {
-            state,
+            host,
             pods: HashMap::new(),
             nodes_signature: Vec::new(),
             next_ip: 0,
@@ -77,20 +76,20 @@ impl Kubelet {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                () = self.state.shutdown.cancelled() => break,
-                _ = tick.tick() => self.sync(Instant::now()),
+                () = self.host.shutdown().cancelled() => break,
+                _ = tick.tick() => self.sync(Instant::now()).await,
             }
         }
     }
 
     /// One pass over the pods.
-    pub(crate) fn sync(&mut self, now: Instant) {
+    pub(crate) async fn sync(&mut self, now: Instant) {
         let nodes = self.nodes();
         let signature: Vec<(String, bool)> =
             nodes.iter().map(|n| (n.name.clone(), n.ready)).collect();
         let nodes_changed = signature != self.nodes_signature;
         self.nodes_signature = signature;
-        let pods = self.state.store.snapshot(&ResourceId::new("", "pods"));
+        let pods = self.host.pods();
         let mut load: HashMap<String, usize> = HashMap::new();
         for p in &pods {
             if let Some(n) = p.pointer("/spec/nodeName").and_then(Value::as_str) {
@@ -109,15 +108,14 @@ impl Kubelet {
             if idle && !nodes_changed {
                 continue;
             }
-            self.sync_pod(pod, &uid, now, &nodes, &mut load);
+            self.sync_pod(pod, &uid, now, &nodes, &mut load).await;
         }
         self.pods.retain(|uid, _| seen.contains(uid));
     }
 
     fn nodes(&self) -> Vec<NodeInfo> {
-        self.state
-            .store
-            .snapshot(&ResourceId::new("", "nodes"))
+        self.host
+            .nodes()
             .iter()
             .enumerate()
             .map(|(index, n)| NodeInfo {
@@ -144,14 +142,14 @@ impl Kubelet {
             .and_then(|a| a.get(START_DELAY_ANNOTATION))
             .and_then(Value::as_str)
             .and_then(|ms| ms.parse::<u64>().ok())
-            .map_or(self.state.config.start_delay, Duration::from_millis);
+            .map_or(self.host.config().start_delay, Duration::from_millis);
         Timing {
             start_delay,
-            crash_interval: self.state.config.crash_interval,
+            crash_interval: self.host.config().crash_interval,
         }
     }
 
-    fn sync_pod(
+    async fn sync_pod(
         &mut self,
         pod: &Arc<Value>,
         uid: &str,
@@ -185,7 +183,8 @@ impl Kubelet {
         if rt.node.is_none() {
             let target = match &bound {
                 Some(n) => nodes.iter().find(|node| &node.name == n),
-                None if is_deleting(pod) => None,
+                // Without a scheduler of its own, a kubelet runs only what was bound to it.
+                None if is_deleting(pod) || !self.host.schedules() => return,
                 None => choose_node(pod, nodes, load).inspect(|n| {
                     bind_to = Some(n.name.clone());
                     *load.entry(n.name.clone()).or_default() += 1;
@@ -220,7 +219,7 @@ impl Kubelet {
                     .and_then(Value::as_i64)
                     .unwrap_or(0)
                     .max(0) as f64;
-                now + Duration::from_secs_f64(grace * self.state.config.grace_period_scale)
+                now + Duration::from_secs_f64(grace * self.host.config().grace_period_scale)
             });
             let graceful_part_pending = pod
                 .pointer("/metadata/deletionGracePeriodSeconds")
@@ -228,7 +227,7 @@ impl Kubelet {
                 .is_some_and(|g| g > 0);
             if now >= due && graceful_part_pending {
                 tracing::debug!(pod = %key.name, "grace period over; deleting");
-                self.state.store.finish_pod_deletion(&key, uid);
+                self.host.finish_pod_deletion(&key, uid).await;
                 rt.last_rv.clear();
                 return;
             }
@@ -249,12 +248,9 @@ impl Kubelet {
             deleting,
             now: &now_str,
         };
-        let written = self.state.store.modify(
-            &ResourceId::new("", "pods"),
-            &key,
-            uid,
-            Subresource::Status,
-            |p| {
+        let written = self
+            .host
+            .modify_pod(&key, uid, Subresource::Status, |p| {
                 let mut changed = false;
                 if let Some(node) = &bind_to {
                     p["spec"]["nodeName"] = Value::String(node.clone());
@@ -266,8 +262,8 @@ impl Kubelet {
                     changed = true;
                 }
                 changed
-            },
-        );
+            })
+            .await;
         rt.last_rv = written
             .as_deref()
             .or(Some(pod.as_ref()))

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use cafe_sim::member::{Backend, MemberCluster, Members};
 use cafe_sim::{SimCluster, SimConfig};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -20,6 +21,51 @@ pub async fn start(config: SimConfig) -> (SimCluster, kube::Client) {
     let cluster = SimCluster::start(config).await.expect("cluster starts");
     let client = cluster.client().expect("client");
     (cluster, client)
+}
+
+/// A cluster of the backend the environment picks ([`cafe_sim::member::Backend::from_env`]),
+/// with what it needs kept alive.
+pub struct TestCluster {
+    pub cluster: MemberCluster,
+    _members: Members,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Requests sent and lost.
+    pub fn traffic(&self) -> cafe_sim::TrafficCounts {
+        self.cluster.traffic()
+    }
+
+    /// The simulation endpoint's address.
+    pub fn control_addr(&self) -> std::net::SocketAddr {
+        let url = self.cluster.control_url();
+        url.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// Stops it.
+    pub async fn shutdown(self) {
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Starts a cluster of the backend `CAFE_CLUSTERS` names (`sim` by default): the tests that use
+/// this hold for cafe-sim and for a real control plane alike.
+pub async fn start_member(config: SimConfig) -> (TestCluster, kube::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let members = Members::new(Backend::from_env(), dir.path())
+        .await
+        .expect("backend starts");
+    let cluster = members.start(config).await.expect("cluster starts");
+    let client = cluster.client().unwrap();
+    (
+        TestCluster {
+            cluster,
+            _members: members,
+            _dir: dir,
+        },
+        client,
+    )
 }
 
 /// A quick test configuration.

@@ -1,0 +1,152 @@
+//! Child processes of a control plane: started with their output in a log file, killed when
+//! dropped, and waited for with a deadline that also notices an early exit.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::error::SimError;
+
+/// One component's process.
+#[derive(Debug)]
+pub(crate) struct Process {
+    name: String,
+    pid: Option<u32>,
+    log: PathBuf,
+    child: Mutex<Child>,
+}
+
+/// A free loopback port, found by binding port 0.
+pub(crate) fn free_port() -> Result<u16, SimError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| SimError::Bind {
+        addr: "127.0.0.1:0".into(),
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind {
+            addr: "127.0.0.1:0".into(),
+            source,
+        })?
+        .port();
+    Ok(port)
+}
+
+impl Process {
+    /// Starts `program` with `args`, its stdout and stderr appended to `log`.
+    pub(crate) fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Self, SimError> {
+        let io = |what: String| {
+            move |source| SimError::ControlPlane {
+                what,
+                source: Some(source),
+            }
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io(format!("cannot open {}", log.display())))?;
+        let err = file
+            .try_clone()
+            .map_err(io(format!("cannot open {}", log.display())))?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io(format!("cannot start {}", program.display())))?;
+        tracing::debug!(component = name, pid = ?child.id(), "started");
+        Ok(Self {
+            name: name.to_string(),
+            pid: child.id(),
+            log: log.to_path_buf(),
+            child: Mutex::new(child),
+        })
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`) with `kill(1)`.
+    pub(crate) fn signal(&self, signal: &str) -> Result<(), SimError> {
+        let pid = self.pid.ok_or_else(|| SimError::ControlPlane {
+            what: format!("{} has exited", self.name),
+            source: None,
+        })?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .map_err(|source| SimError::ControlPlane {
+                what: format!("cannot signal {}", self.name),
+                source: Some(source),
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(SimError::ControlPlane {
+                what: format!("kill -{signal} {pid} ({}) failed: {status}", self.name),
+                source: None,
+            })
+        }
+    }
+
+    /// An error if the process has exited, naming its log.
+    async fn exited(&self) -> Option<SimError> {
+        let status = self.child.lock().await.try_wait().ok().flatten()?;
+        Some(SimError::ControlPlane {
+            what: format!(
+                "{} exited with {status}; see {}",
+                self.name,
+                self.log.display()
+            ),
+            source: None,
+        })
+    }
+
+    /// Kills the process and waits for it.
+    pub(crate) async fn kill(&self) {
+        let mut child = self.child.lock().await;
+        let _ = child.kill().await;
+    }
+}
+
+/// Waits until `ready` says so, failing at the deadline or as soon as `process` exits.
+pub(crate) async fn wait_until<F, Fut>(
+    deadline: Duration,
+    poll: Duration,
+    process: &Process,
+    mut ready: F,
+) -> Result<(), SimError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if ready().await {
+            return Ok(());
+        }
+        if let Some(error) = process.exited().await {
+            return Err(error);
+        }
+        if tokio::time::Instant::now() > until {
+            return Err(SimError::ControlPlane {
+                what: format!(
+                    "{} was not ready within {deadline:?}; see {}",
+                    process.name,
+                    process.log.display()
+                ),
+                source: None,
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
