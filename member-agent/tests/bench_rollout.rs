@@ -26,7 +26,7 @@ async fn measure_a_100_pod_in_place_update() {
     let waves = (PODS + MAX_UNAVAILABLE - 1) / MAX_UNAVAILABLE;
     let ideal = wave * waves as u32;
     let (cluster, client) = start(config).await;
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(cluster.agent_client());
     create_set(&client, "web", spec(PODS, "web:1", MAX_UNAVAILABLE)).await;
     let v1 = template_revision(&template("web:1"));
     wait_settled(&client, "web", PODS as usize, &v1).await;

@@ -1,5 +1,8 @@
 //! The agent's manifests in deploy/agent parse and grant what the controller uses, and nothing
-//! broader than that.
+//! broader than that. On a real control plane (`CAFE_CLUSTERS=kube`) the API server's own
+//! authorizer confirms it for the agent's ServiceAccount.
+
+mod common;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,7 +54,7 @@ fn the_cluster_role_grants_exactly_what_the_agent_uses() {
     assert_eq!(verbs(role, "", "pods/status"), ["patch"]);
     assert_eq!(
         verbs(role, "cafe.io", "inplacesets"),
-        ["get", "list", "watch", "patch"]
+        ["get", "list", "watch", "create", "patch", "delete"]
     );
     assert_eq!(
         verbs(role, "cafe.io", "inplacesets/status"),
@@ -92,4 +95,91 @@ fn the_deployment_runs_the_agent_with_its_service_account() {
         docs[0]["metadata"]["namespace"]
     );
     assert_eq!(documents("crd-installer-rbac.yaml").len(), 2);
+}
+
+/// Whether the API server lets the agent's ServiceAccount do `verb` on `resource` (in `namespace`).
+async fn allowed(
+    admin: &kube::Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    subresource: &str,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some("system:serviceaccount:cafe-system:cafe-agent".into()),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                "system:serviceaccounts:cafe-system".into(),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some("finance".into()),
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                subresource: (!subresource.is_empty()).then(|| subresource.into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let api: kube::Api<SubjectAccessReview> = kube::Api::all(admin.clone());
+    let answer = api
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+        .expect("the API server reviews the access");
+    answer.status.is_some_and(|s| s.allowed)
+}
+
+#[tokio::test]
+async fn the_api_server_grants_the_shipped_role_and_nothing_more() {
+    if cafe_sim::member::Backend::from_env() != cafe_sim::member::Backend::Kube {
+        eprintln!("skipped: needs a real API server's authorizer (CAFE_CLUSTERS=kube)");
+        return;
+    }
+    let (cluster, admin) = common::start(common::fast_sim("rbac")).await;
+    let granted = [
+        ("get", "cafe.io", "inplacesets", ""),
+        ("create", "cafe.io", "inplacesets", ""),
+        ("patch", "cafe.io", "inplacesets", ""),
+        ("delete", "cafe.io", "inplacesets", ""),
+        ("watch", "cafe.io", "inplacesets", ""),
+        ("patch", "cafe.io", "inplacesets", "status"),
+        ("create", "", "pods", ""),
+        ("patch", "", "pods", "status"),
+        ("delete", "", "pods", ""),
+        ("create", "events.k8s.io", "events", ""),
+        ("create", "", "namespaces", ""),
+    ];
+    for (verb, group, resource, sub) in granted {
+        assert!(
+            allowed(&admin, verb, group, resource, sub).await,
+            "{verb} {group}/{resource}/{sub} should be allowed"
+        );
+    }
+    let refused = [
+        ("update", "cafe.io", "inplacesets", ""),
+        ("get", "", "pods", ""),
+        ("get", "", "secrets", ""),
+        ("delete", "", "namespaces", ""),
+        (
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+        ),
+        ("create", "", "pods", "exec"),
+    ];
+    for (verb, group, resource, sub) in refused {
+        assert!(
+            !allowed(&admin, verb, group, resource, sub).await,
+            "{verb} {group}/{resource}/{sub} should be refused"
+        );
+    }
+    cluster.shutdown().await;
 }

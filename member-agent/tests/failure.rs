@@ -16,7 +16,7 @@ const HOLD: Duration = Duration::from_millis(1500);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashloop_image_fails_the_release_naming_the_pod_and_stops_the_update() {
     let (cluster, client) = start(fast_sim("crashloop")).await;
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(cluster.agent_client());
     create_set(&client, "web", spec(4, "web:1", 1)).await;
     let v1 = template_revision(&template("web:1"));
     wait_settled(&client, "web", 4, &v1).await;
@@ -96,7 +96,7 @@ async fn a_crashloop_image_fails_the_release_naming_the_pod_and_stops_the_update
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unschedulable_and_unpullable_pods_are_reported_as_problems() {
     let (cluster, client) = start(fast_sim("problems")).await;
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(cluster.agent_client());
     // No node carries this zone.
     let mut nowhere = spec(2, "web:1", 1);
     nowhere.node_selector = [(

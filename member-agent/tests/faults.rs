@@ -17,7 +17,7 @@ const DROP_WATCHES_EVERY: Duration = Duration::from_millis(250);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_converges_through_errors_and_dropped_watches() {
-    let (cluster, client) = start(fast_sim("faults")).await;
+    let (cluster, client) = start_sim(fast_sim("faults")).await;
     let cluster = Arc::new(cluster);
     let agent = Agent::start(client.clone());
     create_set(&client, "web", spec(8, "web:1", 2)).await;

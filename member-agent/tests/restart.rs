@@ -17,14 +17,20 @@ const KILL_AFTER: [Duration; 4] = [
     Duration::from_millis(310),
 ];
 
-async fn kill_repeatedly_during(client: &kube::Client, set: &str, replicas: usize, next: &str) {
-    let mut agent = Agent::start(client.clone());
+async fn kill_repeatedly_during(
+    cluster: &Cluster,
+    client: &kube::Client,
+    set: &str,
+    replicas: usize,
+    next: &str,
+) {
+    let mut agent = Agent::start(cluster.agent_client());
     // The first kill lands once the update is under way; the others at spread-out times after it.
     wait_mid_update(client, set, next).await;
     for delay in KILL_AFTER {
         tokio::time::sleep(delay).await;
         agent.kill().await;
-        agent = Agent::start(client.clone());
+        agent = Agent::start(cluster.agent_client());
     }
     wait_settled(client, set, replicas, next).await;
     agent.stop().await;
@@ -33,7 +39,7 @@ async fn kill_repeatedly_during(client: &kube::Client, set: &str, replicas: usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_mid_update_and_restarted_converges_to_exactly_replicas() {
     let (cluster, client) = start(fast_sim("restart")).await;
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(cluster.agent_client());
     create_set(&client, "web", spec(8, "web:1", 2)).await;
     let v1 = template_revision(&template("web:1"));
     let before = wait_settled(&client, "web", 8, &v1).await;
@@ -44,7 +50,7 @@ async fn an_agent_killed_mid_update_and_restarted_converges_to_exactly_replicas(
     let lost_before = cluster.traffic().lost;
     let v2 = template_revision(&template("web:2"));
     patch_spec(&client, "web", json!({"template": template("web:2")})).await;
-    kill_repeatedly_during(&client, "web", 8, &v2).await;
+    kill_repeatedly_during(&cluster, &client, "web", 8, &v2).await;
     let after = pods(&client, "web").await.expect("pods");
     assert_eq!(
         uids(&after),
@@ -57,7 +63,7 @@ async fn an_agent_killed_mid_update_and_restarted_converges_to_exactly_replicas(
     changed["spec"]["containers"][0]["env"] = json!([{"name": "MODE", "value": "fast"}]);
     let v3 = template_revision(&changed);
     patch_spec(&client, "web", json!({"template": changed})).await;
-    kill_repeatedly_during(&client, "web", 8, &v3).await;
+    kill_repeatedly_during(&cluster, &client, "web", 8, &v3).await;
 
     assert_eq!(watcher.max_active(), 8, "never more than replicas pods");
     assert!(

@@ -27,7 +27,7 @@ fn image(pod: &Pod) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_10_to_5_to_0_updates_exactly_5_then_10_pods_in_place_losslessly() {
     let (cluster, client) = start(fast_sim("partition")).await;
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(cluster.agent_client());
     let mut s = spec(10, "web:1", 3);
     s.partition = 10;
     s.stable_template = Some(template("web:1"));
@@ -113,7 +113,7 @@ async fn partition_10_to_5_to_0_updates_exactly_5_then_10_pods_in_place_lossless
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_and_a_recreating_update_lose_no_requests() {
     let (cluster, client) = start(fast_sim("recreate")).await;
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(cluster.agent_client());
     let mut s = spec(6, "web:1", 1);
     s.traffic.as_mut().expect("traffic").drain_seconds = 1;
     create_set(&client, "web", s).await;

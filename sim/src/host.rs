@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
 use crate::state::ClusterState;
+use crate::store::meta::{name_of, namespace_of, uid_of};
 use crate::store::registry::ResourceId;
 use crate::store::{ObjKey, Subresource};
 use crate::traffic::TrafficCounters;
@@ -30,14 +31,14 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn pods(&self) -> Vec<Arc<Value>>;
     /// The simulated nodes.
     fn nodes(&self) -> Vec<Arc<Value>>;
-    /// Applies `change` to the latest copy of the pod `key` with `uid` and writes it (the main
-    /// resource or its status) when `change` says it changed something. Returns the object as
+    /// Applies `change` to `pod`, the copy the caller decided on, and writes it (the main resource
+    /// or its status) when `change` says it changed something, on the condition that the pod has not
+    /// changed since that copy (a real API server's resourceVersion check). Returns the object as
     /// written, or `None` when nothing was written (no change, gone, replaced or a conflict: the
-    /// caller looks again at its next tick).
+    /// caller looks again at its next tick, with the newer copy).
     fn modify_pod(
         &self,
-        key: &ObjKey,
-        uid: &str,
+        pod: &Value,
         sub: Subresource,
         change: impl FnOnce(&mut Value) -> bool + Send,
     ) -> impl Future<Output = Option<Arc<Value>>> + Send;
@@ -77,14 +78,16 @@ impl Host for LocalHost {
 
     async fn modify_pod(
         &self,
-        key: &ObjKey,
-        uid: &str,
+        pod: &Value,
         sub: Subresource,
         change: impl FnOnce(&mut Value) -> bool + Send,
     ) -> Option<Arc<Value>> {
+        // The store is changed under its lock, so the change applies to the latest copy at once:
+        // there is no window for another writer to fall into.
+        let key = ObjKey::new(namespace_of(pod), name_of(pod));
         self.0
             .store
-            .modify(&ResourceId::new("", "pods"), key, uid, sub, change)
+            .modify(&ResourceId::new("", "pods"), &key, uid_of(pod), sub, change)
     }
 
     async fn finish_pod_deletion(&self, key: &ObjKey, uid: &str) {

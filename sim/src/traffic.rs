@@ -12,6 +12,7 @@
 //! draining.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,7 @@ struct Balancer {
 #[derive(Debug)]
 struct PodView {
     key: ObjKey,
+    object: Arc<Value>,
     qualifies: bool,
     serving: bool,
     deleting: bool,
@@ -87,7 +89,7 @@ struct PodView {
 }
 
 impl PodView {
-    fn of(pod: &Value) -> Self {
+    fn of(pod: &Arc<Value>) -> Self {
         let condition = |t: &str| {
             pod.pointer("/status/conditions")
                 .and_then(Value::as_array)
@@ -98,6 +100,7 @@ impl PodView {
         let running = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
         Self {
             key: ObjKey::new(namespace_of(pod), name_of(pod)),
+            object: Arc::clone(pod),
             qualifies: condition("Ready") && !deleting,
             serving: running && condition("ContainersReady") && !deleting,
             deleting,
@@ -184,7 +187,7 @@ impl Balancer {
             let has_finalizer = pod.finalizers.contains(&self.finalizer);
             let next = match self.targets.get_mut(uid) {
                 None if pod.qualifies => {
-                    if has_finalizer || self.set_finalizer(host, uid, &pod.key, true).await {
+                    if has_finalizer || self.set_finalizer(host, pod, true).await {
                         tracing::debug!(balancer = %self.finalizer, pod = %pod.key.name, "registered");
                         Some(Target::Registered {
                             key: pod.key.clone(),
@@ -221,7 +224,7 @@ impl Balancer {
                 Some(Target::Draining { remove_at, key }) if now >= *remove_at => {
                     let key = key.clone();
                     if has_finalizer {
-                        self.set_finalizer(host, uid, &key, false).await;
+                        self.set_finalizer(host, pod, false).await;
                     }
                     tracing::debug!(balancer = %self.finalizer, pod = %key.name, "deregistered");
                     self.targets.remove(uid);
@@ -236,16 +239,10 @@ impl Balancer {
     }
 
     /// Adds or removes this balancer's finalizer; returns whether the pod now has it as asked.
-    async fn set_finalizer<H: Host>(
-        &self,
-        host: &H,
-        uid: &str,
-        key: &ObjKey,
-        present: bool,
-    ) -> bool {
+    async fn set_finalizer<H: Host>(&self, host: &H, pod: &PodView, present: bool) -> bool {
         let f = self.finalizer.clone();
         let result = host
-            .modify_pod(key, uid, Subresource::Main, |p| {
+            .modify_pod(&pod.object, Subresource::Main, |p| {
                 let list = finalizers(p);
                 if list.contains(&f) == present || (present && is_deleting(p)) {
                     return false;

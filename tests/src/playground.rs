@@ -1,13 +1,18 @@
-//! The playground: a hub, several simulated member clusters and their agents on one machine, with
-//! real mTLS between them. The hub and the agents run as separate processes (the same code as
-//! `cafe-hub` and `cafe-agent`, through `cafe-playground hub|agent`), so that tests can kill and
-//! restart them; the simulated clusters run in this process.
+//! The playground: a hub, several member clusters and their agents on one machine, with real mTLS
+//! between them. The hub and the agents run as separate processes (the same code as `cafe-hub` and
+//! `cafe-agent`, through `cafe-playground hub|agent`), so that tests can kill and restart them.
+//!
+//! A member cluster is cafe-sim in-process ([`Backend::Sim`], the default) or a real control plane
+//! whose nodes cafe-sim simulates ([`Backend::Kube`]). On `kube` the agent is installed as
+//! `deploy/` says: the CRD and the agent's namespace, ServiceAccount and RBAC applied by the
+//! administrator, and the agent running with a token of its ServiceAccount.
 
 use anyhow::{Context as _, bail};
 use cafe_federation::tls::{CafectlConfig, InitOptions, Role, config_file_name, init, issue_agent};
 use cafe_proto::v1 as pb;
 use cafe_proto::v1::federation_client::FederationClient;
-use cafe_sim::{SimCluster, SimConfig};
+use cafe_sim::SimConfig;
+use cafe_sim::member::{AgentAccess, Backend, MemberCluster, Members};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +28,12 @@ pub const DEFAULT_START_DELAY: Duration = Duration::from_millis(300);
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a condition is checked while waiting.
 pub const POLL: Duration = Duration::from_millis(50);
+/// The InPlaceSet CRD, as `deploy/` ships it.
+pub const CRD_YAML: &str = include_str!("../../deploy/crds/inplaceset.yaml");
+/// The agent's namespace, as `deploy/` ships it.
+pub const AGENT_NAMESPACE_YAML: &str = include_str!("../../deploy/agent/namespace.yaml");
+/// The agent's ServiceAccount and least-privilege RBAC, as `deploy/` ships them.
+pub const AGENT_RBAC_YAML: &str = include_str!("../../deploy/agent/rbac.yaml");
 
 /// One logical unit, served by its own member cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +79,8 @@ pub struct PlaygroundOptions {
     pub start_delay: Duration,
     /// Extra `cafe-hub serve` flags, e.g. `--auto-failover`.
     pub hub_args: Vec<String>,
+    /// What runs the member clusters.
+    pub backend: Backend,
 }
 
 impl PlaygroundOptions {
@@ -79,20 +92,43 @@ impl PlaygroundOptions {
             units: default_units(),
             start_delay: DEFAULT_START_DELAY,
             hub_args: Vec::new(),
+            backend: Backend::Sim,
         }
+    }
+
+    /// The same, on `backend`.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
     }
 }
 
 /// One member cluster of the playground.
 #[derive(Debug)]
 pub struct PlaygroundCluster {
-    /// The simulated cluster.
-    pub sim: SimCluster,
-    /// Its kubeconfig file.
+    /// The cluster.
+    pub cluster: MemberCluster,
+    /// Its administrator's kubeconfig file.
     pub kubeconfig: PathBuf,
+    /// The kubeconfig file its agent runs with.
+    pub agent_kubeconfig: PathBuf,
     /// Its agent's certificate bundle.
     pub tls_dir: PathBuf,
+    install_crd: bool,
     agent: Option<Child>,
+}
+
+/// One entry of `DIR/clusters.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterEntry {
+    /// The cluster's name.
+    pub name: String,
+    /// `sim` or `kube`.
+    pub backend: String,
+    /// The administrator's kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The simulation endpoint: `/sim/v1/traffic`, `/sim/v1/faults`.
+    pub control: String,
 }
 
 /// A running playground.
@@ -106,6 +142,9 @@ pub struct Playground {
     pub units: Vec<UnitPlan>,
     /// The clusters by name.
     pub clusters: BTreeMap<String, PlaygroundCluster>,
+    /// What runs them.
+    pub backend: Backend,
+    members: Option<Members>,
     binary: PathBuf,
     hub_port: u16,
     hub_args: Vec<String>,
@@ -149,36 +188,66 @@ impl Playground {
         }
         let kubeconfigs = dir.join("kubeconfigs");
         std::fs::create_dir_all(&kubeconfigs)?;
+        let members = Members::new(options.backend, &dir)
+            .await
+            .with_context(|| format!("cannot start the {} backend", options.backend))?;
         let mut clusters = BTreeMap::new();
         for plan in &options.units {
             let cluster = cafe_federation::names::ClusterName::new(plan.cluster.clone())?;
             let bundle = issue_agent(&pki, &cluster, None)?;
-            let sim = SimCluster::start(
-                SimConfig::new(&plan.cluster)
-                    .with_zones([plan.unit.clone()])
-                    .with_nodes(3)
-                    .with_start_delay(options.start_delay)
-                    .with_traffic_finalizer(LB_FINALIZER),
-            )
-            .await
-            .with_context(|| format!("cannot start simulated cluster {}", plan.cluster))?;
+            let member = members
+                .start(
+                    SimConfig::new(&plan.cluster)
+                        .with_zones([plan.unit.clone()])
+                        .with_nodes(3)
+                        .with_start_delay(options.start_delay)
+                        .with_traffic_finalizer(LB_FINALIZER),
+                )
+                .await
+                .with_context(|| format!("cannot start member cluster {}", plan.cluster))?;
+            let AgentAccess {
+                kubeconfig: agent_kubeconfig,
+                install_crd,
+            } = member
+                .prepare_agent(CRD_YAML, &[AGENT_NAMESPACE_YAML, AGENT_RBAC_YAML])
+                .await
+                .with_context(|| format!("cannot install the agent in {}", plan.cluster))?;
             let kubeconfig = kubeconfigs.join(format!("{}.yaml", plan.cluster));
-            sim.write_kubeconfig(&kubeconfig)?;
+            std::fs::write(&kubeconfig, member.kubeconfig_yaml())?;
+            let agent_path = kubeconfigs.join(format!("{}-agent.yaml", plan.cluster));
+            std::fs::write(&agent_path, agent_kubeconfig)?;
             clusters.insert(
                 plan.cluster.clone(),
                 PlaygroundCluster {
-                    sim,
+                    cluster: member,
                     kubeconfig,
+                    agent_kubeconfig: agent_path,
                     tls_dir: bundle.dir,
+                    install_crd,
                     agent: None,
                 },
             );
         }
+        let entries: Vec<ClusterEntry> = clusters
+            .iter()
+            .map(|(name, c)| ClusterEntry {
+                name: name.clone(),
+                backend: options.backend.to_string(),
+                kubeconfig: c.kubeconfig.clone(),
+                control: c.cluster.control_url(),
+            })
+            .collect();
+        std::fs::write(
+            dir.join("clusters.json"),
+            serde_json::to_string_pretty(&entries)? + "\n",
+        )?;
         let mut playground = Self {
             dir,
             hub_url,
             units: options.units,
             clusters,
+            backend: options.backend,
+            members: Some(members),
             binary: options.binary,
             hub_port,
             hub_args: options.hub_args,
@@ -257,9 +326,14 @@ impl Playground {
             .clusters
             .get_mut(cluster)
             .with_context(|| format!("no cluster {cluster}"))?;
-        let child = Command::new(&self.binary)
-            .args(["agent", "run", "--install-crd", "--kubeconfig"])
-            .arg(&entry.kubeconfig)
+        let mut command = Command::new(&self.binary);
+        command.args(["agent", "run"]);
+        if entry.install_crd {
+            command.arg("--install-crd");
+        }
+        let child = command
+            .arg("--kubeconfig")
+            .arg(&entry.agent_kubeconfig)
             .args(["--hub", &self.hub_url, "--cluster", cluster, "--tls-dir"])
             .arg(&entry.tls_dir)
             .stdin(Stdio::null())
@@ -294,10 +368,7 @@ impl Playground {
             .clusters
             .get(cluster)
             .with_context(|| format!("no cluster {cluster}"))?;
-        entry.sim.update_faults(cafe_sim::FaultsUpdate {
-            offline: Some(true),
-            ..Default::default()
-        });
+        entry.cluster.set_offline(true)?;
         Ok(())
     }
 
@@ -307,10 +378,7 @@ impl Playground {
             .clusters
             .get(cluster)
             .with_context(|| format!("no cluster {cluster}"))?;
-        entry.sim.update_faults(cafe_sim::FaultsUpdate {
-            offline: Some(false),
-            ..Default::default()
-        });
+        entry.cluster.set_offline(false)?;
         self.start_agent(cluster)
     }
 
@@ -381,7 +449,7 @@ impl Playground {
     /// Requests sent and lost over every cluster's simulated load balancers.
     pub fn traffic(&self) -> (u64, u64) {
         self.clusters.values().fold((0, 0), |(sent, lost), c| {
-            let t = c.sim.traffic();
+            let t = c.cluster.traffic();
             (sent + t.sent, lost + t.lost)
         })
     }
@@ -394,7 +462,8 @@ impl Playground {
         }
         let _ = self.kill_hub().await;
         for (_, cluster) in std::mem::take(&mut self.clusters) {
-            cluster.sim.shutdown().await;
+            cluster.cluster.shutdown().await;
         }
+        drop(self.members.take());
     }
 }

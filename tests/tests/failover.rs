@@ -6,6 +6,7 @@
 mod common;
 
 use cafe_federation::tls::Role;
+use cafe_sim::member::Backend;
 use cafe_tests::driver::{deployment, wait_status};
 use cafe_tests::playground::{Playground, PlaygroundOptions};
 use common::{BINARY, ReadyWatcher, cafectl, start};
@@ -37,7 +38,10 @@ fn placed(status: &cafe_federation::release::DeploymentStatusView) -> bool {
 /// The notes of the Failover Events in a cluster's `finance` namespace.
 async fn failover_events(playground: &Playground, cluster: &str) -> Vec<String> {
     use k8s_openapi::api::events::v1::Event;
-    let client = playground.clusters[cluster].sim.client().expect("client");
+    let client = playground.clusters[cluster]
+        .cluster
+        .client()
+        .expect("client");
     let api: kube::Api<Event> = kube::Api::namespaced(client, "finance");
     let events = api.list(&Default::default()).await.expect("list events");
     events
@@ -228,7 +232,7 @@ async fn evacuate_and_fail_back_keep_capacity_and_lose_nothing() {
 }
 
 async fn start_with_auto_failover(dir: &std::path::Path) -> Playground {
-    let mut options = PlaygroundOptions::new(dir, BINARY);
+    let mut options = PlaygroundOptions::new(dir, BINARY).with_backend(Backend::from_env());
     options.hub_args = [
         "--auto-failover",
         "--unreachable-seconds",

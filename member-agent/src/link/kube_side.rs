@@ -1,6 +1,6 @@
-//! The kube cluster side of the link: slices become InPlaceSets (server-side apply), their status
-//! becomes slice status, and removed slices are scaled to zero (drained by the controller) before
-//! the InPlaceSet is deleted.
+//! The kube cluster side of the link: slices become InPlaceSets (server-side apply under one field
+//! manager, with `force`), their status becomes slice status, and removed slices are scaled to zero
+//! (drained by the controller) before the InPlaceSet is deleted.
 
 use super::{ClusterSide, LinkError, StatusBoard};
 use crate::crd::{InPlaceSet, InPlaceSetSpec, LabelSelector, TrafficPolicy, UpgradeStrategy};
@@ -28,8 +28,11 @@ pub const MANAGED_BY: &str = "cafe-agent";
 pub const DEPLOYMENT_LABEL: &str = "cafe.io/deployment";
 /// See [`DEPLOYMENT_LABEL`].
 pub const UNIT_LABEL: &str = "cafe.io/unit";
-/// How often a conflicting write is read and tried again before the link gives up (and reconnects).
-const WRITE_ATTEMPTS: usize = 10;
+/// The field manager of every InPlaceSet the link applies. One manager owns the whole spec, so a
+/// field an earlier slice had and the current one omits is removed by the apply itself.
+pub const LINK_FIELD_MANAGER: &str = "cafe-agent-link";
+/// How often the deletion of a drained InPlaceSet the API server refused is tried again.
+const DELETE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 /// The longest label value, which the InPlaceSet name also becomes (on its pods).
 const MAX_LABEL_VALUE: usize = 63;
 
@@ -136,7 +139,7 @@ impl KubeClusterSide {
     }
 
     /// Watches the link's InPlaceSets until `shutdown`: posts their status and deletes removed ones
-    /// once drained.
+    /// once drained. A deletion the API server refuses is retried every [`DELETE_RETRY`].
     pub async fn run_status_watch(&self, shutdown: impl std::future::Future<Output = ()> + Send) {
         let api: Api<InPlaceSet> = Api::all(self.client.clone());
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
@@ -145,41 +148,47 @@ impl KubeClusterSide {
         let stream = kube::runtime::WatchStreamExt::applied_objects(stream);
         tokio::pin!(stream);
         tokio::pin!(shutdown);
+        let mut undeleted: BTreeMap<(String, String), InPlaceSet> = BTreeMap::new();
+        let mut retry = tokio::time::interval(DELETE_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 () = &mut shutdown => return,
                 next = stream.next() => next,
+                _ = retry.tick(), if !undeleted.is_empty() => {
+                    for (key, set) in std::mem::take(&mut undeleted) {
+                        if !self.delete_drained(&set).await {
+                            undeleted.insert(key, set);
+                        }
+                    }
+                    continue;
+                }
             };
             match next {
-                Some(Ok(set)) => self.observe(&set).await,
+                Some(Ok(set)) => {
+                    let key = (set.namespace().unwrap_or_default(), set.name_any());
+                    undeleted.remove(&key);
+                    if !self.observe(&set).await {
+                        undeleted.insert(key, set);
+                    }
+                }
                 Some(Err(error)) => tracing::warn!(%error, "InPlaceSet watch error; retrying"),
                 None => return,
             }
         }
     }
 
-    async fn observe(&self, set: &InPlaceSet) {
+    /// Posts a set's status, or deletes it when it was removed and is drained. False when a deletion
+    /// failed and is to be tried again.
+    async fn observe(&self, set: &InPlaceSet) -> bool {
         let annotations = set.annotations();
         let Some(id) = annotations.get(SLICE_ID_ANNOTATION) else {
-            return;
+            return true;
         };
         if annotations.contains_key(SLICE_REMOVED_ANNOTATION) {
             let drained = set.status.as_ref().is_some_and(|s| s.replicas == 0)
                 && set.status.as_ref().map(|s| s.observed_generation) == set.metadata.generation;
-            if drained {
-                let namespace = set.namespace().unwrap_or_default();
-                match self
-                    .sets(&namespace)
-                    .delete(&set.name_any(), &DeleteParams::default())
-                    .await
-                {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, slice = %id, "cannot delete a drained InPlaceSet")
-                    }
-                }
-            }
-            return;
+            return !drained || self.delete_drained(set).await;
         }
         let generation = annotations
             .get(SLICE_GENERATION_ANNOTATION)
@@ -208,6 +217,42 @@ impl KubeClusterSide {
                 })
                 .collect(),
         });
+        true
+    }
+
+    /// Deletes a drained, removed set. Only 404 means done: any other refusal (a 403 from RBAC, a
+    /// 500) is logged and recorded as a Warning Event on the set, and the caller tries again.
+    async fn delete_drained(&self, set: &InPlaceSet) -> bool {
+        let namespace = set.namespace().unwrap_or_default();
+        let slice = set
+            .annotations()
+            .get(SLICE_ID_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        match self
+            .sets(&namespace)
+            .delete(&set.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) if status.code == 404 => true,
+            Err(error) => {
+                tracing::warn!(%error, %slice, retry_in = ?DELETE_RETRY, "cannot delete a drained InPlaceSet");
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "DeleteFailed".into(),
+                    note: Some(format!(
+                        "cannot delete the drained InPlaceSet of removed slice {slice}: {error}"
+                    )),
+                    action: "Delete".into(),
+                    secondary: None,
+                };
+                if let Err(error) = self.recorder.publish(&event, &set.object_ref(&())).await {
+                    tracing::warn!(%error, %slice, "cannot record a DeleteFailed Event");
+                }
+                false
+            }
+        }
     }
 }
 
@@ -310,65 +355,50 @@ impl ClusterSide for KubeClusterSide {
         self.ensure_namespace(&slice.namespace).await?;
         let api = self.sets(&slice.namespace);
         let name = desired.name_any();
-        // The link owns the whole spec, so it replaces it (read, then update with the read
-        // resourceVersion): nothing the previous slice had can linger, whatever the server's merge
-        // rules for nested lists, and spec and slice generation change in one write.
-        for _ in 0..WRITE_ATTEMPTS {
-            let existing = api
-                .get_opt(&name)
-                .await
-                .map_err(kube_error(format!("read InPlaceSet for {}", slice.id)))?;
-            if let Some(owner) = existing
-                .as_ref()
-                .and_then(|set| set.annotations().get(SLICE_ID_ANNOTATION))
-                && owner != &slice.id
-            {
-                // Two slices whose names meet (deployment "a-b" in unit "c", deployment "a" in unit
-                // "b-c"): never take over another slice's set.
-                return Err(LinkError::BadSlice {
-                    id: slice.id.clone(),
-                    reason: format!("InPlaceSet {name} already belongs to slice {owner}"),
-                });
-            }
-            let before = existing.as_ref().map_or(0, |set| set.spec.replicas);
-            let result = match existing {
-                None => api
-                    .create(&PostParams::default(), &desired)
-                    .await
-                    .map(|_| ()),
-                Some(mut set) => {
-                    set.spec = desired.spec.clone();
-                    set.labels_mut().extend(desired.labels().clone());
-                    set.annotations_mut().extend(desired.annotations().clone());
-                    set.annotations_mut().remove(SLICE_REMOVED_ANNOTATION);
-                    set.status = None;
-                    api.replace(&name, &PostParams::default(), &set)
-                        .await
-                        .map(|_| ())
-                }
-            };
-            match result {
-                Ok(()) => {
-                    tracing::debug!(slice = %slice.id, generation = slice.generation, "slice applied");
-                    if before != slice.replicas && !slice.reason.is_empty() {
-                        self.announce_move(&desired, before, slice.replicas, &slice.reason)
-                            .await;
-                    }
-                    return Ok(());
-                }
-                // Changed (the controller wrote its status) or created meanwhile: read again.
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(error) => {
-                    return Err(kube_error(format!("write InPlaceSet for {}", slice.id))(
-                        error,
-                    ));
-                }
-            }
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(kube_error(format!("read InPlaceSet for {}", slice.id)))?;
+        if let Some(owner) = existing
+            .as_ref()
+            .and_then(|set| set.annotations().get(SLICE_ID_ANNOTATION))
+            && owner != &slice.id
+        {
+            // Two slices whose names meet (deployment "a-b" in unit "c", deployment "a" in unit
+            // "b-c"): never take over another slice's set.
+            return Err(LinkError::BadSlice {
+                id: slice.id.clone(),
+                reason: format!("InPlaceSet {name} already belongs to slice {owner}"),
+            });
         }
-        Err(LinkError::BadSlice {
-            id: slice.id.clone(),
-            reason: format!("still conflicting after {WRITE_ATTEMPTS} attempts"),
-        })
+        if existing
+            .as_ref()
+            .is_some_and(|set| set.annotations().contains_key(SLICE_REMOVED_ANNOTATION))
+        {
+            // The removal mark was written by a merge patch, so the apply below would not take it
+            // away: a slice that comes back clears it first.
+            let unmark =
+                serde_json::json!({"metadata": {"annotations": {SLICE_REMOVED_ANNOTATION: null}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&unmark))
+                .await
+                .map_err(kube_error(format!(
+                    "clear the removal mark of {}",
+                    slice.id
+                )))?;
+        }
+        let before = existing.as_ref().map_or(0, |set| set.spec.replicas);
+        // Server-side apply, forced: the link is the only writer of the spec, so it takes every field
+        // back from whoever changed it by hand, and the fields it no longer applies are removed.
+        let params = PatchParams::apply(LINK_FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(&desired))
+            .await
+            .map_err(kube_error(format!("write InPlaceSet for {}", slice.id)))?;
+        tracing::debug!(slice = %slice.id, generation = slice.generation, "slice applied");
+        if before != slice.replicas && !slice.reason.is_empty() {
+            self.announce_move(&desired, before, slice.replicas, &slice.reason)
+                .await;
+        }
+        Ok(())
     }
 
     async fn remove(&self, id: &str, generation: u64) -> Result<(), LinkError> {

@@ -1,9 +1,12 @@
-//! Helpers shared by the controller's tests against cafe-sim.
+//! Helpers shared by the controller's tests, against the member-cluster backend `CAFE_CLUSTERS`
+//! names: cafe-sim (`sim`, the default) or a real control plane (`kube`), where the agent runs with
+//! its ServiceAccount's token and the RBAC of `deploy/agent/` as shipped.
 #![allow(dead_code)]
 
 use cafe_member_agent::crd::{InPlaceSet, InPlaceSetSpec, LabelSelector, TrafficPolicy};
 use cafe_member_agent::names::{DRAIN_STARTED_ANNOTATION, REVISION_LABEL, SET_LABEL};
 use cafe_member_agent::{ControllerConfig, Metrics, ensure_crd, run_controller};
+use cafe_sim::member::{Backend, MemberCluster, Members};
 use cafe_sim::{SimCluster, SimConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -38,8 +41,84 @@ pub fn fast_sim(name: &str) -> SimConfig {
         .with_traffic_finalizer(LB)
 }
 
-/// Starts a cluster and installs the CRD.
-pub async fn start(config: SimConfig) -> (SimCluster, Client) {
+/// The InPlaceSet CRD, as `deploy/` ships it.
+pub const CRD_YAML: &str = include_str!("../../../deploy/crds/inplaceset.yaml");
+/// The agent's namespace, ServiceAccount and RBAC, as `deploy/` ships them.
+pub const AGENT_MANIFESTS: [&str; 2] = [
+    include_str!("../../../deploy/agent/namespace.yaml"),
+    include_str!("../../../deploy/agent/rbac.yaml"),
+];
+
+/// A member cluster with the agent's access prepared.
+pub struct Cluster {
+    pub member: MemberCluster,
+    agent: Client,
+    agent_kubeconfig: String,
+    _members: Members,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Requests sent and lost by the simulated balancers.
+    pub fn traffic(&self) -> cafe_sim::TrafficCounts {
+        self.member.traffic()
+    }
+
+    /// The client the agent runs with: on `kube`, its ServiceAccount's.
+    pub fn agent_client(&self) -> Client {
+        self.agent.clone()
+    }
+
+    /// The kubeconfig the agent runs with.
+    pub fn agent_kubeconfig(&self) -> &str {
+        &self.agent_kubeconfig
+    }
+
+    /// Stops the cluster.
+    pub async fn shutdown(self) {
+        self.member.shutdown().await;
+    }
+}
+
+/// A client from a kubeconfig's text.
+pub async fn client_from(kubeconfig: &str) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kubeconfig usable");
+    Client::try_from(config).expect("client")
+}
+
+/// Starts a cluster of the backend `CAFE_CLUSTERS` names and installs the CRD as `deploy/` says.
+/// Returns it and an administrator's client (for the tests' own reads and writes).
+pub async fn start(config: SimConfig) -> (Cluster, Client) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members = Members::new(Backend::from_env(), dir.path())
+        .await
+        .expect("backend starts");
+    let member = members.start(config).await.expect("cluster starts");
+    let admin = member.client().expect("client");
+    let access = member
+        .prepare_agent(CRD_YAML, &AGENT_MANIFESTS)
+        .await
+        .expect("agent installed");
+    if access.install_crd {
+        ensure_crd(admin.clone()).await.expect("CRD installed");
+    }
+    let agent = client_from(&access.kubeconfig).await;
+    let cluster = Cluster {
+        member,
+        agent,
+        agent_kubeconfig: access.kubeconfig,
+        _members: members,
+        _dir: dir,
+    };
+    (cluster, admin)
+}
+
+/// Starts a simulated cluster (for what only cafe-sim can do, such as injected API errors) and
+/// installs the CRD.
+pub async fn start_sim(config: SimConfig) -> (SimCluster, Client) {
     let cluster = SimCluster::start(config).await.expect("cluster starts");
     let client = cluster.client().expect("client");
     ensure_crd(client.clone()).await.expect("CRD installed");
@@ -218,27 +297,55 @@ pub async fn wait_settled(
     revision_name: &str,
 ) -> Vec<Pod> {
     let sets: Api<InPlaceSet> = Api::namespaced(client.clone(), NS);
-    eventually(
-        &format!("{set}: {replicas} ready pods on {revision_name}"),
-        DEADLINE,
-        || async {
-            let s = sets.get(set).await.ok()?;
-            let status = s.status.as_ref()?;
-            let settled = status.observed_generation == s.metadata.generation.unwrap_or_default()
+    let last = std::sync::Mutex::new(String::new());
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let s = sets.get(set).await.ok();
+        let status = s.as_ref().and_then(|s| s.status.clone());
+        let settled = s.as_ref().zip(status.as_ref()).is_some_and(|(s, status)| {
+            status.observed_generation == s.metadata.generation.unwrap_or_default()
                 && status.updated_ready_replicas == replicas as i32
                 && status.replicas == replicas as i32
-                && status.update_revision.as_deref() == Some(revision_name);
-            let pods = pods(client, set).await?;
+                && status.update_revision.as_deref() == Some(revision_name)
+        });
+        if let Some(pods) = pods(client, set).await {
             let all_good = pods.len() == replicas
                 && pods.iter().all(|p| {
                     is_ready(p)
                         && revision(p) == revision_name
                         && p.finalizers().iter().any(|f| f == LB)
                 });
-            (settled && all_good).then_some(pods)
-        },
-    )
-    .await
+            if settled && all_good {
+                return pods;
+            }
+            *last.lock().expect("last") = format!("status {status:?}; pods {}", describe(&pods));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {set}: {replicas} ready pods on {revision_name}; last seen: {}",
+            last.lock().expect("last")
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One line per pod: name, revision, readiness, deletion and finalizers (for failure messages).
+pub fn describe(pods: &[Pod]) -> String {
+    pods.iter()
+        .map(|p| {
+            format!(
+                "{} rev={} ready={} deleting={}/{:?} finalizers={:?} phase={:?}",
+                p.name_any(),
+                revision(p),
+                is_ready(p),
+                p.metadata.deletion_timestamp.is_some(),
+                p.metadata.deletion_grace_period_seconds,
+                p.finalizers(),
+                p.status.as_ref().and_then(|s| s.phase.clone()),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A set's status, once it satisfies `check`.

@@ -159,6 +159,7 @@ impl<H: Host> Kubelet<H> {
     ) {
         let timing = self.timing_for(pod);
         let key = ObjKey::new(namespace_of(pod), name_of(pod));
+        tracing::trace!(pod = %key.name, rv = meta_str(pod, "resourceVersion"), deleting = is_deleting(pod), "sync");
         let bound = pod
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
@@ -214,6 +215,7 @@ impl<H: Host> Kubelet<H> {
         let deleting = is_deleting(pod);
         if deleting && rt.node.is_some() {
             let due = *rt.deletion_due.get_or_insert_with(|| {
+                tracing::debug!(pod = %key.name, "terminating");
                 let grace = pod
                     .pointer("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
@@ -250,7 +252,7 @@ impl<H: Host> Kubelet<H> {
         };
         let written = self
             .host
-            .modify_pod(&key, uid, Subresource::Status, |p| {
+            .modify_pod(pod, Subresource::Status, |p| {
                 let mut changed = false;
                 if let Some(node) = &bind_to {
                     p["spec"]["nodeName"] = Value::String(node.clone());

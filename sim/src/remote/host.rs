@@ -12,8 +12,13 @@ use tokio_util::sync::CancellationToken;
 use super::mirror::Mirror;
 use crate::config::SimConfig;
 use crate::host::Host;
+use crate::store::meta::{name_of, namespace_of};
 use crate::store::{ObjKey, Subresource};
 use crate::traffic::TrafficCounters;
+
+/// How long one write may take. The kubelet and the balancers write one pod at a time, so a request
+/// that never answers must not hold every other pod up.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the kubelet and balancers share against one API server.
 #[derive(Clone)]
@@ -82,13 +87,15 @@ impl Host for RemoteHost {
 
     async fn modify_pod(
         &self,
-        key: &ObjKey,
-        uid: &str,
+        pod: &Value,
         sub: Subresource,
         change: impl FnOnce(&mut Value) -> bool + Send,
     ) -> Option<Arc<Value>> {
-        let current = self.pods.get(uid)?;
-        let mut copy = (*current).clone();
+        // The write carries this copy's resourceVersion: had the pod changed since (a deletion, a
+        // controller's write), the API server answers 409 and the next tick decides again.
+        let key = ObjKey::new(namespace_of(pod), name_of(pod));
+        let key = &key;
+        let mut copy = pod.clone();
         if !change(&mut copy) {
             return None;
         }
@@ -103,9 +110,15 @@ impl Host for RemoteHost {
                 return None;
             }
         };
-        let written = match sub {
-            Subresource::Status => api.replace_status(&key.name, &params, &object).await,
-            Subresource::Main => api.replace(&key.name, &params, &object).await,
+        let write = async {
+            match sub {
+                Subresource::Status => api.replace_status(&key.name, &params, &object).await,
+                Subresource::Main => api.replace(&key.name, &params, &object).await,
+            }
+        };
+        let Ok(written) = tokio::time::timeout(WRITE_TIMEOUT, write).await else {
+            tracing::warn!(pod = %key.name, timeout = ?WRITE_TIMEOUT, "a pod write did not answer");
+            return None;
         };
         match written {
             Ok(object) => {
@@ -131,14 +144,20 @@ impl Host for RemoteHost {
             }),
             ..DeleteParams::default()
         };
-        match self
-            .pods_api(&key.namespace)
-            .delete(&key.name, &params)
-            .await
-        {
-            Ok(_) => {}
+        let api = self.pods_api(&key.namespace);
+        let delete = api.delete(&key.name, &params);
+        let Ok(answer) = tokio::time::timeout(WRITE_TIMEOUT, delete).await else {
+            tracing::warn!(pod = %key.name, timeout = ?WRITE_TIMEOUT, "a pod deletion did not answer");
+            return;
+        };
+        match answer {
+            Ok(answer) => {
+                tracing::debug!(pod = %key.name, gone = answer.is_right(), "deletion finished");
+            }
             // Gone already, or replaced by a pod of the same name.
-            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {
+                tracing::debug!(pod = %key.name, code = status.code, "deletion already finished");
+            }
             Err(error) => tracing::warn!(%error, pod = %key.name, "cannot finish a pod's deletion"),
         }
     }

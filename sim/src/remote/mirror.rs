@@ -87,6 +87,12 @@ impl Mirror {
                     }
                     Event::Apply(object) => {
                         let uid = object.metadata.uid.clone().unwrap_or_default();
+                        tracing::trace!(
+                            name = ?object.metadata.name,
+                            rv = ?object.metadata.resource_version,
+                            deleting = object.metadata.deletion_timestamp.is_some(),
+                            "watch event"
+                        );
                         match to_value(object) {
                             Some(v) => this.put(Arc::new(v)),
                             None => {
@@ -116,11 +122,6 @@ impl Mirror {
         self.lock().values().cloned().collect()
     }
 
-    /// The object with `uid`.
-    pub(crate) fn get(&self, uid: &str) -> Option<Arc<Value>> {
-        self.lock().get(uid).cloned()
-    }
-
     /// Records a copy the server returned from a write, unless the watch already brought a newer one.
     pub(crate) fn put(&self, object: Arc<Value>) {
         let uid = uid_of(&object).to_string();
@@ -128,7 +129,9 @@ impl Mirror {
         let older = objects.get(&uid).is_some_and(
             |known| matches!((version(known), version(&object)), (Some(k), Some(n)) if k > n),
         );
-        if !older {
+        if older {
+            tracing::debug!(%uid, "kept a newer copy than a write's answer");
+        } else {
             objects.insert(uid, object);
         }
     }

@@ -5,6 +5,7 @@
 //! (and the end-to-end tests, which can only name this package's executables).
 
 use anyhow::Context as _;
+use cafe_sim::member::Backend;
 use cafe_tests::playground::{Playground, PlaygroundOptions};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,12 +25,19 @@ enum Command {
         /// Where certificates, kubeconfigs, the hub's data and logs go.
         #[arg(long, default_value = "playground")]
         dir: PathBuf,
+        /// What runs the member clusters: `sim` (cafe-sim in this process) or `kube` (real
+        /// control planes built by scripts/control-plane.sh, with simulated nodes).
+        #[arg(long, default_value = "sim")]
+        clusters: Backend,
     },
     /// Run a narrated release (groups, pause, continue, completion, a rollback) and exit.
     Demo {
         /// Where the playground's files go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// What runs the member clusters: `sim` or `kube` (see `up`).
+        #[arg(long, default_value = "sim")]
+        clusters: Backend,
     },
     /// Run cafe-hub with the given arguments.
     #[command(disable_help_flag = true)]
@@ -88,14 +96,18 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error),
             }
         }
-        Command::Up { dir } => match runtime().and_then(|rt| rt.block_on(up(dir))) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error),
-        },
-        Command::Demo { dir } => match runtime().and_then(|rt| rt.block_on(demo(dir))) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error),
-        },
+        Command::Up { dir, clusters } => {
+            match runtime().and_then(|rt| rt.block_on(up(dir, clusters))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Demo { dir, clusters } => {
+            match runtime().and_then(|rt| rt.block_on(demo(dir, clusters))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
     }
 }
 
@@ -113,27 +125,36 @@ fn init_logging() {
         .init();
 }
 
-async fn start(dir: PathBuf) -> anyhow::Result<Playground> {
+async fn start(dir: PathBuf, backend: Backend) -> anyhow::Result<Playground> {
     let binary = std::env::current_exe().context("cannot find this executable")?;
+    let what = match backend {
+        Backend::Sim => "4 simulated clusters",
+        Backend::Kube => "4 real control planes with simulated nodes",
+    };
     println!(
-        "starting a hub, 4 simulated clusters and their agents in {} ...",
+        "starting a hub, {what} and their agents in {} ...",
         dir.display()
     );
-    Playground::start(PlaygroundOptions::new(dir, binary)).await
+    Playground::start(PlaygroundOptions::new(dir, binary).with_backend(backend)).await
 }
 
-async fn up(dir: PathBuf) -> anyhow::Result<()> {
+async fn up(dir: PathBuf, backend: Backend) -> anyhow::Result<()> {
     let dir = std::path::absolute(&dir)?;
-    let playground = start(dir.clone()).await?;
+    let playground = start(dir.clone(), backend).await?;
     println!("\nThe playground is up.");
     println!("  hub:          {}", playground.hub_url);
     for (name, cluster) in &playground.clusters {
         println!(
             "  cluster {name}: {} (kubeconfig {})",
-            cluster.sim.url(),
+            cluster.cluster.url(),
             cluster.kubeconfig.display()
         );
     }
+    println!(
+        "  clusters:     {} ({} backend)",
+        dir.join("clusters.json").display(),
+        playground.backend
+    );
     println!("  logs:         {}", dir.join("logs").display());
     println!("\nTry:");
     println!(
@@ -153,13 +174,13 @@ async fn up(dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn demo(dir: Option<PathBuf>, backend: Backend) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = match dir {
         Some(dir) => std::path::absolute(dir)?,
         None => temp.path().to_owned(),
     };
-    let playground = start(dir).await?;
+    let playground = start(dir, backend).await?;
     let result = cafe_tests::demo::run(&playground).await;
     playground.shutdown().await;
     result?;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use cafe_federation::tls::Role;
+use cafe_sim::member::Backend;
 use cafe_tests::playground::{Playground, PlaygroundOptions};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -21,7 +22,8 @@ pub struct Setup {
 
 pub async fn start() -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
-    let playground = Playground::start(PlaygroundOptions::new(dir.path(), BINARY))
+    let options = PlaygroundOptions::new(dir.path(), BINARY).with_backend(Backend::from_env());
+    let playground = Playground::start(options)
         .await
         .expect("the playground starts");
     Setup { playground, dir }
@@ -63,7 +65,7 @@ pub struct PodView {
 pub async fn pods(playground: &Playground, namespace: &str) -> BTreeMap<String, PodView> {
     let mut all = BTreeMap::new();
     for cluster in playground.clusters.values() {
-        let client = cluster.sim.client().expect("client");
+        let client = cluster.cluster.client().expect("client");
         let api: Api<Pod> = Api::namespaced(client, namespace);
         let list = api.list(&ListParams::default()).await.expect("list pods");
         for pod in list.items {
@@ -135,7 +137,7 @@ impl ReadyWatcher {
             .iter()
             .map(|(name, cluster)| {
                 let api: Api<Pod> =
-                    Api::namespaced(cluster.sim.client().expect("client"), namespace);
+                    Api::namespaced(cluster.cluster.client().expect("client"), namespace);
                 let state = std::sync::Arc::clone(&state);
                 let cluster = name.clone();
                 tokio::spawn(async move {
