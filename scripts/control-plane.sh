@@ -58,10 +58,12 @@ import (
 )
 EOF
   go get "k8s.io/kubernetes@v$K8S_VERSION"
+  # The version stamps of upstream's hack/lib/version.sh. A module zip has no git history, so the
+  # commit is left empty rather than upstream's unexpanded "$Format:%H$".
   ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
-    ld="$ld -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+    ld="$ld -X $p.gitCommit= -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
   mkdir -p "$BIN"
   go build -trimpath -tags=selinux,notest -ldflags "$ld" -o "$BIN/" \

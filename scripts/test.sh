@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# The project's test command: installs what the tests need, checks formatting and lints, and runs
-# every test of the workspace. `.ci/run` calls exactly this.
+# The project's test command: installs and builds what the tests need, checks formatting and lints,
+# runs every test of the workspace on cafe-sim, then runs the tests that matter again with every
+# member cluster on a real control plane (etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler built from their Go modules, with simulated nodes). `.ci/run` calls exactly this.
+#
+# CAFE_TEST_BACKENDS="sim" skips the real control planes (for a quick local run); the default is
+# "sim kube".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+backends="${CAFE_TEST_BACKENDS:-sim kube}"
 
 # kubectl: the cafe-sim tests drive `kubectl` against a simulated cluster.
 if ! command -v kubectl >/dev/null 2>&1; then
@@ -11,6 +17,25 @@ if ! command -v kubectl >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
 fi
 
+# The control plane: built once from Go modules and cached outside the clone, keyed by version.
+if [[ " $backends " == *" kube "* ]]; then
+  CAFE_CONTROL_PLANE_BIN="$(scripts/control-plane.sh build)"
+  export CAFE_CONTROL_PLANE_BIN
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+CAFE_CLUSTERS=sim cargo test --workspace --locked
+
+if [[ " $backends " == *" kube "* ]]; then
+  echo "== the same tests on real control planes (CAFE_CLUSTERS=kube)"
+  export CAFE_CLUSTERS=kube
+  # What cafe-sim must share with a real cluster: its kubelet and load balancers against one.
+  cargo test --locked -p cafe-sim --test kubelet --test traffic
+  # The agent with its ServiceAccount and the shipped RBAC.
+  cargo test --locked -p cafe-member-agent --test rollout --test failure --test restart \
+    --test process --test deploy
+  # End to end: hub, agents and four member clusters.
+  cargo test --locked -p cafe-tests --test release --test restarts --test failover --test security \
+    --test rbac
+fi

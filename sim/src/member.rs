@@ -244,6 +244,11 @@ impl MemberCluster {
         }
     }
 
+    /// Applies multi-document YAML as the administrator (server-side apply).
+    pub async fn apply_yaml(&self, yaml: &str) -> Result<(), SimError> {
+        crate::control_plane::apply_yaml(&self.client()?, yaml).await
+    }
+
     /// Stops the cluster.
     pub async fn shutdown(self) {
         match self {

@@ -66,14 +66,7 @@ async fn evacuate_and_fail_back_keep_capacity_and_lose_nothing() {
     let (mut client, status) = common::deploy_demo(pg).await;
     let normal = replicas_by_unit(&status);
     let watcher = ReadyWatcher::start(pg, "finance");
-    let deadline = tokio::time::Instant::now() + STEP;
-    while watcher.ready() < REPLICAS {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the watcher never saw every pod ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    watcher.wait_ready(REPLICAS).await;
     watcher.arm();
 
     let out = admin(

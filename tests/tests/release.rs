@@ -8,7 +8,7 @@ mod common;
 use cafe_federation::tls::Role;
 use cafe_tests::demo::DEMO_YAML;
 use cafe_tests::driver::{awaiting_confirm, deployment, settled, wait_status};
-use common::{cafectl, cafectl_json, pods, start};
+use common::{ReadyWatcher, cafectl, cafectl_json, pods, start};
 use std::time::Duration;
 
 const STEP: Duration = Duration::from_secs(120);
@@ -46,6 +46,11 @@ async fn release_groups_match_the_plan_and_rollback_restores_the_stable_revision
         .expect("v1 runs everywhere");
     let before = pods(pg, "finance").await;
     assert_eq!(before.len(), 10);
+    // An independent watcher over every cluster: no unit may fall below its replicas minus
+    // maxUnavailable (1) ready pods, through the release, the failed release and the rollback.
+    let watcher = ReadyWatcher::start(pg, "finance");
+    watcher.wait_ready(10).await;
+    watcher.arm();
 
     let v2 = write(
         setup.dir.path(),
@@ -199,6 +204,17 @@ async fn release_groups_match_the_plan_and_rollback_restores_the_stable_revision
     let (sent, lost) = pg.traffic();
     assert!(sent > 0, "the load balancers sent no traffic");
     assert_eq!(lost, 0, "requests lost during the release and the rollback");
+    let lowest = watcher.lowest_per_cluster();
+    for unit in &rolled.units {
+        let floor = unit.replicas.saturating_sub(1) as usize;
+        assert!(
+            lowest[&unit.cluster] >= floor,
+            "{}: ready pods fell to {} (replicas {}, maxUnavailable 1)",
+            unit.unit,
+            lowest[&unit.cluster],
+            unit.replicas
+        );
+    }
     setup.playground.shutdown().await;
 }
 

@@ -144,17 +144,17 @@ impl Effects {
     }
 }
 
-/// A report's problems as `pod: reason` lines (just the reason when no pod is concerned).
+/// A report's problems as `pod: reason` lines. A problem of the slice itself (no pod, such as a
+/// write the cluster refused) is `reason: message`, so that the cluster's own words reach the
+/// operator.
 fn problem_lines(report: &pb::SliceStatus) -> Vec<String> {
     report
         .problems
         .iter()
-        .map(|p| {
-            if p.pod.is_empty() {
-                p.reason.clone()
-            } else {
-                format!("{}: {}", p.pod, p.reason)
-            }
+        .map(|p| match (p.pod.is_empty(), p.message.is_empty()) {
+            (true, true) => p.reason.clone(),
+            (true, false) => format!("{}: {}", p.reason, p.message),
+            (false, _) => format!("{}: {}", p.pod, p.reason),
         })
         .collect()
 }

@@ -50,6 +50,24 @@ pub enum LinkError {
     BadEndpoint(String),
 }
 
+impl LinkError {
+    /// The error as one line for a slice problem the hub shows: an API server's refusal by its own
+    /// message and reason (`... is forbidden: User "..." cannot patch ... (Forbidden, 403)`), without
+    /// the client's debug dump of the Status.
+    pub fn problem_message(&self) -> String {
+        match self {
+            Self::Kube {
+                what,
+                source: kube::Error::Api(status),
+            } => format!(
+                "{what}: {} ({}, {})",
+                status.message, status.reason, status.code
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The cluster side of the link: where slices are written and status comes from. The kube
 /// implementation ([`KubeClusterSide`]) writes InPlaceSets; the benchmark's light agents use one
 /// that reports every slice ready as soon as it is applied.

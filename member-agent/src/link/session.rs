@@ -453,7 +453,7 @@ async fn apply_slice<S: ClusterSide>(
                 problems: vec![pb::PodProblem {
                     pod: String::new(),
                     reason: SLICE_NOT_APPLIED.to_owned(),
-                    message: error.to_string(),
+                    message: error.problem_message(),
                 }],
                 ..pb::SliceStatus::default()
             });

@@ -102,18 +102,44 @@ pub async fn pods(playground: &Playground, namespace: &str) -> BTreeMap<String, 
 pub struct ReadyWatcher {
     state: std::sync::Arc<std::sync::Mutex<ReadyState>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    clusters: Vec<String>,
 }
 
 #[derive(Default)]
 struct ReadyState {
     ready: BTreeMap<(String, String), bool>,
     lowest: Option<usize>,
+    lowest_per_cluster: BTreeMap<String, usize>,
+    armed: bool,
     events: usize,
 }
 
 impl ReadyState {
     fn total(&self) -> usize {
         self.ready.values().filter(|r| **r).count()
+    }
+
+    fn in_cluster(&self, cluster: &str) -> usize {
+        self.ready
+            .iter()
+            .filter(|((c, _), r)| c == cluster && **r)
+            .count()
+    }
+
+    /// Notes the totals after an event, once armed.
+    fn note(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let total = self.total();
+        self.lowest = Some(self.lowest.map_or(total, |l| l.min(total)));
+        let clusters: Vec<String> = self.lowest_per_cluster.keys().cloned().collect();
+        for cluster in clusters {
+            let ready = self.in_cluster(&cluster);
+            if let Some(lowest) = self.lowest_per_cluster.get_mut(&cluster) {
+                *lowest = (*lowest).min(ready);
+            }
+        }
     }
 }
 
@@ -163,15 +189,16 @@ impl ReadyWatcher {
                             Event::Init | Event::InitDone => {}
                         }
                         state.events += 1;
-                        let total = state.total();
-                        if let Some(lowest) = state.lowest.as_mut() {
-                            *lowest = (*lowest).min(total);
-                        }
+                        state.note();
                     }
                 })
             })
             .collect();
-        Self { state, tasks }
+        Self {
+            state,
+            tasks,
+            clusters: playground.clusters.keys().cloned().collect(),
+        }
     }
 
     /// Ready pods now, as the watcher sees them.
@@ -179,10 +206,32 @@ impl ReadyWatcher {
         self.state.lock().expect("state").total()
     }
 
-    /// From now on, remember the lowest total.
+    /// Waits until the watcher sees `ready` pods ready (it has caught up with the clusters).
+    pub async fn wait_ready(&self, ready: usize) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while self.ready() < ready {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the watcher never saw {ready} pods ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// From now on, remember the lowest total, and the lowest in each cluster.
     pub fn arm(&self) {
         let mut state = self.state.lock().expect("state");
+        state.armed = true;
         state.lowest = Some(state.total());
+        for cluster in &self.clusters {
+            let ready = state.in_cluster(cluster);
+            state.lowest_per_cluster.insert(cluster.clone(), ready);
+        }
+    }
+
+    /// The lowest number of ready pods seen in each cluster since `arm`.
+    pub fn lowest_per_cluster(&self) -> BTreeMap<String, usize> {
+        self.state.lock().expect("state").lowest_per_cluster.clone()
     }
 
     /// The lowest total since `arm`, and how many pod events were seen.
