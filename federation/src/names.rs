@@ -218,7 +218,8 @@ impl SliceId {
 
 impl fmt::Display for SliceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.deployment, self.unit)
+        let separator = cafe_proto::SLICE_ID_UNIT_SEPARATOR;
+        write!(f, "{}{separator}{}", self.deployment, self.unit)
     }
 }
 
@@ -228,8 +229,8 @@ impl std::str::FromStr for SliceId {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         let malformed =
             || InvalidName(format!("{value:?} is not a slice id (namespace/name@unit)"));
-        let (deployment, unit) = value.rsplit_once('@').ok_or_else(malformed)?;
-        let (namespace, name) = deployment.split_once('/').ok_or_else(malformed)?;
+        let (namespace, name, unit) =
+            cafe_proto::protocol::split_slice_id(value).ok_or_else(malformed)?;
         Ok(Self {
             deployment: DeploymentKey {
                 namespace: Namespace::new(namespace)?,

@@ -17,3 +17,66 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Separates a slice id's deployment part from its unit: `namespace/name@unit`.
 pub const SLICE_ID_UNIT_SEPARATOR: char = '@';
+
+/// The constants of the hub <-> agent protocol (DESIGN section 6), defined once for both sides.
+pub mod protocol {
+    use std::time::Duration;
+
+    pub use super::SLICE_ID_UNIT_SEPARATOR;
+
+    /// How often each side sends a heartbeat by default. The hub announces the interval it uses in
+    /// `Welcome.heartbeat_interval_ms`, and the agent follows it.
+    pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+    /// Heartbeats the hub may miss from an agent before it marks the cluster Unknown.
+    pub const MISSED_HEARTBEATS: u32 = 3;
+    /// Heartbeat intervals an agent waits without any message before it takes the hub for gone and
+    /// dials again: one more than the hub allows the agent, so the hub notices first.
+    pub const HUB_SILENT_HEARTBEATS: u32 = 4;
+    /// The largest gRPC message either side sends or accepts (a snapshot of many slices is one
+    /// stream of messages, each far smaller).
+    pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+    /// Separates a slice id's namespace from the deployment's name: `namespace/name@unit`.
+    pub const SLICE_ID_NAMESPACE_SEPARATOR: char = '/';
+
+    /// The id of a deployment's slice in a unit: `namespace/name@unit`.
+    pub fn slice_id(namespace: &str, name: &str, unit: &str) -> String {
+        format!("{namespace}{SLICE_ID_NAMESPACE_SEPARATOR}{name}{SLICE_ID_UNIT_SEPARATOR}{unit}")
+    }
+
+    /// A slice id's namespace, deployment name and unit; `None` unless it is
+    /// `namespace/name@unit`. The unit is after the last `@`, the namespace before the first `/`.
+    pub fn split_slice_id(id: &str) -> Option<(&str, &str, &str)> {
+        let (deployment, unit) = id.rsplit_once(SLICE_ID_UNIT_SEPARATOR)?;
+        let (namespace, name) = deployment.split_once(SLICE_ID_NAMESPACE_SEPARATOR)?;
+        Some((namespace, name, unit))
+    }
+
+    /// The interval a `Welcome` announces, or the default when it announces none.
+    pub fn announced_heartbeat(heartbeat_interval_ms: u32) -> Duration {
+        if heartbeat_interval_ms == 0 {
+            HEARTBEAT_INTERVAL
+        } else {
+            Duration::from_millis(u64::from(heartbeat_interval_ms))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn slice_ids_round_trip() {
+            let id = slice_id("finance", "payments", "sh-az1");
+            assert_eq!(id, "finance/payments@sh-az1");
+            assert_eq!(split_slice_id(&id), Some(("finance", "payments", "sh-az1")));
+            assert_eq!(split_slice_id("payments@sh-az1"), None);
+            assert_eq!(split_slice_id("finance/payments"), None);
+        }
+
+        #[test]
+        fn a_welcome_without_an_interval_means_the_default() {
+            assert_eq!(announced_heartbeat(0), HEARTBEAT_INTERVAL);
+            assert_eq!(announced_heartbeat(500), Duration::from_millis(500));
+        }
+    }
+}

@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Largest response accepted: a `get deployments` over many deployments. Matches the hub.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+use cafe_proto::protocol::MAX_MESSAGE_BYTES;
 
 /// Where the hub is and which credentials to present. Global: valid before or after the command.
 #[derive(Debug, Clone, clap::Args)]

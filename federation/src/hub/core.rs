@@ -17,8 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// A cluster is Unknown when its agent has been silent this long (3 missed 2 s heartbeats).
-pub const CLUSTER_SILENCE_MS: i64 = 6_000;
+/// A cluster is Unknown when its agent has been silent this long: the protocol's missed heartbeats
+/// (3 of 2 s).
+pub const CLUSTER_SILENCE_MS: i64 = cafe_proto::protocol::HEARTBEAT_INTERVAL.as_millis() as i64
+    * cafe_proto::protocol::MISSED_HEARTBEATS as i64;
 
 /// One desired slice as the hub holds it.
 #[derive(Debug, Clone)]

@@ -25,8 +25,8 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-/// How often the hub sends a heartbeat, and asks the agents to.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the hub sends a heartbeat, and asks the agents to (in `Welcome`).
+pub use cafe_proto::protocol::HEARTBEAT_INTERVAL;
 
 /// Every this many heartbeats (10 s), a stream compares the cluster's slices with what it sent,
 /// whether or not a change was notified.

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Largest gRPC message accepted: a bulk apply of many deployments.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+use cafe_proto::protocol::MAX_MESSAGE_BYTES;
 
 /// How the hub serves.
 #[derive(Debug, Clone)]

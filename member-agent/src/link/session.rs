@@ -1,6 +1,7 @@
 //! One agent's connection to the hub: dial, Hello, snapshot, changes, reports, reconnect.
 
 use super::{ClusterSide, LinkError, StatusBoard};
+use cafe_proto::protocol;
 use cafe_proto::v1 as pb;
 use cafe_proto::v1::agent_link_client::AgentLinkClient;
 use cafe_proto::v1::agent_message::Kind as AgentKind;
@@ -13,8 +14,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// How often the agent sends a heartbeat (the hub marks a cluster Unknown after 3 missed).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the agent sends a heartbeat until the hub's `Welcome` says otherwise (the hub marks a
+/// cluster Unknown after [`protocol::MISSED_HEARTBEATS`] missed).
+pub use cafe_proto::protocol::HEARTBEAT_INTERVAL;
 /// Statuses posted within this window go out together, the latest of each slice.
 pub const REPORT_DEBOUNCE: Duration = Duration::from_millis(50);
 /// The first reconnect delay; doubled up to [`MAX_BACKOFF`], with jitter.
@@ -30,8 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the handshakes may take, and the hub to answer the stream's opening (it allows 10 s
 /// for the Hello), unless [`LinkConfig::open_timeout`] says otherwise.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
-/// The hub is considered gone after this long without any message (it sends heartbeats).
-const HUB_SILENCE: Duration = Duration::from_secs(8);
 /// Slice changes queued for the cluster writer: far more than a hub sends at once (it keeps few
 /// messages in flight per stream), so that reading the hub never waits on the cluster.
 const OPS_BUFFER: usize = 1024;
@@ -230,7 +230,9 @@ async fn run_session<S: ClusterSide>(
     {
         return SessionEnd::Closed;
     }
-    let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let mut client = AgentLinkClient::new(channel)
+        .max_decoding_message_size(protocol::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(protocol::MAX_MESSAGE_BYTES);
     let inbound = match tokio::time::timeout(limit, client.sync(ReceiverStream::new(rx))).await {
         Ok(Ok(response)) => response.into_inner(),
         Ok(Err(status)) => return SessionEnd::Refused(status),
@@ -264,8 +266,13 @@ async fn talk(
     board: &StatusBoard,
     backoff: &mut Duration,
 ) -> SessionEnd {
-    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beats = |every: Duration| {
+        let mut beat = tokio::time::interval(every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat
+    };
+    let mut every = HEARTBEAT_INTERVAL;
+    let mut heartbeat = beats(every);
     let mut last_heard = tokio::time::Instant::now();
     let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
@@ -278,8 +285,15 @@ async fn talk(
                 };
                 last_heard = tokio::time::Instant::now();
                 let op = match message.kind {
-                    Some(HubKind::Welcome(_)) => {
+                    Some(HubKind::Welcome(welcome)) => {
                         *backoff = MIN_BACKOFF;
+                        // The hub says how often both sides beat; its silence is judged by the same.
+                        let announced = protocol::announced_heartbeat(welcome.heartbeat_interval_ms);
+                        if announced != every {
+                            tracing::info!(heartbeat = ?announced, "heartbeat interval set by the hub");
+                            every = announced;
+                            heartbeat = beats(every);
+                        }
                         continue;
                     }
                     Some(HubKind::Heartbeat(_)) | None => continue,
@@ -304,7 +318,7 @@ async fn talk(
                 }
             }
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() > HUB_SILENCE {
+                if last_heard.elapsed() > every * protocol::HUB_SILENT_HEARTBEATS {
                     return SessionEnd::Silent;
                 }
                 let beat = pb::Heartbeat { sent_unix_ms: unix_ms() };
@@ -321,13 +335,19 @@ async fn talk(
 async fn apply_ops<S: ClusterSide>(
     side: &S,
     mut ops: mpsc::Receiver<Op>,
-    mut applied: BTreeMap<String, u64>,
+    applied: BTreeMap<String, u64>,
     board: &StatusBoard,
     tx: &mpsc::Sender<pb::AgentMessage>,
 ) -> SessionEnd {
+    let mut applier = Applier {
+        side,
+        board,
+        tx,
+        applied,
+        failed: BTreeMap::new(),
+        failed_removes: BTreeMap::new(),
+    };
     let mut snapshot: Option<BTreeSet<String>> = Some(BTreeSet::new());
-    let mut failed: BTreeMap<String, pb::Slice> = BTreeMap::new();
-    let mut failed_removes: BTreeMap<String, u64> = BTreeMap::new();
     let mut retry =
         tokio::time::interval_at(tokio::time::Instant::now() + RETRY_FAILED, RETRY_FAILED);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -339,15 +359,8 @@ async fn apply_ops<S: ClusterSide>(
             },
             _ = retry.tick() => {
                 // Slices the cluster refused are tried again; the others went on meanwhile.
-                for slice in std::mem::take(&mut failed).into_values() {
-                    if let Err(end) = apply_slice(side, slice, &mut applied, &mut failed, board, tx).await {
-                        return end;
-                    }
-                }
-                for (id, generation) in std::mem::take(&mut failed_removes) {
-                    if let Err(end) = remove_slice(side, &id, generation, &mut applied, &mut failed_removes, board, tx).await {
-                        return end;
-                    }
+                if let Err(end) = applier.retry_failed().await {
+                    return end;
                 }
                 continue;
             }
@@ -357,62 +370,15 @@ async fn apply_ops<S: ClusterSide>(
                 if let Some(seen) = snapshot.as_mut() {
                     seen.insert(slice.id.clone());
                 }
-                if applied
-                    .get(&slice.id)
-                    .is_some_and(|g| *g >= slice.generation)
-                {
-                    continue;
-                }
-                failed.remove(&slice.id);
-                apply_slice(side, *slice, &mut applied, &mut failed, board, tx).await
+                applier.upsert(*slice).await
             }
-            Op::Delete(delete) => {
-                if applied
-                    .get(&delete.id)
-                    .is_some_and(|g| *g >= delete.generation)
-                {
-                    continue;
-                }
-                failed.remove(&delete.id);
-                remove_slice(
-                    side,
-                    &delete.id,
-                    delete.generation,
-                    &mut applied,
-                    &mut failed_removes,
-                    board,
-                    tx,
-                )
-                .await
-            }
+            Op::Delete(delete) => applier.delete(&delete.id, delete.generation).await,
             Op::SnapshotComplete(complete) => {
                 // Only now may slices the hub no longer has be removed. The marker lists every
                 // slice, including those not re-sent because this agent already held them.
                 let mut seen = snapshot.take().unwrap_or_default();
                 seen.extend(complete.slice_ids);
-                let stale: Vec<(String, u64)> = applied
-                    .iter()
-                    .filter(|(id, _)| !seen.contains(*id))
-                    .map(|(id, g)| (id.clone(), *g))
-                    .collect();
-                let mut result = Ok(());
-                for (id, generation) in stale {
-                    tracing::info!(slice = %id, "removing a slice the hub no longer has");
-                    result = remove_slice(
-                        side,
-                        &id,
-                        generation + 1,
-                        &mut applied,
-                        &mut failed_removes,
-                        board,
-                        tx,
-                    )
-                    .await;
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                result
+                applier.remove_all_but(&seen).await
             }
         };
         if let Err(end) = result {
@@ -421,75 +387,123 @@ async fn apply_ops<S: ClusterSide>(
     }
 }
 
-/// Applies a slice and acknowledges it. When the cluster refuses it, the slice is kept for a later
-/// retry and reported with a problem (so that the hub fails the release with the reason) instead of
-/// ending the session: one bad slice must not hold up the others.
-async fn apply_slice<S: ClusterSide>(
-    side: &S,
-    slice: pb::Slice,
-    applied: &mut BTreeMap<String, u64>,
-    failed: &mut BTreeMap<String, pb::Slice>,
-    board: &StatusBoard,
-    tx: &mpsc::Sender<pb::AgentMessage>,
-) -> Result<(), SessionEnd> {
-    match side.apply(&slice).await {
-        Ok(()) => {
-            applied.insert(slice.id.clone(), slice.generation);
-            let ack = pb::SliceAck {
-                id: slice.id.clone(),
-                generation: slice.generation,
-                deleted: false,
-            };
-            tx.send(agent_message(AgentKind::Ack(ack)))
-                .await
-                .map_err(|_| SessionEnd::Closed)
-        }
-        Err(error) => {
-            tracing::warn!(slice = %slice.id, %error, retry_in = ?RETRY_FAILED, "the cluster refused a slice");
-            board.post(pb::SliceStatus {
-                id: slice.id.clone(),
-                observed_generation: slice.generation,
-                update_revision: slice.update_revision.clone(),
-                problems: vec![pb::PodProblem {
-                    pod: String::new(),
-                    reason: SLICE_NOT_APPLIED.to_owned(),
-                    message: error.problem_message(),
-                }],
-                ..pb::SliceStatus::default()
-            });
-            failed.insert(slice.id.clone(), slice);
-            Ok(())
-        }
-    }
+/// Applies one session's slice changes to the cluster and acknowledges them, remembering what the
+/// cluster refused for a later retry.
+struct Applier<'a, S> {
+    side: &'a S,
+    board: &'a StatusBoard,
+    tx: &'a mpsc::Sender<pb::AgentMessage>,
+    /// The generation applied of each slice the cluster holds.
+    applied: BTreeMap<String, u64>,
+    /// Slices the cluster refused, to try again.
+    failed: BTreeMap<String, pb::Slice>,
+    /// Removals the cluster refused, to try again.
+    failed_removes: BTreeMap<String, u64>,
 }
 
-/// Removes a slice and acknowledges it; a refused removal is retried later.
-async fn remove_slice<S: ClusterSide>(
-    side: &S,
-    id: &str,
-    generation: u64,
-    applied: &mut BTreeMap<String, u64>,
-    failed_removes: &mut BTreeMap<String, u64>,
-    board: &StatusBoard,
-    tx: &mpsc::Sender<pb::AgentMessage>,
-) -> Result<(), SessionEnd> {
-    match side.remove(id, generation).await {
-        Ok(()) => {
-            applied.remove(id);
-            board.forget(id);
-            let ack = pb::SliceAck {
-                id: id.to_owned(),
-                generation,
-                deleted: true,
-            };
-            tx.send(agent_message(AgentKind::Ack(ack)))
-                .await
-                .map_err(|_| SessionEnd::Closed)
+impl<S: ClusterSide> Applier<'_, S> {
+    /// Whether `generation` of `id` is already applied (or older than what is).
+    fn holds(&self, id: &str, generation: u64) -> bool {
+        self.applied.get(id).is_some_and(|g| *g >= generation)
+    }
+
+    /// A slice from the hub: applied unless this generation is already held.
+    async fn upsert(&mut self, slice: pb::Slice) -> Result<(), SessionEnd> {
+        if self.holds(&slice.id, slice.generation) {
+            return Ok(());
         }
-        Err(error) => {
-            tracing::warn!(slice = %id, %error, retry_in = ?RETRY_FAILED, "cannot remove a slice");
-            failed_removes.insert(id.to_owned(), generation);
-            Ok(())
+        self.failed.remove(&slice.id);
+        self.apply(slice).await
+    }
+
+    /// A removal from the hub: done unless this generation is already held.
+    async fn delete(&mut self, id: &str, generation: u64) -> Result<(), SessionEnd> {
+        if self.holds(id, generation) {
+            return Ok(());
+        }
+        self.failed.remove(id);
+        self.remove(id, generation).await
+    }
+
+    /// Removes every held slice that `keep` does not list (after a snapshot).
+    async fn remove_all_but(&mut self, keep: &BTreeSet<String>) -> Result<(), SessionEnd> {
+        let stale: Vec<(String, u64)> = self
+            .applied
+            .iter()
+            .filter(|(id, _)| !keep.contains(*id))
+            .map(|(id, g)| (id.clone(), *g))
+            .collect();
+        for (id, generation) in stale {
+            tracing::info!(slice = %id, "removing a slice the hub no longer has");
+            self.remove(&id, generation + 1).await?;
+        }
+        Ok(())
+    }
+
+    /// Tries the refused slices and removals again.
+    async fn retry_failed(&mut self) -> Result<(), SessionEnd> {
+        for slice in std::mem::take(&mut self.failed).into_values() {
+            self.apply(slice).await?;
+        }
+        for (id, generation) in std::mem::take(&mut self.failed_removes) {
+            self.remove(&id, generation).await?;
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, id: &str, generation: u64, deleted: bool) -> Result<(), SessionEnd> {
+        let ack = pb::SliceAck {
+            id: id.to_owned(),
+            generation,
+            deleted,
+        };
+        self.tx
+            .send(agent_message(AgentKind::Ack(ack)))
+            .await
+            .map_err(|_| SessionEnd::Closed)
+    }
+
+    /// Applies a slice and acknowledges it. When the cluster refuses it, the slice is kept for a
+    /// later retry and reported with a problem (so that the hub fails the release with the reason)
+    /// instead of ending the session: one bad slice must not hold up the others.
+    async fn apply(&mut self, slice: pb::Slice) -> Result<(), SessionEnd> {
+        match self.side.apply(&slice).await {
+            Ok(()) => {
+                self.applied.insert(slice.id.clone(), slice.generation);
+                self.ack(&slice.id, slice.generation, false).await
+            }
+            Err(error) => {
+                tracing::warn!(slice = %slice.id, %error, retry_in = ?RETRY_FAILED, "the cluster refused a slice");
+                self.board.post(pb::SliceStatus {
+                    id: slice.id.clone(),
+                    observed_generation: slice.generation,
+                    update_revision: slice.update_revision.clone(),
+                    problems: vec![pb::PodProblem {
+                        pod: String::new(),
+                        reason: SLICE_NOT_APPLIED.to_owned(),
+                        message: error.problem_message(),
+                    }],
+                    ..pb::SliceStatus::default()
+                });
+                self.failed.insert(slice.id.clone(), slice);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a slice and acknowledges it; a refused removal is retried later.
+    async fn remove(&mut self, id: &str, generation: u64) -> Result<(), SessionEnd> {
+        match self.side.remove(id, generation).await {
+            Ok(()) => {
+                self.applied.remove(id);
+                self.board.forget(id);
+                self.ack(id, generation, true).await
+            }
+            Err(error) => {
+                tracing::warn!(slice = %id, %error, retry_in = ?RETRY_FAILED, "cannot remove a slice");
+                self.failed_removes.insert(id.to_owned(), generation);
+                Ok(())
+            }
         }
     }
 }
@@ -520,11 +534,13 @@ mod tests {
         }
     }
 
-    /// Runs a link with a 200 ms opening limit against a listener that accepts connections and never
-    /// says a word (a hung hub behind a load balancer); passes once the agent dials a second time.
-    async fn dials_again_after_silence(listener: tokio::net::TcpListener, hub: HubEndpoint) {
-        let mut config = LinkConfig::new("c1".to_owned(), hub);
-        config.open_timeout = Duration::from_millis(200);
+    /// Runs a link over an empty cluster until the returned sender is used (or dropped).
+    fn spawn_link(
+        config: LinkConfig,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), LinkError>>,
+    ) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let link = tokio::spawn(run_link(
             config,
@@ -534,6 +550,15 @@ mod tests {
                 let _ = stopped.await;
             },
         ));
+        (stop, link)
+    }
+
+    /// Runs a link with a 200 ms opening limit against a listener that accepts connections and never
+    /// says a word (a hung hub behind a load balancer); passes once the agent dials a second time.
+    async fn dials_again_after_silence(listener: tokio::net::TcpListener, hub: HubEndpoint) {
+        let mut config = LinkConfig::new("c1".to_owned(), hub);
+        config.open_timeout = Duration::from_millis(200);
+        let (stop, link) = spawn_link(config);
         let mut held = Vec::new();
         let second_dial = async {
             while held.len() < 2 {
@@ -578,5 +603,96 @@ mod tests {
             key_pem: agent.signing_key.serialize_pem(),
         };
         dials_again_after_silence(listener, hub).await;
+    }
+
+    /// A hub that welcomes every agent with `interval` and counts the heartbeats it gets.
+    struct BeatCountingHub {
+        interval: Duration,
+        beats: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::agent_link_server::AgentLink for BeatCountingHub {
+        type SyncStream = ReceiverStream<Result<pb::HubMessage, tonic::Status>>;
+
+        async fn sync(
+            &self,
+            request: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
+        ) -> Result<tonic::Response<Self::SyncStream>, tonic::Status> {
+            let mut inbound = request.into_inner();
+            let (tx, rx) = mpsc::channel(8);
+            let welcome = pb::Welcome {
+                heartbeat_interval_ms: u32::try_from(self.interval.as_millis()).unwrap_or(0),
+                ..pb::Welcome::default()
+            };
+            let message = pb::HubMessage {
+                kind: Some(HubKind::Welcome(welcome)),
+            };
+            tx.send(Ok(message)).await.expect("the stream is open");
+            let beats = Arc::clone(&self.beats);
+            let every = self.interval;
+            tokio::spawn(async move {
+                // The hub beats too, so that the agent never takes it for silent.
+                let mut beat = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        message = inbound.message() => match message {
+                            Ok(Some(message)) => {
+                                if matches!(message.kind, Some(AgentKind::Heartbeat(_))) {
+                                    beats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                }
+                            }
+                            _ => return,
+                        },
+                        _ = beat.tick() => {
+                            let message = pb::HubMessage {
+                                kind: Some(HubKind::Heartbeat(pb::Heartbeat::default())),
+                            };
+                            if tx.send(Ok(message)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_agent_beats_at_the_interval_the_hub_announces() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let beats = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hub = BeatCountingHub {
+            interval: Duration::from_millis(100),
+            beats: Arc::clone(&beats),
+        };
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::agent_link_server::AgentLinkServer::new(hub))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let url = format!("http://{address}");
+        let config = LinkConfig::new("c1".to_owned(), HubEndpoint::Insecure { url });
+        let (stop, link) = spawn_link(config);
+        // At the default 2 s, a second could bring one beat; at the announced 100 ms it brings ten.
+        let started = tokio::time::Instant::now();
+        while beats.load(std::sync::atomic::Ordering::SeqCst) < 6 {
+            assert!(
+                started.elapsed() < HEARTBEAT_INTERVAL,
+                "{} heartbeats within {:?}: the announced interval is not followed",
+                beats.load(std::sync::atomic::Ordering::SeqCst),
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        link.await
+            .expect("the link task")
+            .expect("the link ends cleanly");
+        server.abort();
     }
 }
