@@ -20,8 +20,6 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd)
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
 export GOPATH="${GOPATH:-$CACHE/go}"
-# Two cores: one package at a time keeps the peak memory of the big generated packages down.
-export GOMAXPROCS="${GOMAXPROCS:-2}"
 
 have_all() {
   for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
@@ -65,11 +63,15 @@ EOF
     ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld="$ld -X $p.gitCommit= -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
-  mkdir -p "$BIN"
-  go build -trimpath -tags=selinux,notest -ldflags "$ld" -o "$BIN/" \
+  local out="$BIN.partial-k8s"
+  rm -rf "$out" && mkdir -p "$out" "$BIN"
+  go build -trimpath -tags=selinux,notest -ldflags "$ld" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
+  # Only complete binaries reach the cache: an interrupted build leaves nothing that looks done.
+  mv "$out"/kube-apiserver "$out"/kube-controller-manager "$out"/kube-scheduler "$BIN/"
+  rmdir "$out"
 }
 
 build_etcd() {
@@ -92,7 +94,8 @@ import _ "go.etcd.io/etcd/server/v3"
 EOF
   go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
   mkdir -p "$BIN"
-  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
+  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.partial" go.etcd.io/etcd/server/v3
+  mv "$BIN/etcd.partial" "$BIN/etcd"
 }
 
 case "${1:-build}" in
@@ -103,12 +106,20 @@ case "${1:-build}" in
   build)
     if ! have_all; then
       command -v go >/dev/null || { echo "control-plane.sh: Go is needed (go 1.24 or newer)" >&2; exit 1; }
+      command -v python3 >/dev/null || { echo "control-plane.sh: python3 is needed" >&2; exit 1; }
+      # One build at a time: two would rewrite each other's wrapper modules.
+      mkdir -p "$CACHE"
+      exec 9>"$CACHE/.build.lock"
+      flock 9
+    fi
+    if ! have_all; then
       echo "building the control plane (Kubernetes v$K8S_VERSION, etcd v$ETCD_VERSION) into $BIN" >&2
       start=$(date +%s)
       [[ -x "$BIN/etcd" ]] || (build_etcd) >&2
       [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/kube-scheduler" ]] ||
         (build_kubernetes) >&2
       echo "control plane built in $(( $(date +%s) - start )) s" >&2
+      du -sh "$BIN" "$GOPATH/pkg/mod" 2>/dev/null | sed 's/^/disk: /' >&2 || true
     fi
     echo "$BIN"
     ;;

@@ -21,6 +21,10 @@ fi
 if [[ " $backends " == *" kube "* ]]; then
   CAFE_CONTROL_PLANE_BIN="$(scripts/control-plane.sh build)"
   export CAFE_CONTROL_PLANE_BIN
+  # A test binary that dies (a timeout, a signal) cannot kill the control planes it started; no
+  # component may outlive this script, stopped (SIGSTOP) ones included.
+  cleanup() { pkill -KILL -f "^$CAFE_CONTROL_PLANE_BIN/" 2>/dev/null || true; }
+  trap cleanup EXIT
 fi
 
 cargo fmt --all -- --check
@@ -30,12 +34,14 @@ CAFE_CLUSTERS=sim cargo test --workspace --locked
 if [[ " $backends " == *" kube "* ]]; then
   echo "== the same tests on real control planes (CAFE_CLUSTERS=kube)"
   export CAFE_CLUSTERS=kube
+  # One test at a time: each starts its own control planes (an end-to-end test four of them), and
+  # two cores run them with the hub, the agents and the simulated nodes.
   # What cafe-sim must share with a real cluster: its kubelet and load balancers against one.
-  cargo test --locked -p cafe-sim --test kubelet --test traffic
+  cargo test --locked -p cafe-sim --test kubelet --test traffic -- --test-threads=1
   # The agent with its ServiceAccount and the shipped RBAC.
   cargo test --locked -p cafe-member-agent --test rollout --test failure --test restart \
-    --test process --test deploy
+    --test process --test deploy -- --test-threads=1
   # End to end: hub, agents and four member clusters.
   cargo test --locked -p cafe-tests --test release --test restarts --test failover --test security \
-    --test rbac
+    --test rbac -- --test-threads=1
 fi

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -37,17 +36,7 @@ impl SimCluster {
     /// kubelet and the load balancers.
     pub async fn start(config: SimConfig) -> Result<Self, SimError> {
         config.validate().map_err(SimError::Config)?;
-        let bind = format!("127.0.0.1:{}", config.port);
-        let listener = TcpListener::bind(&bind)
-            .await
-            .map_err(|source| SimError::Bind {
-                addr: bind.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
+        let (listener, addr) = server::bind_loopback(config.port).await?;
         let store = Store::new(config.watch_history);
         seed(&store, &config)?;
         let state = Arc::new(ClusterState {

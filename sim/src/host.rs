@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
 use crate::state::ClusterState;
-use crate::store::meta::{name_of, namespace_of, uid_of};
+use crate::store::meta::{meta_str, name_of, namespace_of, uid_of};
 use crate::store::registry::ResourceId;
 use crate::store::{ObjKey, Subresource};
 use crate::traffic::TrafficCounters;
@@ -82,12 +82,17 @@ impl Host for LocalHost {
         sub: Subresource,
         change: impl FnOnce(&mut Value) -> bool + Send,
     ) -> Option<Arc<Value>> {
-        // The store is changed under its lock, so the change applies to the latest copy at once:
-        // there is no window for another writer to fall into.
+        // As a real API server would with the copy's resourceVersion: a pod changed since the copy
+        // was read is not written, and the caller decides again on the newer one.
         let key = ObjKey::new(namespace_of(pod), name_of(pod));
-        self.0
-            .store
-            .modify(&ResourceId::new("", "pods"), &key, uid_of(pod), sub, change)
+        let version = meta_str(pod, "resourceVersion").map(str::to_owned);
+        self.0.store.modify(
+            &ResourceId::new("", "pods"),
+            &key,
+            uid_of(pod),
+            sub,
+            |current| meta_str(current, "resourceVersion") == version.as_deref() && change(current),
+        )
     }
 
     async fn finish_pod_deletion(&self, key: &ObjKey, uid: &str) {

@@ -47,7 +47,8 @@
 //! namespaces terminate after their contents; owner references cascade in the background.
 //!
 //! ## Simplifications (on purpose)
-//! - **No authentication or authorization**, plain HTTP only; the kubeconfig has an empty user.
+//! - **No authentication or authorization**, plain HTTP only; the kubeconfig has an empty user (see
+//!   the differences above).
 //! - **Time**: pod grace periods are multiplied by [`SimConfig::grace_period_scale`] (default 0.01, so
 //!   the default 30 s lasts 300 ms); `deletionTimestamp` still shows the unscaled time.
 //! - **Versions**: custom resources are stored as sent, without conversion between served versions.
@@ -95,6 +96,42 @@
 //!   `offline` closes each API request's connection without an answer and aborts open watches;
 //!   `errorRate` answers that share of API requests with 500 or 429 (half each); `latencyMs` delays
 //!   every API request.
+//!
+//! ## Real control planes ([`control_plane`], [`SimNodes`], [`member`])
+//! The same kubelet and load balancers also run against any API server as a kube-rs controller
+//! ([`SimNodes`], `cafe-sim nodes --kubeconfig K`): they register Nodes with zone labels, renew their
+//! Leases, run the pods kube-scheduler binds to them, write pod status through `/status` with the
+//! copy's resourceVersion, finish graceful deletions with grace 0, and hold the traffic finalizers.
+//! [`control_plane::ControlPlane`] starts etcd, kube-apiserver (RBAC and the default admission
+//! plugins), kube-controller-manager and kube-scheduler from the binaries `scripts/control-plane.sh`
+//! builds, and [`member::Members`] gives tests either backend (`CAFE_CLUSTERS=sim|kube`). Against a
+//! real API server only `offline` can be injected (the API server process is stopped with SIGSTOP,
+//! so connections hang as to a datacenter cut off); latency, errors and dropped watches would need a
+//! proxy in front of it, and `/sim/v1/faults` refuses them naming the field.
+//!
+//! ## Where cafe-sim and a real API server differ
+//! Found by running the same tests on both (`sim/tests/kubelet.rs`, `traffic.rs`, the agent's and
+//! the end-to-end tests):
+//! - **Authorization.** cafe-sim authorizes everything, so a ClusterRole missing a verb goes unseen:
+//!   the shipped role lacked `create` and `delete` on InPlaceSets, which the hub link needs, and every
+//!   slice write was refused with 403 on a real cluster. Not simulated (RBAC is the real API
+//!   server's job); the agent's tests run on `kube` with the shipped role instead.
+//! - **Writes decided on an older copy.** The simulated kubelet read a snapshot, then applied its
+//!   decision to the newest copy; when a pod had been deleted in between, the status written was
+//!   the newest copy's (terminating) while the kubelet remembered the snapshot's (not terminating),
+//!   and it never finished the deletion. cafe-sim's store hides this (it applies a change under its
+//!   lock); against a real API server every write now carries the copy it was decided on and a 409
+//!   sends the kubelet back to look again.
+//! - **ServiceAccount admission.** A real API server refuses a pod until its namespace's `default`
+//!   ServiceAccount exists (kube-controller-manager makes it a moment after the namespace), and adds
+//!   the projected token volume and default tolerations to every pod; cafe-sim admits pods at once
+//!   and defaults nothing. The agent's retries cover the first; it compares images and revisions,
+//!   not whole specs, so the second does not disturb it.
+//! - **New nodes are tainted** `node.kubernetes.io/not-ready:NoSchedule` by the TaintNodesByCondition
+//!   admission plugin until the node lifecycle controller sees them Ready; cafe-sim's nodes are
+//!   schedulable at once.
+//! - **Unschedulable messages** come from kube-scheduler (with its preemption note); cafe-sim writes
+//!   a shorter message of the same form. Only the reason, `Unschedulable`, is relied on.
 
 mod api;
 mod apply;

@@ -11,6 +11,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+/// Binds `127.0.0.1:port` (0 picks a free port) and tells the address it got.
+pub(crate) async fn bind_loopback(
+    port: u16,
+) -> Result<(TcpListener, std::net::SocketAddr), crate::SimError> {
+    let addr = format!("127.0.0.1:{port}");
+    let bind_error = |source| crate::SimError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
 /// Lets a handler close the connection its request came on.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionHandle(CancellationToken);

@@ -223,8 +223,10 @@ impl Balancer {
                 }
                 Some(Target::Draining { remove_at, key }) if now >= *remove_at => {
                     let key = key.clone();
-                    if has_finalizer {
-                        self.set_finalizer(host, pod, false).await;
+                    if has_finalizer && !self.set_finalizer(host, pod, false).await {
+                        // Changed meanwhile (a conflict): the deregistration is done, only the
+                        // finalizer's removal is tried again at the next tick.
+                        continue;
                     }
                     tracing::debug!(balancer = %self.finalizer, pod = %key.name, "deregistered");
                     self.targets.remove(uid);

@@ -151,12 +151,6 @@ pub struct Playground {
     hub: Option<Child>,
 }
 
-/// A free loopback port, found by binding port 0 (the hub keeps it across restarts).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -173,7 +167,8 @@ impl Playground {
     pub async fn start(options: PlaygroundOptions) -> anyhow::Result<Self> {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir)?;
-        let hub_port = free_port()?;
+        // The hub keeps its port across restarts.
+        let hub_port = cafe_sim::control_plane::free_port()?;
         let hub_url = format!("https://127.0.0.1:{hub_port}");
         let pki = dir.join("pki");
         let mut init_options = InitOptions::new(&pki);

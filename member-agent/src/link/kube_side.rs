@@ -149,7 +149,8 @@ impl KubeClusterSide {
         tokio::pin!(stream);
         tokio::pin!(shutdown);
         let mut undeleted: BTreeMap<(String, String), InPlaceSet> = BTreeMap::new();
-        let mut retry = tokio::time::interval(DELETE_RETRY);
+        let mut retry =
+            tokio::time::interval_at(tokio::time::Instant::now() + DELETE_RETRY, DELETE_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
@@ -229,13 +230,19 @@ impl KubeClusterSide {
             .get(SLICE_ID_ANNOTATION)
             .cloned()
             .unwrap_or_default();
-        match self
-            .sets(&namespace)
-            .delete(&set.name_any(), &DeleteParams::default())
-            .await
-        {
+        // Only the copy that was seen drained may go: if the slice came back meanwhile (the link
+        // applied it again), the resourceVersion differs, the API server answers 409, and the watch
+        // brings the new copy to decide on.
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version: set.metadata.resource_version.clone(),
+                uid: set.metadata.uid.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        match self.sets(&namespace).delete(&set.name_any(), &params).await {
             Ok(_) => true,
-            Err(kube::Error::Api(status)) if status.code == 404 => true,
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => true,
             Err(error) => {
                 tracing::warn!(%error, %slice, retry_in = ?DELETE_RETRY, "cannot delete a drained InPlaceSet");
                 let event = Event {
@@ -321,11 +328,7 @@ pub fn slice_to_inplaceset(slice: &pb::Slice) -> Result<InPlaceSet, LinkError> {
     Ok(set)
 }
 
-fn split_id(id: &str) -> Option<(&str, &str, &str)> {
-    let (deployment, unit) = id.rsplit_once('@')?;
-    let (namespace, name) = deployment.split_once('/')?;
-    Some((namespace, name, unit))
-}
+use cafe_proto::protocol::split_slice_id as split_id;
 
 impl ClusterSide for KubeClusterSide {
     async fn inventory(&self) -> Result<Vec<(String, u64)>, LinkError> {
@@ -440,14 +443,5 @@ mod tests {
         let long = inplaceset_name(&"d".repeat(63), &"u".repeat(63));
         assert!(long.len() <= 63, "{long}");
         assert_ne!(long, inplaceset_name(&"d".repeat(63), &"v".repeat(63)));
-    }
-
-    #[test]
-    fn slice_ids_split() {
-        assert_eq!(
-            split_id("finance/payments@sh-az1"),
-            Some(("finance", "payments", "sh-az1"))
-        );
-        assert_eq!(split_id("payments@sh-az1"), None);
     }
 }

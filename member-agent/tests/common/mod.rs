@@ -80,15 +80,6 @@ impl Cluster {
     }
 }
 
-/// A client from a kubeconfig's text.
-pub async fn client_from(kubeconfig: &str) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("kubeconfig usable");
-    Client::try_from(config).expect("client")
-}
-
 /// Starts a cluster of the backend `CAFE_CLUSTERS` names and installs the CRD as `deploy/` says.
 /// Returns it and an administrator's client (for the tests' own reads and writes).
 pub async fn start(config: SimConfig) -> (Cluster, Client) {
@@ -105,7 +96,9 @@ pub async fn start(config: SimConfig) -> (Cluster, Client) {
     if access.install_crd {
         ensure_crd(admin.clone()).await.expect("CRD installed");
     }
-    let agent = client_from(&access.kubeconfig).await;
+    let agent = cafe_sim::control_plane::client_from(&access.kubeconfig)
+        .await
+        .expect("the agent's kubeconfig works");
     let cluster = Cluster {
         member,
         agent,

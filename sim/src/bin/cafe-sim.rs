@@ -18,16 +18,17 @@ struct Cli {
 enum Command {
     /// Serve one simulated cluster until interrupted.
     Serve(ServeArgs),
+    /// Simulate the nodes (kubelet, load balancers, traffic prober) of a real API server until
+    /// interrupted.
+    Nodes(NodesArgs),
 }
 
+/// The simulated nodes, as both commands take them.
 #[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Cluster name.
+struct SimulationArgs {
+    /// The cluster's name: nodes are named NAME-node-I.
     #[arg(long)]
     name: String,
-    /// Port on 127.0.0.1 (0 picks a free one; the kubeconfig names the real one).
-    #[arg(long, default_value_t = 0)]
-    port: u16,
     /// Number of nodes.
     #[arg(long, default_value_t = cafe_sim::DEFAULT_NODES)]
     nodes: usize,
@@ -40,6 +41,38 @@ struct ServeArgs {
     /// A simulated load balancer's pod finalizer (repeatable).
     #[arg(long = "traffic-finalizer")]
     traffic_finalizers: Vec<String>,
+}
+
+impl SimulationArgs {
+    fn config(self) -> cafe_sim::SimConfig {
+        let mut config = cafe_sim::SimConfig::new(self.name)
+            .with_nodes(self.nodes)
+            .with_zones(self.zones)
+            .with_start_delay(Duration::from_millis(self.start_delay_ms));
+        config.traffic_finalizers = self.traffic_finalizers;
+        config
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct NodesArgs {
+    /// The kubeconfig of the API server (it needs to create Nodes and Leases and write pods).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    simulation: SimulationArgs,
+    /// Port of the control endpoint (/sim/v1/traffic) on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    control_port: u16,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Port on 127.0.0.1 (0 picks a free one; the kubeconfig names the real one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    #[command(flatten)]
+    simulation: SimulationArgs,
     /// Write a kubeconfig for the cluster here.
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
@@ -54,13 +87,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = Cli::parse().command;
-    let mut config = cafe_sim::SimConfig::new(args.name)
-        .with_port(args.port)
-        .with_nodes(args.nodes)
-        .with_zones(args.zones)
-        .with_start_delay(Duration::from_millis(args.start_delay_ms));
-    config.traffic_finalizers = args.traffic_finalizers;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Nodes(args) => return nodes(args).await,
+    };
+    let config = args.simulation.config().with_port(args.port);
     cafe_sim::serve(config, args.kubeconfig_out, async {
         // Without a signal handler the process still stops on the signal's default action.
         if tokio::signal::ctrl_c().await.is_err() {
@@ -69,4 +100,32 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("cafe-sim serve failed")
+}
+
+async fn nodes(args: NodesArgs) -> anyhow::Result<()> {
+    let kubeconfig = std::fs::read_to_string(&args.kubeconfig)
+        .with_context(|| format!("cannot read {}", args.kubeconfig.display()))?;
+    let client = cafe_sim::control_plane::client_from(&kubeconfig)
+        .await
+        .with_context(|| format!("cannot use {}", args.kubeconfig.display()))?;
+    let config = args.simulation.config();
+    let name = config.name.clone();
+    let nodes = cafe_sim::SimNodes::start(
+        client,
+        config,
+        args.control_port,
+        std::sync::Arc::new(cafe_sim::NoFaults),
+    )
+    .await
+    .context("cannot start the simulated nodes")?;
+    // stdout is the binary's interface here: the line announces the control endpoint's port.
+    println!(
+        "cafe-sim: nodes of {name} running; control endpoint {}",
+        nodes.control_url()
+    );
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    nodes.shutdown().await;
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod pki;
 mod process;
 
 pub use manifests::{APPLY_MANAGER, apply_yaml, parse_documents};
+pub use process::free_port;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use crate::faults::{Faults, FaultsUpdate};
 use crate::remote::{FaultInjector, SimNodes};
 use crate::traffic::TrafficCounts;
 use pki::Authority;
-use process::{Process, free_port};
+use process::Process;
 
 /// The environment variable naming the directory of the control-plane binaries; without it they are
 /// looked up with `scripts/control-plane.sh bin`.
@@ -93,6 +94,12 @@ impl ControlPlane {
             "bad directory {}",
             dir.as_ref().display()
         )))?;
+        // A control plane starts empty: an earlier run's etcd data would bring its nodes, pods and
+        // InPlaceSets back.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(io_error(format!("cannot empty {}", dir.display())))?;
+        }
         std::fs::create_dir_all(dir.join("logs"))
             .map_err(io_error(format!("cannot create {}", dir.display())))?;
         let client_port = free_port()?;
@@ -117,8 +124,8 @@ impl ControlPlane {
             &dir.join("logs/etcd.log"),
         )?;
         let health = format!("127.0.0.1:{client_port}");
-        process::wait_until(READY_DEADLINE, POLL, &etcd, || async {
-            tokio::net::TcpStream::connect(&health).await.is_ok()
+        process::wait_until(READY_DEADLINE, POLL, &etcd, || {
+            process::http_get_contains(&health, "/health", "\"health\":\"true\"")
         })
         .await?;
         Ok(Self {
@@ -233,6 +240,31 @@ impl ControlPlane {
             Arc::clone(&faults) as Arc<dyn FaultInjector>,
         )
         .await?;
+        // kube-scheduler places pods only on nodes without the not-ready taint, which the node
+        // lifecycle controller lifts once it sees them Ready.
+        let names = nodes.node_names();
+        let node_api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        process::wait_until(READY_DEADLINE, POLL, &controller_manager, || {
+            let node_api = node_api.clone();
+            let names = names.clone();
+            async move {
+                let Ok(list) = node_api.list(&Default::default()).await else {
+                    return false;
+                };
+                let untainted = |n: &k8s_openapi::api::core::v1::Node| {
+                    n.spec
+                        .as_ref()
+                        .and_then(|s| s.taints.as_ref())
+                        .is_none_or(|t| t.iter().all(|t| t.key != "node.kubernetes.io/not-ready"))
+                };
+                names.iter().all(|name| {
+                    list.items
+                        .iter()
+                        .any(|n| n.metadata.name.as_deref() == Some(name.as_str()) && untainted(n))
+                })
+            }
+        })
+        .await?;
         Ok(KubeCluster {
             config,
             url,
@@ -263,7 +295,8 @@ fn kubeconfig_yaml(name: &str, url: &str, ca: &Path, token: &str) -> String {
     crate::kubeconfig::kubeconfig_yaml(name, url, crate::kubeconfig::Access::Token { ca, token })
 }
 
-async fn client_from(kubeconfig: &str) -> Result<kube::Client, SimError> {
+/// A client from a kubeconfig's text.
+pub async fn client_from(kubeconfig: &str) -> Result<kube::Client, SimError> {
     let what = || "cannot make a client from a kubeconfig".to_string();
     let kubeconfig =
         kube::config::Kubeconfig::from_yaml(kubeconfig).map_err(|e| SimError::ControlPlane {

@@ -20,7 +20,7 @@ pub(crate) struct Process {
 }
 
 /// A free loopback port, found by binding port 0.
-pub(crate) fn free_port() -> Result<u16, SimError> {
+pub fn free_port() -> Result<u16, SimError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| SimError::Bind {
         addr: "127.0.0.1:0".into(),
         source,
@@ -74,12 +74,21 @@ impl Process {
         })
     }
 
-    /// Sends a signal by name (`STOP`, `CONT`) with `kill(1)`.
+    /// Sends a signal by name (`STOP`, `CONT`) with `kill(1)`, unless the process has exited (its
+    /// pid may belong to another process by now).
     pub(crate) fn signal(&self, signal: &str) -> Result<(), SimError> {
-        let pid = self.pid.ok_or_else(|| SimError::ControlPlane {
+        let exited = || SimError::ControlPlane {
             what: format!("{} has exited", self.name),
             source: None,
+        };
+        let pid = self.pid.ok_or_else(exited)?;
+        let mut child = self.child.try_lock().map_err(|_| SimError::ControlPlane {
+            what: format!("{} is being stopped", self.name),
+            source: None,
         })?;
+        if !matches!(child.try_wait(), Ok(None)) {
+            return Err(exited());
+        }
         let status = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(pid.to_string())
@@ -118,6 +127,23 @@ impl Process {
     }
 }
 
+/// How long one readiness probe may take; a probe that hangs counts as "not yet".
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether `GET path` on the plain-HTTP server at `addr` answers a body containing `needle`.
+pub(crate) async fn http_get_contains(addr: &str, path: &str, needle: &str) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.is_ok() && answer.contains(needle)
+}
+
 /// Waits until `ready` says so, failing at the deadline or as soon as `process` exits.
 pub(crate) async fn wait_until<F, Fut>(
     deadline: Duration,
@@ -131,7 +157,7 @@ where
 {
     let until = tokio::time::Instant::now() + deadline;
     loop {
-        if ready().await {
+        if tokio::time::timeout(PROBE_TIMEOUT, ready()).await == Ok(true) {
             return Ok(());
         }
         if let Some(error) = process.exited().await {

@@ -94,7 +94,7 @@ impl Mirror {
                             "watch event"
                         );
                         match to_value(object) {
-                            Some(v) => this.put(Arc::new(v)),
+                            Some(v) => this.record(Arc::new(v), true),
                             None => {
                                 this.lock().remove(&uid);
                             }
@@ -122,16 +122,24 @@ impl Mirror {
         self.lock().values().cloned().collect()
     }
 
-    /// Records a copy the server returned from a write, unless the watch already brought a newer one.
+    /// Records a copy the server returned from a write, unless the watch already brought a newer
+    /// one or the object's deletion: a write's answer never brings a deleted object back.
     pub(crate) fn put(&self, object: Arc<Value>) {
+        self.record(object, false);
+    }
+
+    /// Records `object` unless the copy held is newer; an object not held is added only when it
+    /// comes from the watch.
+    fn record(&self, object: Arc<Value>, from_watch: bool) {
         let uid = uid_of(&object).to_string();
         let mut objects = self.lock();
-        let older = objects.get(&uid).is_some_and(
-            |known| matches!((version(known), version(&object)), (Some(k), Some(n)) if k > n),
-        );
-        if older {
-            tracing::debug!(%uid, "kept a newer copy than a write's answer");
-        } else {
+        let keep_held = match objects.get(&uid) {
+            None => !from_watch,
+            Some(known) => {
+                matches!((version(known), version(&object)), (Some(k), Some(n)) if k > n)
+            }
+        };
+        if !keep_held {
             objects.insert(uid, object);
         }
     }

@@ -24,7 +24,6 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -130,6 +129,8 @@ impl SimNodes {
             .iter()
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
             .collect();
+        // The control endpoint's port first: nothing is started yet if it cannot be had.
+        let (listener, control) = crate::server::bind_loopback(control_port).await?;
         register_nodes(&client, &objects).await?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -186,16 +187,6 @@ impl SimNodes {
         let ready = Arc::new(Mutex::new(
             names.iter().map(|n| (n.clone(), true)).collect(),
         ));
-        let bind = format!("127.0.0.1:{control_port}");
-        let listener = TcpListener::bind(&bind)
-            .await
-            .map_err(|source| SimError::Bind {
-                addr: bind.clone(),
-                source,
-            })?;
-        let control = listener
-            .local_addr()
-            .map_err(|source| SimError::Bind { addr: bind, source })?;
         let router = control_router(Control {
             host: host.clone(),
             ready: Arc::clone(&ready),
