@@ -485,9 +485,15 @@ fn load_core(store: &dyn Store, now_ms: i64) -> Result<(Core, Effects), HubError
             core.next_generation = core.next_generation.max(stored);
         }
     }
-    if let Some((key, _)) = store.load_last(Table::Audit, 1)?.into_iter().next() {
-        core.audit_seq = key.parse().unwrap_or(0);
-    }
+    // The sequence goes on after the highest numbered record, whatever else the table holds: the
+    // last key in order is not always the highest number (an unpadded or foreign key sorts
+    // elsewhere), and a key that is no number must not restart the sequence over older records.
+    core.audit_seq = store
+        .load(Table::Audit)?
+        .iter()
+        .filter_map(|(key, _)| key.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
     let mut effects = Effects::default();
     let keys: Vec<DeploymentKey> = core.deployments.keys().cloned().collect();
     for key in &keys {

@@ -104,3 +104,60 @@ fn a_cluster_is_unknown_after_three_missed_heartbeats() {
     hub.disconnect(&cluster, session);
     assert!(!connected(&hub));
 }
+
+/// A store the test keeps a hand on after the hub took it.
+struct Shared(Arc<MemoryStore>);
+
+impl Store for Shared {
+    fn load(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.0.load(table)
+    }
+    fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.0.load_last(table, limit)
+    }
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.0.commit(writes)
+    }
+}
+
+#[test]
+fn the_audit_sequence_survives_a_restart_whatever_the_stored_keys_look_like() {
+    let store = Arc::new(MemoryStore::default());
+    // What an earlier hub left: padded records, an unpadded one (sorting after them) and a key
+    // that is no number at all (sorting last).
+    let old = [
+        (records::audit_key(7), b"seven".to_vec()),
+        ("12".to_owned(), b"twelve".to_vec()),
+        ("zz-imported".to_owned(), b"foreign".to_vec()),
+    ];
+    let writes: Vec<Write> = old
+        .iter()
+        .map(|(k, v)| Write::put(Table::Audit, k.clone(), v.clone()))
+        .collect();
+    store.commit(&writes).expect("seed");
+    let hub = Hub::load(
+        Box::new(Shared(Arc::clone(&store))),
+        Arc::new(ManualClock::default()),
+    )
+    .expect("loads");
+    let documents = parse_yaml_documents(UNITS).expect("valid");
+    hub.apply(documents, "test", false).expect("apply");
+    let audit: std::collections::BTreeMap<String, Vec<u8>> = store
+        .load(Table::Audit)
+        .expect("load")
+        .into_iter()
+        .collect();
+    for (key, value) in &old {
+        assert_eq!(audit.get(key), Some(value), "record {key} was overwritten");
+    }
+    let new: Vec<u64> = audit
+        .keys()
+        .filter(|k| !old.iter().any(|(o, _)| o == *k))
+        .map(|k| k.parse::<u64>().expect("a numbered record"))
+        .collect();
+    assert!(!new.is_empty(), "the apply was audited");
+    assert!(
+        new.iter().all(|n| *n > 12),
+        "new records {new:?} continue after the highest number, 12"
+    );
+}
