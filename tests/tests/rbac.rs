@@ -7,7 +7,7 @@ mod common;
 use cafe_federation::tls::Role;
 use cafe_sim::member::Backend;
 use cafe_tests::demo::DEMO_YAML;
-use cafe_tests::driver::{deployment, settled, wait_status};
+use cafe_tests::driver::{deployment, wait_status};
 use cafe_tests::playground::AGENT_RBAC_YAML;
 use common::{STEP, cafectl, cafectl_json, start};
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -48,28 +48,26 @@ async fn a_missing_verb_is_reported_on_the_slice_and_the_release_resumes_once_gr
     let (code, _, err) = cafectl(pg, Role::Operator, &["apply", "-f", &file]);
     assert_eq!(code, 0, "{err}");
 
-    // The refusal reaches cafectl status with the API server's words.
-    let deadline = tokio::time::Instant::now() + STEP;
-    let problem = loop {
-        let status = cafectl_json(pg, &["status", "payments", "-n", "finance", "-o", "json"]);
-        let problem = status["units"]
-            .as_array()
-            .expect("units")
+    // The refusal reaches the hub's status, then cafectl, with the API server's words.
+    let mut client = pg.client(Role::Operator).await.expect("client");
+    let reference = deployment("finance", "payments");
+    let refused = |s: &cafe_federation::release::DeploymentStatusView| {
+        s.units
             .iter()
-            .find(|u| u["unit"] == UNIT)
-            .and_then(|u| u["problems"].as_array())
-            .and_then(|p| p.first())
-            .and_then(|p| p.as_str())
-            .map(str::to_owned);
-        if let Some(problem) = problem {
-            break problem;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no problem reported on {UNIT}: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            .any(|u| u.unit == UNIT && !u.problems.is_empty())
     };
+    wait_status(&mut client, &reference, STEP, |_| {}, refused)
+        .await
+        .expect("the refusal is reported");
+    let status = cafectl_json(pg, &["status", "payments", "-n", "finance", "-o", "json"]);
+    let problem = status["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .find(|u| u["unit"] == UNIT)
+        .and_then(|u| u["problems"][0].as_str())
+        .unwrap_or_else(|| panic!("no problem on {UNIT} in cafectl's JSON: {status}"))
+        .to_owned();
     assert!(problem.starts_with("SliceNotApplied: "), "{problem}");
     assert!(
         problem.contains("forbidden")
@@ -90,16 +88,9 @@ async fn a_missing_verb_is_reported_on_the_slice_and_the_release_resumes_once_gr
         .apply_yaml(AGENT_RBAC_YAML)
         .await
         .expect("the role restored");
-    let mut client = pg.client(Role::Operator).await.expect("client");
-    let status = wait_status(
-        &mut client,
-        &deployment("finance", "payments"),
-        STEP,
-        |_| {},
-        settled,
-    )
-    .await
-    .expect("the deployment runs once the verb is back");
+    let status = common::wait_settled(&mut client, &reference)
+        .await
+        .expect("the deployment runs once the verb is back");
     assert!(status.units.iter().all(|u| u.problems.is_empty()));
     assert_eq!(pg.traffic().1, 0, "lost requests");
     setup.playground.shutdown().await;

@@ -225,14 +225,29 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    eventually_explained(what, timeout, || {
+        let attempt = f();
+        async move { attempt.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// Polls `f` until it yields a value, or panics after `timeout` naming `what` and the reason the
+/// last attempt gave for not being done.
+pub async fn eventually_explained<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f().await {
-            return v;
-        }
+        let why = match f().await {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
+            "timed out after {timeout:?} waiting for {what}; last seen: {why}"
         );
         tokio::time::sleep(POLL).await;
     }
@@ -290,18 +305,19 @@ pub async fn wait_settled(
     revision_name: &str,
 ) -> Vec<Pod> {
     let sets: Api<InPlaceSet> = Api::namespaced(client.clone(), NS);
-    let last = std::sync::Mutex::new(String::new());
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let s = sets.get(set).await.ok();
-        let status = s.as_ref().and_then(|s| s.status.clone());
-        let settled = s.as_ref().zip(status.as_ref()).is_some_and(|(s, status)| {
-            status.observed_generation == s.metadata.generation.unwrap_or_default()
-                && status.updated_ready_replicas == replicas as i32
-                && status.replicas == replicas as i32
-                && status.update_revision.as_deref() == Some(revision_name)
-        });
-        if let Some(pods) = pods(client, set).await {
+    eventually_explained(
+        &format!("{set}: {replicas} ready pods on {revision_name}"),
+        DEADLINE,
+        || async {
+            let s = sets.get(set).await.map_err(|e| e.to_string())?;
+            let status = s.status.as_ref();
+            let settled = status.is_some_and(|status| {
+                status.observed_generation == s.metadata.generation.unwrap_or_default()
+                    && status.updated_ready_replicas == replicas as i32
+                    && status.replicas == replicas as i32
+                    && status.update_revision.as_deref() == Some(revision_name)
+            });
+            let pods = pods(client, set).await.ok_or("cannot list the pods")?;
             let all_good = pods.len() == replicas
                 && pods.iter().all(|p| {
                     is_ready(p)
@@ -309,17 +325,13 @@ pub async fn wait_settled(
                         && p.finalizers().iter().any(|f| f == LB)
                 });
             if settled && all_good {
-                return pods;
+                Ok(pods)
+            } else {
+                Err(format!("status {status:?}; pods {}", describe(&pods)))
             }
-            *last.lock().expect("last") = format!("status {status:?}; pods {}", describe(&pods));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {set}: {replicas} ready pods on {revision_name}; last seen: {}",
-            last.lock().expect("last")
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        },
+    )
+    .await
 }
 
 /// One line per pod: name, revision, readiness, deletion and finalizers (for failure messages).

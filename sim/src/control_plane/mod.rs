@@ -395,11 +395,6 @@ impl KubeCluster {
         &self.config.name
     }
 
-    /// The configuration of its simulated nodes.
-    pub fn config(&self) -> &SimConfig {
-        &self.config
-    }
-
     /// The API server's URL.
     pub fn url(&self) -> &str {
         &self.url

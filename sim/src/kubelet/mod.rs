@@ -159,7 +159,6 @@ impl<H: Host> Kubelet<H> {
     ) {
         let timing = self.timing_for(pod);
         let key = ObjKey::new(namespace_of(pod), name_of(pod));
-        tracing::trace!(pod = %key.name, rv = meta_str(pod, "resourceVersion"), deleting = is_deleting(pod), "sync");
         let bound = pod
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)

@@ -260,21 +260,24 @@ pub async fn deploy_demo(
     cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
     cafe_federation::release::DeploymentStatusView,
 ) {
-    use cafe_tests::driver::{apply_yaml, deployment, settled, wait_status};
+    use cafe_tests::driver::{apply_yaml, deployment};
     let mut client = playground.client(Role::Operator).await.expect("client");
     apply_yaml(&mut client, cafe_tests::demo::DEMO_YAML)
         .await
         .expect("apply");
-    let status = wait_status(
-        &mut client,
-        &deployment("finance", "payments"),
-        STEP,
-        |_| {},
-        settled,
-    )
-    .await
-    .expect("the demo deployment runs everywhere");
+    let status = wait_settled(&mut client, &deployment("finance", "payments"))
+        .await
+        .expect("the demo deployment runs everywhere");
     (client, status)
+}
+
+/// Waits (one [`STEP`] at most) until the deployment runs its revision everywhere.
+pub async fn wait_settled(
+    client: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+    reference: &cafe_proto::v1::DeploymentRef,
+) -> anyhow::Result<cafe_federation::release::DeploymentStatusView> {
+    cafe_tests::driver::wait_status(client, reference, STEP, |_| {}, cafe_tests::driver::settled)
+        .await
 }
 
 /// The application's pods of `unit` (pods are named after their InPlaceSet, `payments-UNIT-...`).
