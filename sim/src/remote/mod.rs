@@ -136,22 +136,9 @@ impl SimNodes {
         let tasks = TaskTracker::new();
         let span = tracing::info_span!("sim_nodes", cluster = %config.name);
         let node_names = Arc::new(names.clone());
-        let on_our_node: Keep = {
-            let names = Arc::clone(&node_names);
-            Arc::new(move |pod: &Value| {
-                pod.pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| names.contains(n))
-            })
-        };
-        let ours: Keep = {
-            let names = Arc::clone(&node_names);
-            Arc::new(move |node: &Value| {
-                node.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| names.contains(n))
-            })
-        };
+        // Pods bound to these nodes, and the nodes themselves.
+        let on_our_node = naming_one_of(&node_names, "/spec/nodeName");
+        let ours = naming_one_of(&node_names, "/metadata/name");
         let (pods, pods_task) = Mirror::start(
             Api::all_with(client.clone(), &host::pod_resource()),
             watcher::Config::default(),
@@ -255,6 +242,17 @@ impl Drop for SimNodes {
     fn drop(&mut self) {
         self.host.shutdown.cancel();
     }
+}
+
+/// Keeps the objects whose string at `pointer` is one of `names`.
+fn naming_one_of(names: &Arc<BTreeSet<String>>, pointer: &'static str) -> Keep {
+    let names = Arc::clone(names);
+    Arc::new(move |object: &Value| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .is_some_and(|n| names.contains(n))
+    })
 }
 
 /// Creates each node (an existing one is taken over) and writes its status.
