@@ -117,11 +117,11 @@ fn field_errors_name_the_field() {
         ),
         (
             "  topology: {units: [a], unitReplicas: [{unit: a, min: 5, max: 2}]}\n",
-            "spec.topology.unitReplicas[0].min: 5 is more than max 2",
+            "spec.topology.unitReplicas[0] (a).min: 5 is more than max 2",
         ),
         (
             "  topology: {units: [a], unitReplicas: [{unit: a, replicas: \"140%\"}]}\n",
-            "spec.topology.unitReplicas[0].replicas: must be within 0% and 100%",
+            "spec.topology.unitReplicas[0] (a).replicas: must be within 0% and 100%",
         ),
         (
             "  topology: {units: [a], unitReplicas: [{unit: a, replicas: \"4\"}]}\n",

@@ -73,7 +73,10 @@ pub fn load_resources(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Resource)>, Cli
             Ok(parsed) => resources.extend(parsed.into_iter().map(|r| (path.clone(), r))),
             Err(failures) => {
                 for failure in failures {
-                    let what = failure.what.map(|w| format!(" ({w})")).unwrap_or_default();
+                    let what = failure
+                        .subject
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default();
                     for error in failure.errors.0 {
                         let _ = writeln!(
                             report,

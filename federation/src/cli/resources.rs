@@ -4,7 +4,7 @@ use super::client::{HubArgs, HubClient, deployment_ref, unary};
 use super::files::{index, load_resources};
 use super::output::{Items, header, or_dash, render, table};
 use super::{CliError, Output};
-use crate::resources::Resource;
+use crate::resources::{FieldError, FieldErrors, Resource, Subject};
 use cafe_proto::v1 as pb;
 use serde::Serialize;
 use serde_json::Value;
@@ -134,9 +134,7 @@ pub async fn apply(hub: &HubArgs, args: &ApplyArgs) -> Result<String, CliError> 
         }))
         .await
         .map_err(|status| match status.code() {
-            tonic::Code::InvalidArgument => {
-                CliError::BadInput(locate_errors(status.message(), &resources))
-            }
+            tonic::Code::InvalidArgument => CliError::BadInput(locate_errors(&status, &resources)),
             _ => client.error(status),
         })?
         .into_inner();
@@ -179,29 +177,49 @@ fn resource_name(kind: &str, namespace: &str, name: &str) -> String {
 }
 
 /// The hub's refusal, one `error:` line per document, naming the file the document came from
-/// instead of its position in the request (`document N (Kind name): field: problem`).
-fn locate_errors(message: &str, resources: &[(PathBuf, Resource)]) -> String {
-    message
-        .lines()
-        .map(|line| {
-            let located = line.strip_prefix("document ").and_then(|rest| {
-                let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-                let index: usize = rest.get(..digits)?.parse().ok()?;
-                let (path, resource) = resources.get(index.checked_sub(1)?)?;
-                let rest = rest.get(digits..)?;
-                // `(Kind name)` is the document's own account; `rest` after it holds the problems.
-                let problems = match rest.strip_prefix(" (") {
-                    Some(named) => named.split_once("): ")?.1,
-                    None => rest.strip_prefix(": ")?,
-                };
-                Some(format!(
+/// instead of its position in the request: `error: FILE: Kind name: field: problem`. The errors
+/// come typed in the status's details; a status without them (an older hub) is shown as it is.
+fn locate_errors(status: &tonic::Status, resources: &[(PathBuf, Resource)]) -> String {
+    let Some(typed) = crate::hub::convert::apply_errors_from_status(status) else {
+        return status
+            .message()
+            .lines()
+            .map(|line| format!("error: {line}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    };
+    typed
+        .documents
+        .iter()
+        .map(|document| {
+            let problems = FieldErrors(
+                document
+                    .violations
+                    .iter()
+                    .map(|v| FieldError::new(v.path.clone(), v.message.clone()))
+                    .collect(),
+            );
+            let position = usize::try_from(document.index)
+                .ok()
+                .and_then(|i| i.checked_sub(1));
+            match position.and_then(|i| resources.get(i)) {
+                Some((path, resource)) => format!(
                     "error: {}: {} {}: {problems}",
                     path.display(),
                     resource.kind(),
                     resource.display_name()
-                ))
-            });
-            located.unwrap_or_else(|| format!("error: {line}"))
+                ),
+                None => {
+                    let subject = Subject::new(document.kind.clone(), document.name.clone());
+                    let subject = subject.to_string();
+                    let subject = if subject.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({subject})")
+                    };
+                    format!("error: document {}{subject}: {problems}", document.index)
+                }
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -478,14 +496,33 @@ mod tests {
             .into_iter()
             .map(|r| (PathBuf::from("u.yaml"), r))
             .collect();
-        let message = "document 1 (LogicalUnit a): spec.cluster: cannot move\nsomething else";
+        // What the hub sends: typed errors in the details, whatever the message says.
+        let refused = [
+            crate::resources::DocumentError {
+                index: 1,
+                subject: Some(crate::resources::Subject::new("LogicalUnit", "a")),
+                errors: FieldErrors(vec![
+                    FieldError::new("spec.cluster", "cannot move"),
+                    FieldError::new("spec.zone", "is required"),
+                ]),
+            },
+            crate::resources::DocumentError {
+                index: 7,
+                subject: None,
+                errors: FieldErrors(vec![FieldError::new("", "not valid JSON")]),
+            },
+        ];
+        let status = crate::hub::convert::invalid_documents_status(&refused);
         assert_eq!(
-            locate_errors(message, &resources),
-            "error: u.yaml: LogicalUnit a: spec.cluster: cannot move\nerror: something else"
+            locate_errors(&status, &resources),
+            "error: u.yaml: LogicalUnit a: spec.cluster: cannot move; spec.zone: is required\n\
+             error: document 7: not valid JSON"
         );
+        // A hub that sends only text is shown as it is.
+        let plain = tonic::Status::invalid_argument("document 1 (LogicalUnit a): bad\nmore");
         assert_eq!(
-            locate_errors("document 7: x", &resources),
-            "error: document 7: x"
+            locate_errors(&plain, &resources),
+            "error: document 1 (LogicalUnit a): bad\nerror: more"
         );
     }
 

@@ -6,7 +6,7 @@ use super::failover::EvacuationTarget;
 use super::{Hub, HubError};
 use crate::names::{DeploymentKey, DeploymentName, Namespace, UnitName};
 use crate::release::ReleaseCommand;
-use crate::resources::{DEFAULT_NAMESPACE, Resource, parse_json_document};
+use crate::resources::{CafeDeployment, DEFAULT_NAMESPACE, Resource, parse_json_document};
 use crate::tls::{Role, authorize};
 use cafe_proto::v1 as pb;
 use std::pin::Pin;
@@ -41,12 +41,15 @@ impl FederationService {
 impl From<HubError> for Status {
     fn from(error: HubError) -> Self {
         match &error {
-            HubError::Invalid(_) => Status::invalid_argument(error.to_string()),
+            HubError::Invalid(documents) => super::convert::invalid_documents_status(documents),
             HubError::NotFound(_) => Status::not_found(error.to_string()),
             HubError::FailedPrecondition(_) | HubError::Command(_) => {
                 Status::failed_precondition(error.to_string())
             }
-            HubError::Store(_) | HubError::Corrupt { .. } => Status::internal(error.to_string()),
+            HubError::Store(_) | HubError::Corrupt { .. } | HubError::Encode(_) => {
+                Status::internal(error.to_string())
+            }
+            HubError::Stopped(_) => Status::unavailable(error.to_string()),
         }
     }
 }
@@ -79,7 +82,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::DeploymentStatus, Status>> + Send>>;
 
 impl FederationService {
-    fn command(
+    async fn command(
         &self,
         request: Request<pb::ReleaseCommand>,
         command: impl FnOnce(&pb::ReleaseCommand) -> ReleaseCommand,
@@ -94,7 +97,10 @@ impl FederationService {
                     .map_err(|_| Status::invalid_argument("expected_batch: must not be negative"))
             })
             .transpose()?;
-        let outcome = self.hub.command(&key, command(&body), expected, &who)?;
+        let outcome = self
+            .hub
+            .command(&key, command(&body), expected, &who)
+            .await?;
         let status = self.hub.status(&key)?;
         Ok(Response::new(pb::CommandResult {
             changed: outcome.changed,
@@ -113,7 +119,7 @@ impl FederationService {
             pb::ResourceKind::LogicalUnit => {
                 let name = unit_name(name, "name")?;
                 self.hub
-                    .read(|core, _| core.units.get(&name).map(to_json))
+                    .read(|core, _| core.units().get(&name).map(to_json))
                     .transpose()
             }
             pb::ResourceKind::CafeDeployment => {
@@ -138,8 +144,8 @@ fn deployment_document(
     key: &DeploymentKey,
     now: i64,
 ) -> Option<Result<String, Status>> {
-    let record = core.deployments.get(key)?;
-    let mut deployment = record.deployment.clone();
+    let record = core.deployment(key)?;
+    let mut deployment = CafeDeployment::clone(&record.deployment);
     let status = core.status(key, now)?;
     deployment.status = Some(serde_json::json!({
         "observedGeneration": deployment.metadata.generation,
@@ -179,15 +185,15 @@ impl pb::federation_server::Federation for FederationService {
             Role::Operator
         };
         let who = self.caller(&request, needed)?;
-        let results = self.hub.apply(resources, &who, body.dry_run)?;
+        let results = self.hub.apply(resources, &who, body.dry_run).await?;
         Ok(Response::new(pb::ApplyResponse {
             results: results
                 .into_iter()
                 .map(|r| pb::AppliedResource {
-                    kind: r.kind.to_owned(),
+                    kind: r.kind.as_str().to_owned(),
                     namespace: r.namespace,
                     name: r.name,
-                    action: r.action.to_owned(),
+                    action: r.action.as_str().to_owned(),
                 })
                 .collect(),
         }))
@@ -225,28 +231,28 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<pb::DocumentList>, Status> {
         self.caller(&request, Role::Viewer)?;
         let body = request.into_inner();
-        let items = match pb::ResourceKind::try_from(body.kind)
-            .unwrap_or(pb::ResourceKind::Unspecified)
-        {
-            pb::ResourceKind::LogicalUnit => self.hub.read(|core, _| {
-                core.units
-                    .values()
-                    .map(to_json)
-                    .collect::<Result<Vec<_>, _>>()
-            })?,
-            pb::ResourceKind::CafeDeployment => self.hub.read(|core, now| {
-                core.deployments
-                    .keys()
-                    .filter(|k| body.namespace.is_empty() || k.namespace.as_str() == body.namespace)
-                    .filter_map(|k| deployment_document(core, k, now))
-                    .collect::<Result<Vec<_>, _>>()
-            })?,
-            pb::ResourceKind::Unspecified => {
-                return Err(Status::invalid_argument(
-                    "kind: LogicalUnit or CafeDeployment",
-                ));
-            }
-        };
+        let items =
+            match pb::ResourceKind::try_from(body.kind).unwrap_or(pb::ResourceKind::Unspecified) {
+                pb::ResourceKind::LogicalUnit => self.hub.read(|core, _| {
+                    core.units()
+                        .values()
+                        .map(to_json)
+                        .collect::<Result<Vec<_>, _>>()
+                })?,
+                pb::ResourceKind::CafeDeployment => self.hub.read(|core, now| {
+                    core.deployments()
+                        .filter(|(k, _)| {
+                            body.namespace.is_empty() || k.namespace.as_str() == body.namespace
+                        })
+                        .filter_map(|(k, _)| deployment_document(core, k, now))
+                        .collect::<Result<Vec<_>, _>>()
+                })?,
+                pb::ResourceKind::Unspecified => {
+                    return Err(Status::invalid_argument(
+                        "kind: LogicalUnit or CafeDeployment",
+                    ));
+                }
+            };
         Ok(Response::new(pb::DocumentList { items_json: items }))
     }
 
@@ -260,7 +266,7 @@ impl pb::federation_server::Federation for FederationService {
             pb::ResourceKind::LogicalUnit => {
                 let who = self.caller(&request, Role::Admin)?;
                 let name = unit_name(&request.get_ref().name, "name")?;
-                self.hub.delete_unit(&name, &who)?
+                self.hub.delete_unit(&name, &who).await?
             }
             pb::ResourceKind::CafeDeployment => {
                 let who = self.caller(&request, Role::Operator)?;
@@ -269,7 +275,7 @@ impl pb::federation_server::Federation for FederationService {
                     namespace: body.namespace.clone(),
                     name: body.name.clone(),
                 }))?;
-                self.hub.delete_deployment(&key, &who)?
+                self.hub.delete_deployment(&key, &who).await?
             }
             pb::ResourceKind::Unspecified => {
                 return Err(Status::invalid_argument(
@@ -294,7 +300,10 @@ impl pb::federation_server::Federation for FederationService {
         let deployment = if body.deployment_json.is_empty() {
             let key = deployment_key(body.r#ref.as_ref())?;
             self.hub
-                .read(|core, _| core.deployments.get(&key).map(|r| r.deployment.clone()))
+                .read(|core, _| {
+                    core.deployment(&key)
+                        .map(|r| CafeDeployment::clone(&r.deployment))
+                })
                 .ok_or_else(|| Status::not_found(format!("CafeDeployment {key} not found")))?
         } else {
             match parse_json_document(1, &body.deployment_json) {
@@ -309,7 +318,7 @@ impl pb::federation_server::Federation for FederationService {
         };
         let plan = self
             .hub
-            .read(|core, _| crate::plan::plan_deployment(&deployment, &core.units, &current))
+            .read(|core, _| crate::plan::plan_deployment(&deployment, core.units(), &current))
             .map_err(|errors| Status::invalid_argument(errors.to_string()))?;
         Ok(Response::new(pb::PlanResponse {
             plan_json: to_json(&plan)?,
@@ -337,7 +346,8 @@ impl pb::federation_server::Federation for FederationService {
         let hub = self.hub.clone();
         let mut changes = hub.subscribe_changes();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
+        let watcher = hub.clone();
+        watcher.spawn("a status watch", async move {
             let mut last = first.clone();
             if tx.send(Ok(first)).await.is_err() {
                 return;
@@ -374,21 +384,21 @@ impl pb::federation_server::Federation for FederationService {
         &self,
         request: Request<pb::ReleaseCommand>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        self.command(request, |_| ReleaseCommand::Pause)
+        self.command(request, |_| ReleaseCommand::Pause).await
     }
 
     async fn r#continue(
         &self,
         request: Request<pb::ReleaseCommand>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        self.command(request, |_| ReleaseCommand::Continue)
+        self.command(request, |_| ReleaseCommand::Continue).await
     }
 
     async fn retry(
         &self,
         request: Request<pb::ReleaseCommand>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        self.command(request, |_| ReleaseCommand::Retry)
+        self.command(request, |_| ReleaseCommand::Retry).await
     }
 
     async fn rollback(
@@ -398,6 +408,7 @@ impl pb::federation_server::Federation for FederationService {
         self.command(request, |body| ReleaseCommand::Rollback {
             to_revision: body.to_revision,
         })
+        .await
     }
 
     async fn history(
@@ -409,7 +420,7 @@ impl pb::federation_server::Federation for FederationService {
         let revisions = self
             .hub
             .read(|core, _| {
-                core.deployments.get(&key).map(|record| {
+                core.deployment(&key).map(|record| {
                     record
                         .release
                         .history
@@ -436,20 +447,16 @@ impl pb::federation_server::Federation for FederationService {
         self.caller(&request, Role::Viewer)?;
         let clusters = self.hub.read(|core, now| {
             let mut names: std::collections::BTreeSet<crate::names::ClusterName> =
-                core.clusters.keys().cloned().collect();
-            names.extend(core.units.values().map(|u| u.spec.cluster.clone()));
+                core.cluster_names().cloned().collect();
+            names.extend(core.units().values().map(|u| u.spec.cluster.clone()));
             names
                 .into_iter()
                 .map(|name| {
-                    let live = core.clusters.get(&name);
-                    let state = match live {
-                        Some(l) if l.connected(now) => "Connected",
-                        Some(l) if l.session().is_some() => "Unknown",
-                        _ => "Disconnected",
-                    };
+                    let live = core.cluster(&name);
+                    let state = super::core::LinkState::of(live, now);
                     pb::ClusterInfo {
                         name: name.to_string(),
-                        state: state.to_owned(),
+                        state: state.as_str().to_owned(),
                         agent_version: live.map(|l| l.agent_version.clone()).unwrap_or_default(),
                         last_seen: live
                             .map(|l| l.last_seen_ms())
@@ -462,10 +469,7 @@ impl pb::federation_server::Federation for FederationService {
                             .filter(|(_, u)| u.spec.cluster == name)
                             .map(|(n, _)| n.to_string())
                             .collect(),
-                        slices: i32::try_from(
-                            core.cluster_slices.get(&name).map_or(0, |s| s.len()),
-                        )
-                        .unwrap_or(i32::MAX),
+                        slices: i32::try_from(core.cluster_slice_count(&name)).unwrap_or(i32::MAX),
                     }
                 })
                 .collect()
@@ -489,7 +493,10 @@ impl pb::federation_server::Federation for FederationService {
             ),
             None => return Err(Status::invalid_argument("target: give a unit or a region")),
         };
-        let outcome = self.hub.evacuate(&target, body.force, &body.reason, &who)?;
+        let outcome = self
+            .hub
+            .evacuate(&target, body.force, &body.reason, &who)
+            .await?;
         Ok(Response::new(pb::CommandResult {
             changed: outcome.changed,
             message: outcome.message,
@@ -504,7 +511,7 @@ impl pb::federation_server::Federation for FederationService {
         let who = self.caller(&request, Role::Admin)?;
         let body = request.into_inner();
         let unit = unit_name(&body.unit, "unit")?;
-        let outcome = self.hub.failback(&unit, &body.reason, &who)?;
+        let outcome = self.hub.failback(&unit, &body.reason, &who).await?;
         Ok(Response::new(pb::CommandResult {
             changed: outcome.changed,
             message: outcome.message,

@@ -7,17 +7,17 @@ use prost::Message as _;
 use sha2::{Digest, Sha256};
 
 /// Adds the templates (as JSON) to a slice header: the costly part, done only for slices that changed.
-pub fn fill_templates(wire: &mut pb::Slice, slice: &SliceSpec) {
+pub fn fill_templates(wire: &mut pb::Slice, slice: &SliceSpec) -> Result<(), super::HubError> {
     let json = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
-        // A PodTemplateSpec holds only JSON-representable values, so this cannot fail.
-        serde_json::to_string(t).unwrap_or_default()
+        serde_json::to_string(t).map_err(|e| super::HubError::Encode(e.to_string()))
     };
-    wire.template_json = json(&slice.template);
+    wire.template_json = json(&slice.template)?;
     wire.stable_template_json = if slice.stable_revision == slice.update_revision {
         String::new()
     } else {
-        json(&slice.stable_template)
+        json(&slice.stable_template)?
     };
+    Ok(())
 }
 
 /// The wire form of a slice without its templates (the revision names stand for them), with
@@ -143,4 +143,96 @@ pub fn status_from_proto(status: &pb::DeploymentStatus) -> DeploymentStatusView 
             })
             .collect(),
     }
+}
+
+/// The type URL of [`pb::ApplyErrors`] in a status's details.
+pub const APPLY_ERRORS_TYPE_URL: &str = "type.googleapis.com/cafe.federation.v1.ApplyErrors";
+
+/// The wire form of refused documents.
+pub fn apply_errors_to_proto(errors: &[crate::resources::DocumentError]) -> pb::ApplyErrors {
+    pb::ApplyErrors {
+        documents: errors
+            .iter()
+            .map(|document| {
+                let (kind, name) = document
+                    .subject
+                    .as_ref()
+                    .map(|s| (s.kind.clone(), s.name.clone()))
+                    .unwrap_or_default();
+                pb::DocumentErrors {
+                    index: u32::try_from(document.index).unwrap_or(u32::MAX),
+                    kind,
+                    name,
+                    violations: document
+                        .errors
+                        .0
+                        .iter()
+                        .map(|e| pb::FieldViolation {
+                            path: e.path.clone(),
+                            message: e.message.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// An INVALID_ARGUMENT status for refused documents: the readable message, and the errors typed
+/// in its details (see `ApplyErrors` in the proto), with a `google.rpc.BadRequest` for generic
+/// clients.
+pub fn invalid_documents_status(errors: &[crate::resources::DocumentError]) -> tonic::Status {
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let typed = apply_errors_to_proto(errors);
+    let bad_request = tonic_types::pb::BadRequest {
+        field_violations: typed
+            .documents
+            .iter()
+            .flat_map(|d| {
+                d.violations
+                    .iter()
+                    .map(move |v| tonic_types::pb::bad_request::FieldViolation {
+                        field: format!("documents[{}].{}", d.index.saturating_sub(1), v.path)
+                            .trim_end_matches('.')
+                            .to_owned(),
+                        description: v.message.clone(),
+                        ..Default::default()
+                    })
+            })
+            .collect(),
+    };
+    let any = |type_url: &str, value: Vec<u8>| prost_types::Any {
+        type_url: type_url.to_owned(),
+        value,
+    };
+    let details = tonic_types::pb::Status {
+        code: tonic::Code::InvalidArgument as i32,
+        message: message.clone(),
+        details: vec![
+            any(APPLY_ERRORS_TYPE_URL, typed.encode_to_vec()),
+            any(
+                "type.googleapis.com/google.rpc.BadRequest",
+                bad_request.encode_to_vec(),
+            ),
+        ],
+    };
+    tonic::Status::with_details(
+        tonic::Code::InvalidArgument,
+        message,
+        details.encode_to_vec().into(),
+    )
+}
+
+/// The typed errors of a refused Apply, when the status carries them.
+pub fn apply_errors_from_status(status: &tonic::Status) -> Option<pb::ApplyErrors> {
+    let details = tonic_types::pb::Status::decode(status.details()).ok()?;
+    details
+        .details
+        .iter()
+        .find(|any| any.type_url == APPLY_ERRORS_TYPE_URL)
+        .and_then(|any| pb::ApplyErrors::decode(any.value.as_slice()).ok())
 }

@@ -1,7 +1,13 @@
 //! The hub's in-memory model: units, deployments with their releases, the slices they imply, and
-//! what the agents reported. Every mutation returns the store writes that make it durable; the caller
-//! commits them before any agent is told (see [`super::Hub`]).
+//! what the agents reported. Every mutation returns the store writes that make it durable; the
+//! store's writer commits them before the new model is published and any agent is told (see
+//! [`super::writer`]).
+//!
+//! The maps are persistent (structurally shared): the writer works on a copy of the published
+//! model that costs a few pointer copies, and a copy it throws away (a refused event, a failed
+//! commit) leaves the published one as it was.
 
+use super::HubError;
 use super::convert::{fill_templates, slice_hash, slice_header};
 use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord, audit_key};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
@@ -13,6 +19,7 @@ use crate::release::{
 use crate::resources::{FieldErrors, LogicalUnit, UnitPhase};
 use crate::store::{Table, Write};
 use cafe_proto::v1 as pb;
+use imbl::{OrdMap, OrdSet};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -63,7 +70,7 @@ impl Heard {
 }
 
 /// What the hub knows of one member cluster's agent.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ClusterLive {
     /// The current stream's session number, when an agent is connected.
     session: Option<u64>,
@@ -72,7 +79,7 @@ pub struct ClusterLive {
     /// The agent's version.
     pub agent_version: String,
     /// The latest status of each slice.
-    pub reports: BTreeMap<SliceId, pb::SliceStatus>,
+    pub reports: OrdMap<SliceId, pb::SliceStatus>,
 }
 
 impl ClusterLive {
@@ -100,42 +107,82 @@ impl ClusterLive {
     }
 }
 
-/// The hub's whole state.
-#[derive(Debug, Default)]
-pub struct Core {
-    /// Logical units by name.
-    pub units: BTreeMap<UnitName, LogicalUnit>,
-    /// Deployments with their releases.
-    pub deployments: BTreeMap<DeploymentKey, DeploymentRecord>,
-    /// Desired slices.
-    pub slices: BTreeMap<SliceId, LiveSlice>,
-    /// The units each deployment has slices in.
-    pub deployment_slices: BTreeMap<DeploymentKey, BTreeSet<UnitName>>,
-    /// The slices each cluster runs.
-    pub cluster_slices: BTreeMap<ClusterName, BTreeSet<SliceId>>,
-    /// Slices removed, with the generation of their removal, per cluster.
-    pub tombstones: BTreeMap<ClusterName, BTreeMap<SliceId, u64>>,
-    /// The next slice generation.
-    pub next_generation: u64,
-    /// Agents.
-    pub clusters: BTreeMap<ClusterName, ClusterLive>,
-    /// The last audit sequence number.
-    pub audit_seq: u64,
-    /// Records loaded from the store, used once to keep generations across a restart.
-    pub stored_slices: BTreeMap<String, SliceRecord>,
-    /// The time of the mutation under way (ms since the epoch).
-    pub now_ms: i64,
-    /// Units evacuated or failed back whose new capacity is not in place yet: since when (ms).
-    pub restoring: BTreeMap<UnitName, i64>,
+/// What the hub can say of a member cluster's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Its agent's stream is open and the agent was heard from recently.
+    Connected,
+    /// The stream is open but the agent has been silent for [`CLUSTER_SILENCE_MS`].
+    Unknown,
+    /// No stream.
+    Disconnected,
 }
 
-/// The writes of one mutation and the clusters whose slices changed.
+impl LinkState {
+    /// The state of a cluster whose agent the hub knows as `live` (if at all) at `now_ms`.
+    pub fn of(live: Option<&ClusterLive>, now_ms: i64) -> Self {
+        match live {
+            Some(l) if l.connected(now_ms) => Self::Connected,
+            Some(l) if l.session().is_some() => Self::Unknown,
+            _ => Self::Disconnected,
+        }
+    }
+
+    /// The state's name, as `cafectl get clusters` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "Connected",
+            Self::Unknown => "Unknown",
+            Self::Disconnected => "Disconnected",
+        }
+    }
+}
+
+/// The hub's whole state.
+#[derive(Debug, Default, Clone)]
+pub struct Core {
+    /// Logical units by name (few, and rarely changed: a change copies the map).
+    pub(super) units: Arc<BTreeMap<UnitName, LogicalUnit>>,
+    /// Deployments with their releases.
+    pub(super) deployments: OrdMap<DeploymentKey, Arc<DeploymentRecord>>,
+    /// Desired slices.
+    pub(super) slices: OrdMap<SliceId, LiveSlice>,
+    /// The units each deployment has slices in.
+    pub(super) deployment_slices: OrdMap<DeploymentKey, OrdSet<UnitName>>,
+    /// The slices each cluster runs.
+    pub(super) cluster_slices: OrdMap<ClusterName, OrdSet<SliceId>>,
+    /// Slices removed, with the generation of their removal, per cluster.
+    pub(super) tombstones: OrdMap<ClusterName, OrdMap<SliceId, u64>>,
+    /// The next slice generation.
+    pub(super) next_generation: u64,
+    /// Agents.
+    pub(super) clusters: OrdMap<ClusterName, ClusterLive>,
+    /// The last audit sequence number.
+    pub(super) audit_seq: u64,
+    /// Records loaded from the store, used once to keep generations across a restart.
+    pub(super) stored_slices: BTreeMap<String, SliceRecord>,
+    /// The time of the mutation under way (ms since the epoch).
+    pub(super) now_ms: i64,
+    /// Units evacuated or failed back whose new capacity is not in place yet: since when (ms).
+    pub(super) restoring: OrdMap<UnitName, i64>,
+    /// Automatic failover.
+    pub(super) policy: super::failover::FailoverPolicy,
+    /// When this hub process started (ms): clusters never heard from count as silent since then.
+    pub(super) started_ms: i64,
+}
+
+/// What one mutation asks for besides its new model: the store writes that make it durable, and
+/// what to do once they are.
 #[derive(Debug, Default)]
 pub struct Effects {
     /// Store writes, committed before anything is sent.
     pub writes: Vec<Write>,
-    /// Clusters to wake.
+    /// Clusters whose streams to wake.
     pub clusters: BTreeSet<ClusterName>,
+    /// Change of the count of connected agents, for the metrics.
+    pub connected_delta: i64,
+    /// Units whose new capacity became ready, with how long it took (ms), for the metrics.
+    pub restored: Vec<(UnitName, i64)>,
 }
 
 impl Effects {
@@ -143,6 +190,8 @@ impl Effects {
     pub fn merge(&mut self, other: Effects) {
         self.writes.extend(other.writes);
         self.clusters.extend(other.clusters);
+        self.connected_delta += other.connected_delta;
+        self.restored.extend(other.restored);
     }
 }
 
@@ -161,12 +210,77 @@ fn problem_lines(report: &pb::SliceStatus) -> Vec<String> {
         .collect()
 }
 
-/// JSON of a record; the hub's records hold only serializable values.
-pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+/// JSON of a record. A value that cannot be encoded is an error, never an empty record: loading
+/// one would fail later, far from its cause.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(value).map_err(|e| HubError::Encode(e.to_string()))
+}
+
+/// The store write of a record.
+pub fn put_json<T: serde::Serialize>(
+    table: Table,
+    key: impl Into<String>,
+    value: &T,
+) -> Result<Write, HubError> {
+    Ok(Write::put(table, key, to_json(value)?))
 }
 
 impl Core {
+    /// An empty model.
+    pub fn new(now_ms: i64, policy: super::failover::FailoverPolicy) -> Self {
+        Self {
+            now_ms,
+            started_ms: now_ms,
+            policy,
+            ..Self::default()
+        }
+    }
+
+    /// The logical units.
+    pub fn units(&self) -> &BTreeMap<UnitName, LogicalUnit> {
+        &self.units
+    }
+
+    /// The units, to change (copied first when the published model still shares them).
+    pub(super) fn units_mut(&mut self) -> &mut BTreeMap<UnitName, LogicalUnit> {
+        Arc::make_mut(&mut self.units)
+    }
+
+    /// A deployment with its release.
+    pub fn deployment(&self, key: &DeploymentKey) -> Option<&DeploymentRecord> {
+        self.deployments.get(key).map(AsRef::as_ref)
+    }
+
+    /// Every deployment, by key.
+    pub fn deployments(&self) -> impl Iterator<Item = (&DeploymentKey, &DeploymentRecord)> {
+        self.deployments.iter().map(|(k, r)| (k, r.as_ref()))
+    }
+
+    /// A deployment's record, to change (copied first when the published model still shares it).
+    pub(super) fn record_mut(&mut self, key: &DeploymentKey) -> Option<&mut DeploymentRecord> {
+        self.deployments.get_mut(key).map(Arc::make_mut)
+    }
+
+    /// What the hub knows of a cluster's agent.
+    pub fn cluster(&self, name: &ClusterName) -> Option<&ClusterLive> {
+        self.clusters.get(name)
+    }
+
+    /// Every cluster an agent has connected from since the hub started.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &ClusterName> {
+        self.clusters.keys()
+    }
+
+    /// How many slices the cluster runs.
+    pub fn cluster_slice_count(&self, cluster: &ClusterName) -> usize {
+        self.cluster_slices.get(cluster).map_or(0, OrdSet::len)
+    }
+
+    /// How many slices the hub wants run.
+    pub fn slice_count(&self) -> usize {
+        self.slices.len()
+    }
+
     /// Allocates the next slice generation. (The counter reaches the store through
     /// [`Core::generation_write`], once per commit.)
     fn allocate_generation(&mut self) -> u64 {
@@ -189,30 +303,38 @@ impl Core {
     pub fn audit(
         &mut self,
         effects: &mut Effects,
-        now_ms: i64,
         who: &str,
         what: &str,
         result: &str,
-    ) {
-        self.audit_seq += 1;
+    ) -> Result<(), HubError> {
         let record = AuditRecord {
-            time: super::clock::rfc3339(now_ms),
+            time: super::clock::rfc3339(self.now_ms),
             who: who.to_owned(),
             what: what.to_owned(),
             result: result.to_owned(),
         };
-        effects.writes.push(Write::put(
-            Table::Audit,
-            audit_key(self.audit_seq),
-            to_json(&record),
-        ));
+        let write = put_json(Table::Audit, audit_key(self.audit_seq + 1), &record)?;
+        self.audit_seq += 1;
+        effects.writes.push(write);
+        Ok(())
     }
 
     /// The deployment's record write.
-    pub fn record_write(&self, key: &DeploymentKey) -> Option<Write> {
+    pub fn record_write(&self, key: &DeploymentKey) -> Result<Option<Write>, HubError> {
         self.deployments
             .get(key)
-            .map(|record| Write::put(Table::Deployments, key.to_string(), to_json(record)))
+            .map(|record| put_json(Table::Deployments, key.to_string(), record.as_ref()))
+            .transpose()
+    }
+
+    /// Adds the deployment's record write to `effects`.
+    pub(super) fn write_record(
+        &self,
+        key: &DeploymentKey,
+        effects: &mut Effects,
+    ) -> Result<(), HubError> {
+        effects.writes.extend(self.record_write(key)?);
+        Ok(())
     }
 
     /// The deployment's plan against the current units.
@@ -226,13 +348,13 @@ impl Core {
     }
 
     /// Recomputes the deployment's slices; changed ones get a new generation.
-    pub fn sync_slices(&mut self, key: &DeploymentKey) -> Effects {
+    pub fn sync_slices(&mut self, key: &DeploymentKey) -> Result<Effects, HubError> {
         let mut effects = Effects::default();
         let mut plan = match self.plan(key) {
             Some(Ok(plan)) => plan,
             Some(Err(errors)) => {
                 tracing::warn!(deployment = %key, %errors, "cannot plan; slices kept as they are");
-                return effects;
+                return Ok(effects);
             }
             None => Plan {
                 name: String::new(),
@@ -243,13 +365,13 @@ impl Core {
                 notes: Vec::new(),
             },
         };
-        self.remember_allocation(key, &plan, &mut effects);
+        self.remember_allocation(key, &plan, &mut effects)?;
         // A move that ends in this sync still explains its last step (the evacuated unit's scale-in).
         let moving = self
             .deployments
             .get(key)
             .is_some_and(|r| r.rebalancing_since_ms.is_some());
-        self.hold_for_move(key, &mut plan, &mut effects);
+        self.hold_for_move(key, &mut plan, &mut effects)?;
         let desired = match self.deployments.get(key) {
             Some(record) => {
                 let selectors: BTreeMap<UnitName, BTreeMap<String, String>> = plan
@@ -273,66 +395,7 @@ impl Core {
         let mut keep = BTreeSet::new();
         for spec in desired {
             keep.insert(spec.id.unit.clone());
-            let mut wire = slice_header(&spec);
-            let hash = slice_hash(&wire);
-            let id = spec.id.clone();
-            let unchanged = self
-                .slices
-                .get(&id)
-                .is_some_and(|s| s.hash == hash && s.cluster == spec.cluster);
-            if unchanged {
-                continue;
-            }
-            let id_text = id.to_string();
-            // After a restart, an unchanged slice keeps its generation, and its record needs no rewrite.
-            let (generation, stored_as_is) = match self.stored_slices.remove(&id_text) {
-                Some(stored) if stored.hash == hash && stored.cluster == spec.cluster.as_str() => {
-                    (stored.generation, stored.replicas == Some(wire.replicas))
-                }
-                _ => (self.allocate_generation(), false),
-            };
-            wire.generation = generation;
-            fill_templates(&mut wire, &spec);
-            if let Some(previous) = self.slices.get(&id)
-                && previous.cluster != spec.cluster
-            {
-                // The unit moved to another cluster: the old one drops its copy.
-                let old = previous.cluster.clone();
-                self.remove_slice(&id, &old, &mut effects);
-            }
-            if !stored_as_is {
-                effects.writes.push(Write::put(
-                    Table::Slices,
-                    id_text,
-                    to_json(&SliceRecord {
-                        cluster: spec.cluster.to_string(),
-                        generation,
-                        hash: hash.clone(),
-                        replicas: Some(wire.replicas),
-                    }),
-                ));
-            }
-            effects.clusters.insert(spec.cluster.clone());
-            self.cluster_slices
-                .entry(spec.cluster.clone())
-                .or_default()
-                .insert(id.clone());
-            if let Some(tombs) = self.tombstones.get_mut(&spec.cluster) {
-                tombs.remove(&id);
-            }
-            self.deployment_slices
-                .entry(key.clone())
-                .or_default()
-                .insert(id.unit.clone());
-            self.slices.insert(
-                id,
-                LiveSlice {
-                    cluster: spec.cluster,
-                    generation,
-                    hash,
-                    wire: Arc::new(wire),
-                },
-            );
+            self.upsert_slice(key, spec, &mut effects)?;
         }
         let gone: Vec<UnitName> = self
             .deployment_slices
@@ -357,11 +420,83 @@ impl Core {
         if self
             .deployment_slices
             .get(key)
-            .is_some_and(BTreeSet::is_empty)
+            .is_some_and(OrdSet::is_empty)
         {
             self.deployment_slices.remove(key);
         }
-        effects
+        Ok(effects)
+    }
+
+    /// Makes `spec` the unit's slice: nothing happens when it is what the hub holds already, else it
+    /// gets a generation (the stored one after a restart, when the content is the same) and every
+    /// index learns of it.
+    fn upsert_slice(
+        &mut self,
+        key: &DeploymentKey,
+        spec: crate::release::SliceSpec,
+        effects: &mut Effects,
+    ) -> Result<(), HubError> {
+        let mut wire = slice_header(&spec);
+        let hash = slice_hash(&wire);
+        let id = spec.id.clone();
+        let unchanged = self
+            .slices
+            .get(&id)
+            .is_some_and(|s| s.hash == hash && s.cluster == spec.cluster);
+        if unchanged {
+            return Ok(());
+        }
+        let id_text = id.to_string();
+        // After a restart, an unchanged slice keeps its generation, and its record needs no rewrite.
+        let (generation, stored_as_is) = match self.stored_slices.remove(&id_text) {
+            Some(stored) if stored.hash == hash && stored.cluster == spec.cluster.as_str() => {
+                (stored.generation, stored.replicas == Some(wire.replicas))
+            }
+            _ => (self.allocate_generation(), false),
+        };
+        wire.generation = generation;
+        fill_templates(&mut wire, &spec)?;
+        if let Some(previous) = self.slices.get(&id)
+            && previous.cluster != spec.cluster
+        {
+            // The unit moved to another cluster: the old one drops its copy.
+            let old = previous.cluster.clone();
+            self.remove_slice(&id, &old, effects);
+        }
+        if !stored_as_is {
+            effects.writes.push(put_json(
+                Table::Slices,
+                id_text,
+                &SliceRecord {
+                    cluster: spec.cluster.to_string(),
+                    generation,
+                    hash: hash.clone(),
+                    replicas: Some(wire.replicas),
+                },
+            )?);
+        }
+        effects.clusters.insert(spec.cluster.clone());
+        self.cluster_slices
+            .entry(spec.cluster.clone())
+            .or_default()
+            .insert(id.clone());
+        if let Some(tombs) = self.tombstones.get_mut(&spec.cluster) {
+            tombs.remove(&id);
+        }
+        self.deployment_slices
+            .entry(key.clone())
+            .or_default()
+            .insert(id.unit.clone());
+        self.slices.insert(
+            id,
+            LiveSlice {
+                cluster: spec.cluster,
+                generation,
+                hash,
+                wire: Arc::new(wire),
+            },
+        );
+        Ok(())
     }
 
     fn remove_slice(&mut self, id: &SliceId, cluster: &ClusterName, effects: &mut Effects) {
@@ -381,6 +516,29 @@ impl Core {
             .writes
             .push(Write::delete(Table::Slices, id.to_string()));
         effects.clusters.insert(cluster.clone());
+    }
+
+    /// The cluster's desired slices and tombstones, for its stream.
+    pub fn cluster_view(
+        &self,
+        cluster: &ClusterName,
+    ) -> (Vec<Arc<pb::Slice>>, Vec<(SliceId, u64)>) {
+        let slices = self
+            .cluster_slices
+            .get(cluster)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.slices.get(id))
+                    .map(|s| Arc::clone(&s.wire))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tombstones = self
+            .tombstones
+            .get(cluster)
+            .map(|t| t.iter().map(|(id, g)| (id.clone(), *g)).collect())
+            .unwrap_or_default();
+        (slices, tombstones)
     }
 
     /// The slice's latest report, when its agent is connected and the report describes the slice's
@@ -431,32 +589,44 @@ impl Core {
     }
 
     /// Keeps the plan's nominal allocation as the next plan's current replicas.
-    fn remember_allocation(&mut self, key: &DeploymentKey, plan: &Plan, effects: &mut Effects) {
+    fn remember_allocation(
+        &mut self,
+        key: &DeploymentKey,
+        plan: &Plan,
+        effects: &mut Effects,
+    ) -> Result<(), HubError> {
         let allocation: BTreeMap<UnitName, i32> = plan
             .units
             .iter()
             .map(|u| (u.unit.clone(), u.nominal))
             .collect();
-        let Some(record) = self.deployments.get_mut(key) else {
-            return;
-        };
-        if record.last_allocation != allocation {
-            record.last_allocation = allocation;
-            if let Some(write) = self.record_write(key) {
-                effects.writes.push(write);
-            }
+        let same = self
+            .deployments
+            .get(key)
+            .is_none_or(|r| r.last_allocation == allocation);
+        if same {
+            return Ok(());
         }
+        if let Some(record) = self.record_mut(key) {
+            record.last_allocation = allocation;
+        }
+        self.write_record(key, effects)
     }
 
     /// During a move, the replicas each unit's slice keeps (make before break); ends the move once
     /// the new capacity is ready.
-    fn hold_for_move(&mut self, key: &DeploymentKey, plan: &mut Plan, effects: &mut Effects) {
+    fn hold_for_move(
+        &mut self,
+        key: &DeploymentKey,
+        plan: &mut Plan,
+        effects: &mut Effects,
+    ) -> Result<(), HubError> {
         let Some(since) = self
             .deployments
             .get(key)
             .and_then(|r| r.rebalancing_since_ms)
         else {
-            return;
+            return Ok(());
         };
         let inputs: Vec<HoldInput> = plan
             .units
@@ -481,18 +651,24 @@ impl Core {
             .collect();
         let (replicas, capacity_ready) = hold(&inputs);
         if capacity_ready {
-            if let Some(record) = self.deployments.get_mut(key) {
+            if let Some(record) = self.record_mut(key) {
                 record.rebalancing_since_ms = None;
             }
-            if let Some(write) = self.record_write(key) {
-                effects.writes.push(write);
-            }
+            self.write_record(key, effects)?;
             tracing::info!(deployment = %key, took_ms = self.now_ms - since, "new capacity ready; move complete");
-            return;
+            return Ok(());
         }
         for (unit, replicas) in plan.units.iter_mut().zip(replicas) {
             unit.replicas = replicas;
         }
+        Ok(())
+    }
+
+    /// The pods of the slice that must run the update revision now (0 without a slice).
+    fn slice_target(&self, id: &SliceId) -> i32 {
+        self.slices
+            .get(id)
+            .map_or(0, |s| s.wire.replicas - s.wire.partition)
     }
 
     /// What the release needs to know of each unit.
@@ -501,7 +677,6 @@ impl Core {
             .iter()
             .map(|unit| {
                 let id = SliceId::new(key, &unit.unit);
-                let slice = self.slices.get(&id);
                 let observed = self.fresh_report(&id).map(|report| Observed {
                     replicas: report.replicas,
                     ready: report.ready_replicas,
@@ -513,7 +688,7 @@ impl Core {
                     unit: unit.unit.clone(),
                     evacuated: unit.evacuated,
                     replicas: unit.replicas,
-                    target: slice.map_or(0, |s| s.wire.replicas - s.wire.partition),
+                    target: self.slice_target(&id),
                     observed,
                 }
             })
@@ -521,42 +696,48 @@ impl Core {
     }
 
     /// Moves the deployment's release forward from reports and time.
-    pub fn evaluate(&mut self, key: &DeploymentKey, now_ms: i64) -> Effects {
+    pub fn evaluate(&mut self, key: &DeploymentKey) -> Result<Effects, HubError> {
         let Some(Ok(plan)) = self.plan(key) else {
-            return Effects::default();
+            return Ok(Effects::default());
         };
         let progress = self.progress(key, &plan);
-        let Some(record) = self.deployments.get_mut(key) else {
-            return Effects::default();
+        let now_ms = self.now_ms;
+        let Some(record) = self.deployments.get(key) else {
+            return Ok(Effects::default());
         };
-        let before = record.release.phase;
-        let changed = record.release.advance(
+        // Decided on a copy of the release alone (cheap: the kept templates are shared).
+        let mut release = record.release.clone();
+        let before = (release.phase, release.reason);
+        let changed = release.advance(
             &record.deployment.spec.strategy,
             plan.batches.len(),
             &progress,
             now_ms,
         );
         let moving = record.rebalancing_since_ms.is_some();
+        if let Some(record) = self.record_mut(key) {
+            record.release = release;
+        }
         if !changed {
             return if moving {
                 self.sync_slices(key)
             } else {
-                Effects::default()
+                Ok(Effects::default())
             };
         }
-        tracing::info!(
-            deployment = %key,
-            from = %before,
-            to = %record.release.phase,
-            batch = record.release.batch,
-            reason = %record.release.reason,
-            "release transition"
-        );
-        let mut effects = self.sync_slices(key);
-        if let Some(write) = self.record_write(key) {
-            effects.writes.push(write);
+        if let Some(record) = self.deployments.get(key) {
+            tracing::info!(
+                deployment = %key,
+                from = %before.0,
+                to = %record.release.phase,
+                batch = record.release.batch,
+                reason = %record.release.reason,
+                "release transition"
+            );
         }
-        effects
+        let mut effects = self.sync_slices(key)?;
+        self.write_record(key, &mut effects)?;
+        Ok(effects)
     }
 
     /// Deployments whose release may move with time alone now: a healthy group waiting out
@@ -591,7 +772,6 @@ impl Core {
                     .iter()
                     .map(|unit| {
                         let id = SliceId::new(key, &unit.unit);
-                        let slice = self.slices.get(&id);
                         let live = self.clusters.get(&unit.cluster);
                         let connected = live.is_some_and(|l| l.connected(now_ms));
                         let report = live.and_then(|l| l.reports.get(&id));
@@ -603,7 +783,7 @@ impl Core {
                             ready: report.map_or(0, |r| r.ready_replicas),
                             updated: report.map_or(0, |r| r.updated_replicas),
                             updated_ready: report.map_or(0, |r| r.updated_ready_replicas),
-                            target: slice.map_or(0, |s| s.wire.replicas - s.wire.partition),
+                            target: self.slice_target(&id),
                             evacuated: unit.evacuated,
                             problems: report.map(problem_lines).unwrap_or_default(),
                         }

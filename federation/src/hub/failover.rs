@@ -1,11 +1,12 @@
 //! Disaster-recovery failover (DESIGN section 8): evacuate a unit or a region, fail back, and evacuate
 //! automatically a cluster that has been unreachable too long, within guards.
 
-use super::core::{Core, Effects, to_json};
+use super::core::{Core, Effects, put_json};
+use super::event::{Answer, Decision};
 use super::{Hub, HubError};
 use crate::names::{ClusterName, DeploymentKey, RegionName, UnitName};
 use crate::resources::{LogicalUnitStatus, UnitPhase};
-use crate::store::{Table, Write};
+use crate::store::Table;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -57,13 +58,19 @@ pub struct FailoverOutcome {
 
 impl FailoverOutcome {
     /// Records the command `what` in the audit log: `ok`, or `no-op: MESSAGE` when nothing changed.
-    fn audit(&self, core: &mut Core, effects: &mut Effects, now: i64, who: &str, what: &str) {
+    fn audit(
+        &self,
+        core: &mut Core,
+        effects: &mut Effects,
+        who: &str,
+        what: &str,
+    ) -> Result<(), HubError> {
         let result = if self.changed {
             "ok".to_owned()
         } else {
             format!("no-op: {}", self.message)
         };
-        core.audit(effects, now, who, what, &result);
+        core.audit(effects, who, what, &result)
     }
 }
 
@@ -96,19 +103,20 @@ impl Core {
         force: bool,
         reason: &str,
         effects: &mut Effects,
-    ) -> Vec<UnitName> {
+    ) -> Result<Vec<UnitName>, HubError> {
         let now = self.now_ms;
         let mut changed = Vec::new();
         for name in units {
-            let Some(unit) = self.units.get_mut(name) else {
-                continue;
-            };
-            let current = unit.status.clone().unwrap_or_default();
-            let same =
-                current.phase == phase && (phase == UnitPhase::Active || current.forced || !force);
+            let same = self.units.get(name).is_none_or(|unit| {
+                let current = unit.status.clone().unwrap_or_default();
+                current.phase == phase && (phase == UnitPhase::Active || current.forced || !force)
+            });
             if same {
                 continue;
             }
+            let Some(unit) = self.units_mut().get_mut(name) else {
+                continue;
+            };
             unit.status = Some(LogicalUnitStatus {
                 phase,
                 reason: reason.to_owned(),
@@ -117,7 +125,7 @@ impl Core {
             });
             effects
                 .writes
-                .push(Write::put(Table::Units, name.to_string(), to_json(&*unit)));
+                .push(put_json(Table::Units, name.to_string(), &*unit)?);
             changed.push(name.clone());
         }
         let mut deployments: BTreeSet<DeploymentKey> = BTreeSet::new();
@@ -126,20 +134,18 @@ impl Core {
             self.restoring.insert(name.clone(), now);
         }
         for key in deployments {
-            if let Some(record) = self.deployments.get_mut(&key) {
+            if let Some(record) = self.record_mut(&key) {
                 record.rebalancing_since_ms.get_or_insert(now);
             }
-            if let Some(write) = self.record_write(&key) {
-                effects.writes.push(write);
-            }
-            effects.merge(self.sync_slices(&key));
+            effects.writes.extend(self.record_write(&key)?);
+            effects.merge(self.sync_slices(&key)?);
         }
-        changed
+        Ok(changed)
     }
 
     /// Units whose deployments all have their new capacity ready leave the restoring set; returns
     /// how long each took, for the metrics.
-    pub fn restored_units(&mut self) -> Vec<(UnitName, i64)> {
+    pub(super) fn restored_units(&mut self) -> Vec<(UnitName, i64)> {
         let restoring: Vec<(UnitName, i64)> = self
             .restoring
             .iter()
@@ -149,6 +155,7 @@ impl Core {
         for (unit, since) in restoring {
             if self.capacity_restored(&unit) {
                 self.restoring.remove(&unit);
+                tracing::info!(%unit, took_ms = self.now_ms - since, "capacity restored after a failover");
                 done.push((unit, self.now_ms - since));
             }
         }
@@ -217,116 +224,100 @@ impl Core {
     }
 }
 
-impl Hub {
+impl Core {
     /// Evacuates a unit or a region. Idempotent: units already evacuated stay as they are (a plain
     /// evacuation of a unit evacuated with `--force` does not undo the force).
-    pub fn evacuate(
-        &self,
+    pub(super) fn evacuate(
+        &mut self,
         target: &EvacuationTarget,
         force: bool,
         reason: &str,
         who: &str,
-    ) -> Result<FailoverOutcome, HubError> {
-        self.mutate(|core, now| {
-            let units = core.resolve_target(target)?;
-            let mut effects = Effects::default();
-            let reason = if reason.is_empty() {
-                "evacuated by an operator"
+    ) -> Result<Decision, HubError> {
+        let units = self.resolve_target(target)?;
+        let mut effects = Effects::default();
+        let reason = if reason.is_empty() {
+            "evacuated by an operator"
+        } else {
+            reason
+        };
+        let changed = self.set_phase(&units, UnitPhase::Evacuated, force, reason, &mut effects)?;
+        let names: Vec<String> = units.iter().map(ToString::to_string).collect();
+        let message = if changed.is_empty() {
+            format!("{} already evacuated", names.join(", "))
+        } else {
+            let how = if force {
+                "without waiting for its cluster"
             } else {
-                reason
+                "after the survivors' new pods are ready"
             };
-            let changed = core.set_phase(&units, UnitPhase::Evacuated, force, reason, &mut effects);
-            let names: Vec<String> = units.iter().map(ToString::to_string).collect();
-            let message = if changed.is_empty() {
-                format!("{} already evacuated", names.join(", "))
-            } else {
-                let how = if force {
-                    "without waiting for its cluster"
-                } else {
-                    "after the survivors' new pods are ready"
-                };
-                format!(
-                    "evacuating {}: survivors scale out first, the unit scales in {how}",
-                    names.join(", ")
-                )
-            };
-            let what = format!(
-                "failover evacuate {}{} ({reason})",
-                names.join(","),
-                if force { " --force" } else { "" }
-            );
-            let outcome = FailoverOutcome {
-                changed: !changed.is_empty(),
-                message,
-            };
-            outcome.audit(core, &mut effects, now, who, &what);
-            Ok((outcome, effects))
-        })
+            format!(
+                "evacuating {}: survivors scale out first, the unit scales in {how}",
+                names.join(", ")
+            )
+        };
+        let what = format!(
+            "failover evacuate {}{} ({reason})",
+            names.join(","),
+            if force { " --force" } else { "" }
+        );
+        let outcome = FailoverOutcome {
+            changed: !changed.is_empty(),
+            message,
+        };
+        outcome.audit(self, &mut effects, who, &what)?;
+        Ok(Decision::new(Answer::Failover(outcome), effects))
     }
 
     /// Returns an evacuated unit to service: it scales out first, then the others scale in.
-    pub fn failback(
-        &self,
+    pub(super) fn failback(
+        &mut self,
         unit: &UnitName,
         reason: &str,
         who: &str,
-    ) -> Result<FailoverOutcome, HubError> {
-        self.mutate(|core, now| {
-            let units = core.resolve_target(&EvacuationTarget::Unit(unit.clone()))?;
-            let mut effects = Effects::default();
-            let reason = if reason.is_empty() {
-                "failed back by an operator"
-            } else {
-                reason
-            };
-            let changed = core.set_phase(&units, UnitPhase::Active, false, reason, &mut effects);
-            let message = if changed.is_empty() {
-                format!("{unit} is already active")
-            } else {
-                format!("failing back {unit}: it scales out first, then the others scale in")
-            };
-            let outcome = FailoverOutcome {
-                changed: !changed.is_empty(),
-                message,
-            };
-            let what = format!("failover failback {unit} ({reason})");
-            outcome.audit(core, &mut effects, now, who, &what);
-            Ok((outcome, effects))
-        })
+    ) -> Result<Decision, HubError> {
+        let units = self.resolve_target(&EvacuationTarget::Unit(unit.clone()))?;
+        let mut effects = Effects::default();
+        let reason = if reason.is_empty() {
+            "failed back by an operator"
+        } else {
+            reason
+        };
+        let changed = self.set_phase(&units, UnitPhase::Active, false, reason, &mut effects)?;
+        let message = if changed.is_empty() {
+            format!("{unit} is already active")
+        } else {
+            format!("failing back {unit}: it scales out first, then the others scale in")
+        };
+        let outcome = FailoverOutcome {
+            changed: !changed.is_empty(),
+            message,
+        };
+        let what = format!("failover failback {unit} ({reason})");
+        outcome.audit(self, &mut effects, who, &what)?;
+        Ok(Decision::new(Answer::Failover(outcome), effects))
     }
 
-    /// Every unit's failover state, and whether automatic failover is on.
-    pub fn failover_status(&self) -> (bool, Vec<UnitFailoverView>) {
-        (
-            self.inner.policy.auto,
-            self.read(|core, _| core.failover_view()),
-        )
-    }
-
-    /// Notes units whose new capacity became ready (metrics: time to capacity restored).
-    pub(super) fn observe_restored(core: &mut Core, metrics: &super::metrics::HubMetrics) {
-        for (unit, took_ms) in core.restored_units() {
-            tracing::info!(%unit, took_ms, "capacity restored after a failover");
-            metrics.observe_restore(Duration::from_millis(u64::try_from(took_ms).unwrap_or(0)));
+    /// Automatic failover: evacuates (with `--force` semantics) the units of one cluster that has
+    /// been silent longer than the policy allows, unless a guard says no.
+    pub(super) fn auto_failover(&mut self) -> Result<Effects, HubError> {
+        if !self.policy.auto {
+            return Ok(Effects::default());
         }
-    }
-
-    /// Automatic failover: evacuates (with `--force` semantics) one unit whose cluster has been
-    /// silent longer than the policy allows, unless a guard says no.
-    pub(super) fn auto_failover(&self) -> Result<(), HubError> {
-        let policy = self.inner.policy;
-        if !policy.auto {
-            return Ok(());
-        }
-        let started = self.inner.started_ms;
-        let decision = self.read(|core, now| decide_auto_failover(core, &policy, started, now));
-        let Some((cluster, silent_s)) = decision else {
-            return Ok(());
+        let Some((cluster, silent_s)) = decide_auto_failover(self, self.now_ms) else {
+            return Ok(Effects::default());
         };
         let reason = format!("cluster {cluster} unreachable for {silent_s}s");
         tracing::warn!(%cluster, silent_s, "automatic failover");
-        self.evacuate(&EvacuationTarget::Cluster(cluster), true, &reason, "hub")
-            .map(|_| ())
+        let decision = self.evacuate(&EvacuationTarget::Cluster(cluster), true, &reason, "hub")?;
+        Ok(decision.effects)
+    }
+}
+
+impl Hub {
+    /// Every unit's failover state, and whether automatic failover is on.
+    pub fn failover_status(&self) -> (bool, Vec<UnitFailoverView>) {
+        self.read(|core, _| (core.policy.auto, core.failover_view()))
     }
 }
 
@@ -334,12 +325,8 @@ impl Hub {
 /// while an earlier evacuation is still restoring capacity), never beyond the share of all units, and
 /// never while the hub sees fewer than half of the clusters (then the hub is the one cut off). All the
 /// units of a cluster go at once: one of them could not take the replicas of another anyway.
-fn decide_auto_failover(
-    core: &Core,
-    policy: &FailoverPolicy,
-    started_ms: i64,
-    now: i64,
-) -> Option<(ClusterName, i64)> {
+pub(super) fn decide_auto_failover(core: &Core, now: i64) -> Option<(ClusterName, i64)> {
+    let (policy, started_ms) = (&core.policy, core.started_ms);
     if !core.restoring.is_empty() {
         return None;
     }

@@ -11,6 +11,7 @@
 
 use super::Hub;
 use super::core::Heard;
+use super::event::PendingReport;
 use crate::names::{ClusterName, SliceId};
 use crate::tls::{Identity, peer_identity};
 use cafe_proto::v1 as pb;
@@ -46,9 +47,6 @@ const REPORT_QUEUE: usize = 4096;
 /// Most statuses applied in one mutation (one store commit), so that a commit stays short.
 const REPORT_BATCH: usize = 1024;
 
-/// One slice status on its way to the hub's model, with the stream (session) it came on.
-type PendingReport = (ClusterName, u64, pb::SliceStatus);
-
 /// The AgentLink service.
 #[derive(Debug, Clone)]
 pub struct AgentLinkService {
@@ -74,7 +72,8 @@ impl AgentLinkService {
         self.reports
             .get_or_init(|| {
                 let (tx, rx) = mpsc::channel(REPORT_QUEUE);
-                tokio::spawn(report_loop(self.hub.clone(), rx));
+                self.hub
+                    .spawn("the report loop", report_loop(self.hub.clone(), rx));
                 tx
             })
             .clone()
@@ -124,7 +123,7 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
                 "this certificate is for cluster {certified}, not {cluster}"
             )));
         }
-        let (session, heard) = self.hub.connect(&cluster, &hello.agent_version);
+        let (session, heard) = self.hub.connect(&cluster, &hello.agent_version).await?;
         tracing::info!(%cluster, session, agent_version = %hello.agent_version, held = hello.inventory.len(), "agent connected");
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let inventory: BTreeMap<String, u64> = hello
@@ -132,20 +131,33 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
             .into_iter()
             .map(|e| (e.id, e.generation))
             .collect();
-        tokio::spawn(send_loop(
-            self.hub.clone(),
-            cluster.clone(),
-            (session, Arc::clone(&heard)),
-            inventory,
-            tx,
-        ));
-        tokio::spawn(receive_loop(
-            self.hub.clone(),
-            cluster,
-            (session, heard),
-            inbound,
-            self.reports(),
-        ));
+        let span = tracing::info_span!("agent stream", %cluster, session);
+        self.hub.spawn(
+            "an agent stream's sender",
+            tracing::Instrument::instrument(
+                send_loop(
+                    self.hub.clone(),
+                    cluster.clone(),
+                    (session, Arc::clone(&heard)),
+                    inventory,
+                    tx,
+                ),
+                span.clone(),
+            ),
+        );
+        self.hub.spawn(
+            "an agent stream's receiver",
+            tracing::Instrument::instrument(
+                receive_loop(
+                    self.hub.clone(),
+                    cluster,
+                    (session, heard),
+                    inbound,
+                    self.reports(),
+                ),
+                span,
+            ),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -289,7 +301,7 @@ async fn receive_loop(
                         }
                     }
                     AgentKind::Ack(ack) => match ack.id.parse::<SliceId>() {
-                        Ok(id) => hub.ack(&cluster, &id, ack.generation, ack.deleted),
+                        Ok(id) => hub.ack(&cluster, &id, ack.generation, ack.deleted).await,
                         Err(error) => tracing::warn!(%cluster, %error, "malformed ack"),
                     },
                     AgentKind::Heartbeat(_) => {}
@@ -305,27 +317,20 @@ async fn receive_loop(
         }
     }
     tracing::info!(%cluster, session, "agent disconnected");
-    hub.disconnect(&cluster, session);
+    if let Err(error) = hub.disconnect(&cluster, session).await {
+        tracing::warn!(%cluster, session, %error, "cannot record the disconnection");
+    }
 }
 
-/// Applies queued statuses, all that are waiting (up to [`REPORT_BATCH`]) at a time.
+/// Applies queued statuses, all that are waiting (up to [`REPORT_BATCH`]) at a time, as one event.
 async fn report_loop(hub: Hub, mut queue: mpsc::Receiver<PendingReport>) {
     let mut batch = Vec::with_capacity(REPORT_BATCH);
     while queue.recv_many(&mut batch, REPORT_BATCH).await > 0 {
         let reports = std::mem::take(&mut batch);
-        let hub = hub.clone();
-        // The mutation commits to the store (an fsync): off the runtime's workers.
-        if let Err(error) = tokio::task::spawn_blocking(move || report_batch(&hub, reports)).await {
-            tracing::error!(%error, "a report batch failed");
+        let count = reports.len();
+        if let Err(error) = hub.report_many(reports).await {
+            tracing::error!(%error, count, "cannot record slice statuses");
         }
-    }
-}
-
-/// Records a batch of statuses in one hub mutation.
-fn report_batch(hub: &Hub, reports: Vec<PendingReport>) {
-    let count = reports.len();
-    if let Err(error) = hub.report_many(reports) {
-        tracing::error!(%error, count, "cannot record slice statuses");
     }
 }
 
@@ -366,9 +371,9 @@ mod tests {
         let hub =
             Hub::load(Box::new(MemoryStore::default()), Arc::new(SystemClock)).expect("loads");
         let documents = parse_yaml_documents(&format!("{UNITS}\n---\n{PAYMENTS}")).expect("valid");
-        hub.apply(documents, "test", false).expect("apply");
+        hub.apply(documents, "test", false).await.expect("apply");
         let cluster = ClusterName::new("sh-dc1").expect("name");
-        let stream = hub.connect(&cluster, "test");
+        let stream = hub.connect(&cluster, "test").await.expect("connects");
         let (tx, mut rx) = mpsc::channel(OUTBOUND_BUFFER);
         tokio::spawn(send_loop(
             hub.clone(),
@@ -382,14 +387,13 @@ mod tests {
         // A slice changes in the model and nobody wakes the stream: the defence in depth against
         // a missed notification is the comparison every few heartbeats.
         let id: SliceId = first.id.parse().expect("slice id");
-        {
-            let mut core = hub.core();
+        hub.tamper(|core| {
             let live = core.slices.get_mut(&id).expect("the slice");
             let mut wire = pb::Slice::clone(&live.wire);
             wire.generation += 100;
             live.generation = wire.generation;
             live.wire = Arc::new(wire);
-        }
+        });
         let changed = tokio::time::Instant::now();
         let resent = loop {
             let slice = next_upsert(&mut rx, HEARTBEAT_INTERVAL * (RESYNC_EVERY_BEATS + 1)).await;

@@ -1,22 +1,26 @@
 //! The federation hub (DESIGN sections 5, 6, 9): the durable model, the release coordinator, the
 //! AgentLink server and the operators' API.
 //!
-//! Every mutation runs under one lock: change the in-memory [`core::Core`], commit the store writes,
-//! and only then wake the agents' streams, so nothing is sent that a restart could forget.
+//! Every change is an [`event::Event`] that one writer ([`writer`]) decides on a copy of the model,
+//! commits to the store, and only then publishes: readers and streams see a model the store
+//! already holds, and never wait for a commit to read it.
 
 pub mod api;
 pub mod clock;
 pub mod convert;
 pub mod core;
+pub mod event;
 pub mod failover;
 pub mod link;
 pub mod metrics;
 pub mod records;
 mod resources;
 pub mod server;
+mod writer;
 
 use self::clock::Clock;
-use self::core::{Core, Effects, Heard, to_json};
+use self::core::{Core, Effects, Heard};
+use self::event::{Answer, Event, PendingReport};
 use self::metrics::HubMetrics;
 use self::records::{DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
@@ -26,8 +30,8 @@ use crate::resources::{
 };
 use crate::store::{Store, StoreError, Table, Write};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// How often time-based transitions (minReadySeconds, autoPause, deadlines, silent clusters) are checked.
 pub const COORDINATOR_TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -48,6 +52,9 @@ pub enum HubError {
         /// Why.
         reason: String,
     },
+    /// A record could not be encoded; nothing changed.
+    #[error("cannot encode a record: {0}")]
+    Encode(String),
     /// Input documents were refused; nothing changed.
     #[error("{}", format_documents(.0))]
     Invalid(Vec<DocumentError>),
@@ -60,6 +67,9 @@ pub enum HubError {
     /// A release command could not be carried out.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The hub's store writer is gone (the hub is stopping, or it failed).
+    #[error("the hub stopped: {0}")]
+    Stopped(String),
 }
 
 fn format_documents(errors: &[DocumentError]) -> String {
@@ -70,17 +80,70 @@ fn format_documents(errors: &[DocumentError]) -> String {
         .join("\n")
 }
 
+/// The kind of an applied document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A LogicalUnit.
+    LogicalUnit,
+    /// A CafeDeployment.
+    CafeDeployment,
+}
+
+impl Kind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LogicalUnit => "LogicalUnit",
+            Self::CafeDeployment => "CafeDeployment",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What applying a document did (`kubectl apply`'s words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// It did not exist.
+    Created,
+    /// It changed.
+    Configured,
+    /// It was already so.
+    Unchanged,
+}
+
+impl Action {
+    /// The action's word on the wire and in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Configured => "configured",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one applied document did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// `LogicalUnit` or `CafeDeployment`.
-    pub kind: &'static str,
+    /// The document's kind.
+    pub kind: Kind,
     /// Empty for units.
     pub namespace: String,
     /// The name.
     pub name: String,
-    /// `created`, `configured` or `unchanged`.
-    pub action: &'static str,
+    /// What applying it did.
+    pub action: Action,
 }
 
 /// The hub: shared by the gRPC services and the coordinator.
@@ -90,18 +153,80 @@ pub struct Hub {
 }
 
 struct Inner {
-    core: Mutex<Core>,
-    store: Box<dyn Store>,
+    shared: Arc<Shared>,
+    /// The writer's queue; the writer ends when the last hub handle is gone.
+    events: mpsc::Sender<writer::Submission>,
+    sessions: std::sync::atomic::AtomicU64,
+}
+
+/// What the writer and the readers share.
+struct Shared {
+    /// The model the store holds: replaced (never changed) by the writer after each commit.
+    published: RwLock<Arc<Core>>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// Per cluster: bumped when its slices change or it must re-check them.
     cluster_wakeups: Mutex<BTreeMap<ClusterName, watch::Sender<u64>>>,
     /// Bumped on every change a status watcher may care about.
     changes: watch::Sender<u64>,
-    sessions: std::sync::atomic::AtomicU64,
     metrics: HubMetrics,
-    policy: failover::FailoverPolicy,
-    /// When this hub process started (ms): clusters never heard from count as silent since then.
-    started_ms: i64,
+    /// Why the hub failed (a task of it panicked): `None` while it is sound.
+    failure: watch::Sender<Option<String>>,
+}
+
+impl Shared {
+    /// Marks the hub failed; the first reason stays.
+    fn fail(&self, reason: &str) {
+        tracing::error!(reason, "the hub failed");
+        self.failure.send_if_modified(|failure| {
+            if failure.is_some() {
+                return false;
+            }
+            *failure = Some(reason.to_owned());
+            true
+        });
+    }
+
+    fn snapshot(&self) -> Arc<Core> {
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Makes `core` the model, then carries out the effects that follow a commit.
+    fn publish(&self, core: Arc<Core>, effects: &Effects) {
+        *self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = core;
+        if effects.connected_delta != 0 {
+            self.metrics
+                .connected_clusters_delta(effects.connected_delta);
+        }
+        for (_, took_ms) in &effects.restored {
+            self.metrics
+                .observe_restore(std::time::Duration::from_millis(
+                    u64::try_from(*took_ms).unwrap_or(0),
+                ));
+        }
+        self.wake(effects.clusters.iter());
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    fn wake<'a>(&self, clusters: impl Iterator<Item = &'a ClusterName>) {
+        let wakeups = self
+            .cluster_wakeups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for cluster in clusters {
+            if let Some(tx) = wakeups.get(cluster) {
+                tx.send_modify(|v| *v += 1);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -122,6 +247,11 @@ fn parse_record<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The answer of an event that answers otherwise: a bug, reported rather than panicked on.
+fn unexpected(answer: &Answer) -> HubError {
+    HubError::FailedPrecondition(format!("internal error: unexpected answer {answer:?}"))
+}
+
 impl Hub {
     /// Loads the hub's state from `store` and recomputes every slice (keeping the generations of
     /// unchanged ones, so agents see nothing new after a restart).
@@ -135,113 +265,89 @@ impl Hub {
         clock: Arc<dyn Clock>,
         policy: failover::FailoverPolicy,
     ) -> Result<Self, HubError> {
-        let started_ms = clock.now_ms();
-        let (core, effects) = load_core(store.as_ref(), started_ms)?;
+        let store: Arc<dyn Store> = Arc::from(store);
+        let (core, effects) = load_core(store.as_ref(), Core::new(clock.now_ms(), policy))?;
         store.commit(&effects.writes)?;
         let (changes, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            published: RwLock::new(Arc::new(core)),
+            store,
+            clock,
+            cluster_wakeups: Mutex::new(BTreeMap::new()),
+            changes,
+            metrics: HubMetrics::default(),
+            failure: watch::channel(None).0,
+        });
+        let events = writer::start(Arc::clone(&shared))
+            .map_err(|e| HubError::Stopped(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                core: Mutex::new(core),
-                store,
-                clock,
-                cluster_wakeups: Mutex::new(BTreeMap::new()),
-                changes,
+                shared,
+                events,
                 sessions: std::sync::atomic::AtomicU64::new(1),
-                metrics: HubMetrics::default(),
-                policy,
-                started_ms,
             }),
         })
     }
 
-    fn core(&self) -> MutexGuard<'_, Core> {
-        // Mutations finish their in-memory change before anything that can panic; a poisoned lock
-        // still guards consistent maps.
-        self.inner
-            .core
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The published model: what the store holds.
+    fn snapshot(&self) -> Arc<Core> {
+        self.inner.shared.snapshot()
     }
 
     /// Now, by the hub's clock.
     pub fn now_ms(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.inner.shared.clock.now_ms()
     }
 
     /// The hub's metrics.
     pub fn metrics(&self) -> &HubMetrics {
-        &self.inner.metrics
+        &self.inner.shared.metrics
     }
 
-    /// Runs `mutate` under the lock, commits its writes, then wakes the affected agents. When the
-    /// commit fails, the in-memory state is reloaded from the store, so memory never runs ahead of it.
-    fn mutate<R>(
+    /// Resolves when the hub has failed, with why: its store writer or one of its tasks panicked.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.inner.shared.failure.subscribe();
+        match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => "the hub is gone".to_owned(),
+        }
+    }
+
+    /// Runs `task` in the background, supervised: a panic fails the hub (see [`Hub::failed`])
+    /// rather than ending one stream quietly.
+    pub fn spawn(
         &self,
-        mutate: impl FnOnce(&mut Core, i64) -> Result<(R, Effects), HubError>,
-    ) -> Result<R, HubError> {
-        let now = self.now_ms();
-        let (result, clusters) = {
-            let mut core = self.core();
-            core.now_ms = now;
-            let generation_before = core.next_generation;
-            let (result, mut effects) = mutate(&mut core, now)?;
-            if core.next_generation != generation_before {
-                effects.writes.push(core.generation_write());
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = tokio::spawn(task);
+        let shared = Arc::clone(&self.inner.shared);
+        tokio::spawn(async move {
+            if let Err(error) = handle.await
+                && error.is_panic()
+            {
+                shared.fail(&format!("{name} panicked"));
             }
-            if !effects.writes.is_empty() {
-                let started = std::time::Instant::now();
-                if let Err(error) = self.inner.store.commit(&effects.writes) {
-                    tracing::error!(%error, "store commit failed; reloading the hub's state");
-                    // Under the same lock, so no other mutation sees (or commits) the lost change.
-                    self.reload(&mut core, now);
-                    return Err(error.into());
-                }
-                self.inner.metrics.observe_commit(started.elapsed());
-            }
-            (result, effects.clusters)
-        };
-        self.wake(clusters.iter());
-        self.inner.changes.send_modify(|v| *v += 1);
-        Ok(result)
+        });
     }
 
-    /// Rebuilds the model from what the store holds. Agent sessions, reports, tombstones and
-    /// restoring units are kept: they are not in the store, and the agents are still there.
-    fn reload(&self, core: &mut Core, now: i64) {
-        match load_core(self.inner.store.as_ref(), now) {
-            Ok((mut fresh, effects)) => {
-                fresh.clusters = std::mem::take(&mut core.clusters);
-                fresh.restoring = std::mem::take(&mut core.restoring);
-                for (cluster, tombs) in std::mem::take(&mut core.tombstones) {
-                    fresh.tombstones.entry(cluster).or_default().extend(tombs);
-                }
-                fresh.next_generation = fresh.next_generation.max(core.next_generation);
-                *core = fresh;
-                if let Err(error) = self.inner.store.commit(&effects.writes) {
-                    tracing::error!(%error, "the store still refuses writes");
-                }
-            }
-            Err(error) => tracing::error!(%error, "cannot reload the hub's state from the store"),
-        }
-    }
-
-    fn wake<'a>(&self, clusters: impl Iterator<Item = &'a ClusterName>) {
-        let wakeups = self
-            .inner
-            .cluster_wakeups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for cluster in clusters {
-            if let Some(tx) = wakeups.get(cluster) {
-                tx.send_modify(|v| *v += 1);
-            }
-        }
+    /// Hands `event` to the writer and waits for its decision to be committed (or refused).
+    async fn submit(&self, event: Event) -> Result<Answer, HubError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || HubError::Stopped("the hub's store writer is gone".to_owned());
+        self.inner
+            .events
+            .send((event, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// A receiver that changes whenever the cluster's slices change.
     pub fn subscribe_cluster(&self, cluster: &ClusterName) -> watch::Receiver<u64> {
         let mut wakeups = self
             .inner
+            .shared
             .cluster_wakeups
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -253,51 +359,149 @@ impl Hub {
 
     /// A receiver that changes on every change of state or report.
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
-        self.inner.changes.subscribe()
+        self.inner.shared.changes.subscribe()
+    }
+
+    // ---- changes ----
+
+    /// Validates and stores documents; all or nothing.
+    pub async fn apply(
+        &self,
+        resources: Vec<Resource>,
+        who: &str,
+        dry_run: bool,
+    ) -> Result<Vec<Applied>, HubError> {
+        let event = Event::Apply {
+            resources,
+            who: who.to_owned(),
+            dry_run,
+        };
+        match self.submit(event).await? {
+            Answer::Applied(applied) => Ok(applied),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes a unit no deployment uses. Idempotent: returns false when it did not exist.
+    pub async fn delete_unit(&self, name: &UnitName, who: &str) -> Result<bool, HubError> {
+        let event = Event::DeleteUnit {
+            name: name.clone(),
+            who: who.to_owned(),
+        };
+        self.deleted(event).await
+    }
+
+    /// Removes a deployment; its slices are withdrawn from the agents, which drain and remove the
+    /// pods. Idempotent: returns false when it did not exist.
+    pub async fn delete_deployment(
+        &self,
+        key: &DeploymentKey,
+        who: &str,
+    ) -> Result<bool, HubError> {
+        let event = Event::DeleteDeployment {
+            key: key.clone(),
+            who: who.to_owned(),
+        };
+        self.deleted(event).await
+    }
+
+    async fn deleted(&self, event: Event) -> Result<bool, HubError> {
+        match self.submit(event).await? {
+            Answer::Deleted(deleted) => Ok(deleted),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a release command.
+    pub async fn command(
+        &self,
+        key: &DeploymentKey,
+        command: ReleaseCommand,
+        expected_batch: Option<usize>,
+        who: &str,
+    ) -> Result<CommandOutcome, HubError> {
+        let event = Event::Command {
+            key: key.clone(),
+            command,
+            expected_batch,
+            who: who.to_owned(),
+        };
+        match self.submit(event).await? {
+            Answer::Command(outcome) => Ok(*outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Evacuates a unit or a region (see [`Core::evacuate`]).
+    pub async fn evacuate(
+        &self,
+        target: &failover::EvacuationTarget,
+        force: bool,
+        reason: &str,
+        who: &str,
+    ) -> Result<failover::FailoverOutcome, HubError> {
+        let event = Event::Evacuate {
+            target: target.clone(),
+            force,
+            reason: reason.to_owned(),
+            who: who.to_owned(),
+        };
+        self.failover(event).await
+    }
+
+    /// Returns an evacuated unit to service: it scales out first, then the others scale in.
+    pub async fn failback(
+        &self,
+        unit: &UnitName,
+        reason: &str,
+        who: &str,
+    ) -> Result<failover::FailoverOutcome, HubError> {
+        let event = Event::Failback {
+            unit: unit.clone(),
+            reason: reason.to_owned(),
+            who: who.to_owned(),
+        };
+        self.failover(event).await
+    }
+
+    async fn failover(&self, event: Event) -> Result<failover::FailoverOutcome, HubError> {
+        match self.submit(event).await? {
+            Answer::Failover(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
     }
 
     // ---- agents ----
 
     /// A new agent stream for `cluster`; returns its session number and what the stream updates
-    /// without the model's lock. A previous stream of the same cluster is superseded.
-    pub fn connect(&self, cluster: &ClusterName, agent_version: &str) -> (u64, Arc<Heard>) {
+    /// without waiting for the writer. A previous stream of the same cluster is superseded.
+    pub async fn connect(
+        &self,
+        cluster: &ClusterName,
+        agent_version: &str,
+    ) -> Result<(u64, Arc<Heard>), HubError> {
         let session = self
             .inner
             .sessions
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let now = self.now_ms();
-        let (superseded, heard) = {
-            let mut core = self.core();
-            let live = core.clusters.entry(cluster.clone()).or_default();
-            let superseded = live.set_session(Some(session)).is_some();
-            live.heard.saw(now);
-            live.agent_version = agent_version.to_owned();
-            // Reports of an earlier stream may describe pods that have changed since: only what
-            // this stream reports counts.
-            live.reports.clear();
-            (superseded, Arc::clone(&live.heard))
+        let event = Event::Connected {
+            cluster: cluster.clone(),
+            session,
+            agent_version: agent_version.to_owned(),
         };
-        if !superseded {
-            self.inner.metrics.connected_clusters_delta(1);
+        match self.submit(event).await? {
+            Answer::Connected(heard) => Ok((session, heard)),
+            other => Err(unexpected(&other)),
         }
-        // Wake a superseded stream so that it notices and ends.
-        self.wake(std::iter::once(cluster));
-        self.inner.changes.send_modify(|v| *v += 1);
-        (session, heard)
     }
 
     /// The agent's stream ended.
-    pub fn disconnect(&self, cluster: &ClusterName, session: u64) {
-        let mut core = self.core();
-        if let Some(live) = core.clusters.get_mut(cluster)
-            && live.session() == Some(session)
-        {
-            live.set_session(None);
-            live.reports.clear();
-            self.inner.metrics.connected_clusters_delta(-1);
-        }
-        drop(core);
-        self.inner.changes.send_modify(|v| *v += 1);
+    pub async fn disconnect(&self, cluster: &ClusterName, session: u64) -> Result<(), HubError> {
+        let event = Event::Disconnected {
+            cluster: cluster.clone(),
+            session,
+        };
+        self.submit(event).await.map(|_| ())
     }
 
     /// The cluster's desired slices and tombstones, for its stream.
@@ -305,98 +509,35 @@ impl Hub {
         &self,
         cluster: &ClusterName,
     ) -> (Vec<Arc<cafe_proto::v1::Slice>>, Vec<(SliceId, u64)>) {
-        let core = self.core();
-        let slices = core
-            .cluster_slices
-            .get(cluster)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| core.slices.get(id))
-                    .map(|s| Arc::clone(&s.wire))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let tombstones = core
-            .tombstones
-            .get(cluster)
-            .map(|t| t.iter().map(|(id, g)| (id.clone(), *g)).collect())
-            .unwrap_or_default();
-        (slices, tombstones)
+        self.snapshot().cluster_view(cluster)
     }
 
     /// An agent acknowledged a slice generation (its stream has already noted that it heard from
-    /// the agent). Only a confirmed removal takes the model's lock.
-    pub fn ack(&self, cluster: &ClusterName, id: &SliceId, generation: u64, deleted: bool) {
-        // A removal the agent confirmed needs no tombstone any more: a later stream's snapshot marker
-        // lists the live slices, and the agent removes the rest itself.
+    /// the agent). Only a confirmed removal changes the model, and nobody waits for it.
+    pub async fn ack(&self, cluster: &ClusterName, id: &SliceId, generation: u64, deleted: bool) {
+        self.inner.shared.metrics.acks_inc();
         if deleted {
-            let mut core = self.core();
-            if let Some(tombs) = core.tombstones.get_mut(cluster)
-                && tombs.get(id).is_some_and(|g| *g <= generation)
-            {
-                tombs.remove(id);
+            let event = Event::RemovalAcked {
+                cluster: cluster.clone(),
+                id: id.clone(),
+                generation,
+            };
+            let (tx, _answer) = oneshot::channel();
+            if self.inner.events.send((event, tx)).await.is_err() {
+                tracing::warn!(%cluster, "the hub's store writer is gone; a removal ack is lost");
             }
         }
-        self.inner.metrics.acks_inc();
     }
 
-    /// Agents reported slice statuses: each is recorded when its stream (session) is still its
-    /// cluster's current one and the slice is the cluster's (others are refused and logged), then every
-    /// deployment they touch moves forward once, all in one mutation and so one store commit.
-    pub fn report_many(
-        &self,
-        reports: Vec<(ClusterName, u64, cafe_proto::v1::SliceStatus)>,
-    ) -> Result<(), HubError> {
-        self.mutate(|core, now| {
-            let mut touched: std::collections::BTreeSet<DeploymentKey> = std::collections::BTreeSet::new();
-            for (cluster, session, status) in reports {
-                let current = core.clusters.get(&cluster).is_some_and(|live| live.session() == Some(session));
-                if !current {
-                    continue;
-                }
-                let id = match status.id.parse::<SliceId>() {
-                    Ok(id) => id,
-                    Err(error) => {
-                        tracing::warn!(%cluster, %error, "refused a slice status");
-                        continue;
-                    }
-                };
-                if core.slices.get(&id).is_none_or(|s| s.cluster != cluster) {
-                    tracing::warn!(%cluster, slice = %id, "refused a slice status: the slice is not the cluster's");
-                    continue;
-                }
-                let live = core.clusters.entry(cluster).or_default();
-                live.reports.insert(id.clone(), status);
-                touched.insert(id.deployment);
-            }
-            let mut effects = Effects::default();
-            for key in &touched {
-                effects.merge(core.evaluate(key, now));
-            }
-            Ok(((), effects))
-        })
+    /// Agents reported slice statuses (see [`Core::decide`]): all in one decision, so one commit.
+    pub async fn report_many(&self, reports: Vec<PendingReport>) -> Result<(), HubError> {
+        self.submit(Event::Reports(reports)).await.map(|_| ())
     }
 
-    /// Checks the time-based transitions that are due (minReadySeconds, autoPauseSeconds, progress
-    /// deadlines) in one mutation, notes restored failover capacity, and runs automatic failover.
-    pub fn tick(&self) -> Result<(), HubError> {
-        let now = self.now_ms();
-        let due = self.core().due(now);
-        if !due.is_empty() {
-            self.mutate(|core, now| {
-                let mut effects = Effects::default();
-                for key in &due {
-                    effects.merge(core.evaluate(key, now));
-                }
-                Ok(((), effects))
-            })?;
-        }
-        {
-            let mut core = self.core();
-            core.now_ms = now;
-            Self::observe_restored(&mut core, &self.inner.metrics);
-        }
-        self.auto_failover()
+    /// Checks the time-based transitions that are due, notes restored failover capacity, and runs
+    /// automatic failover.
+    pub async fn tick(&self) -> Result<(), HubError> {
+        self.submit(Event::Tick).await.map(|_| ())
     }
 
     // ---- reads ----
@@ -407,20 +548,21 @@ impl Hub {
         key: &DeploymentKey,
     ) -> Result<crate::release::DeploymentStatusView, HubError> {
         let now = self.now_ms();
-        self.core()
+        self.snapshot()
             .status(key, now)
             .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))
     }
 
-    /// Runs `read` on the state.
+    /// Runs `read` on the published model.
     pub fn read<R>(&self, read: impl FnOnce(&Core, i64) -> R) -> R {
         let now = self.now_ms();
-        read(&self.core(), now)
+        read(&self.snapshot(), now)
     }
 
     /// The last `limit` audit records, newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<records::AuditRecord>, HubError> {
         self.inner
+            .shared
             .store
             .load_last(Table::Audit, limit)?
             .into_iter()
@@ -437,31 +579,42 @@ impl Hub {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = interval.tick() => {
-                    if let Err(error) = self.tick() {
+                    let span = tracing::trace_span!("tick");
+                    let result = tracing::Instrument::instrument(self.tick(), span).await;
+                    if let Err(error) = result {
                         tracing::error!(%error, "coordinator tick failed");
                     }
                 }
             }
         }
     }
+
+    /// Changes the published model without an event or a commit: for tests of what the streams do
+    /// when a change reaches them late or not at all.
+    #[cfg(test)]
+    fn tamper(&self, change: impl FnOnce(&mut Core)) {
+        let mut published = self
+            .inner
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(Arc::make_mut(&mut published));
+    }
 }
 
 /// Reads every record and recomputes the slices. The effects hold the writes that bring the store in
 /// line (generations of changed slices, removal of slices no longer desired).
-fn load_core(store: &dyn Store, now_ms: i64) -> Result<(Core, Effects), HubError> {
+fn load_core(store: &dyn Store, mut core: Core) -> Result<(Core, Effects), HubError> {
     let corrupt = |table: &'static str, key: &str, reason: String| HubError::Corrupt {
         table,
         key: key.to_owned(),
         reason,
     };
-    let mut core = Core {
-        now_ms,
-        ..Core::default()
-    };
     for (key, value) in store.load(Table::Units)? {
         let unit: LogicalUnit = parse_record("units", &key, &value)?;
         let name = unit.name().map_err(|e| corrupt("units", &key, e.0))?;
-        core.units.insert(name, unit);
+        core.units_mut().insert(name, unit);
     }
     for (key, value) in store.load(Table::Deployments)? {
         let record: DeploymentRecord = parse_record("deployments", &key, &value)?;
@@ -469,7 +622,7 @@ fn load_core(store: &dyn Store, now_ms: i64) -> Result<(Core, Effects), HubError
             .deployment
             .key()
             .map_err(|e| corrupt("deployments", &key, e.0))?;
-        core.deployments.insert(dkey, record);
+        core.deployments.insert(dkey, Arc::new(record));
     }
     for (key, value) in store.load(Table::Slices)? {
         let record: SliceRecord = parse_record("slices", &key, &value)?;
@@ -497,7 +650,7 @@ fn load_core(store: &dyn Store, now_ms: i64) -> Result<(Core, Effects), HubError
     let mut effects = Effects::default();
     let keys: Vec<DeploymentKey> = core.deployments.keys().cloned().collect();
     for key in &keys {
-        effects.merge(core.sync_slices(key));
+        effects.merge(core.sync_slices(key)?);
     }
     // Slices stored but no longer desired: their agents must remove them.
     for (id, record) in std::mem::take(&mut core.stored_slices) {

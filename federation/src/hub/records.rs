@@ -5,13 +5,15 @@ use crate::release::ReleaseState;
 use crate::resources::CafeDeployment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A deployment with its release state: one record, so one commit moves both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentRecord {
-    /// The deployment as applied, with the hub's metadata (generation, creation time, uid).
-    pub deployment: CafeDeployment,
+    /// The deployment as applied, with the hub's metadata (generation, creation time, uid). Shared:
+    /// copying the record to change its release leaves the spec where it is.
+    pub deployment: Arc<CafeDeployment>,
     /// Its release.
     pub release: ReleaseState,
     /// Set while replicas move between units (evacuation, failback): since when, in ms. Units giving

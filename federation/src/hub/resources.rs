@@ -1,20 +1,24 @@
-//! Resources and release commands: apply, delete, and pause / continue / retry / rollback.
+//! Resources and release commands: apply, delete, and pause / continue / retry / rollback, as
+//! decisions of the model (see [`super::event`]).
 
+use super::core::put_json;
+use super::event::{Answer, Decision};
 use super::*;
+use crate::resources::Subject;
 
-impl Hub {
-    // ---- resources ----
-
+impl Core {
     /// Validates and stores documents; all or nothing.
-    pub fn apply(
-        &self,
+    pub(super) fn apply(
+        &mut self,
         resources: Vec<Resource>,
         who: &str,
         dry_run: bool,
-    ) -> Result<Vec<Applied>, HubError> {
-        self.mutate(|core, now| {
+    ) -> Result<Decision, HubError> {
+        let core = self;
+        let now = core.now_ms;
+        {
             // Check everything against the units as they will be after this apply.
-            let mut units = core.units.clone();
+            let mut units = core.units().clone();
             for resource in &resources {
                 if let Resource::Unit(unit) = resource
                     && let Ok(name) = unit.name()
@@ -29,11 +33,17 @@ impl Hub {
                 if let Resource::Deployment(d) = resource
                     && let Err(errors) = crate::plan::plan_deployment(d, &units, &BTreeMap::new())
                 {
-                    failures.push(DocumentError { index: i + 1, what: Some(format!("CafeDeployment {}", resource.display_name())), errors });
+                    failures.push(DocumentError {
+                        index: i + 1,
+                        subject: Some(subject(resource)),
+                        errors,
+                    });
                 }
             }
             for (i, resource) in resources.iter().enumerate() {
-                let Resource::Unit(unit) = resource else { continue };
+                let Resource::Unit(unit) = resource else {
+                    continue;
+                };
                 let Ok(name) = unit.name() else { continue };
                 if let Some(old) = core.units.get(&name)
                     && old.spec.cluster != unit.spec.cluster
@@ -41,7 +51,7 @@ impl Hub {
                 {
                     failures.push(DocumentError {
                         index: i + 1,
-                        what: Some(format!("LogicalUnit {name}")),
+                        subject: Some(subject(resource)),
                         errors: FieldErrors(vec![FieldError::new(
                             "spec.cluster",
                             format!("cannot move unit {name} from cluster {} while deployments use it; evacuate it first", old.spec.cluster),
@@ -51,7 +61,10 @@ impl Hub {
             }
             // Changed units must not leave a stored deployment that no longer plans (a selector that
             // selects nothing, a region missing from a Sequential order).
-            if let Some(first_unit) = resources.iter().position(|r| matches!(r, Resource::Unit(_))) {
+            if let Some(first_unit) = resources
+                .iter()
+                .position(|r| matches!(r, Resource::Unit(_)))
+            {
                 let replaced: Vec<String> = resources
                     .iter()
                     .filter(|r| matches!(r, Resource::Deployment(_)))
@@ -61,10 +74,14 @@ impl Hub {
                     if replaced.contains(&key.to_string()) {
                         continue;
                     }
-                    if let Err(errors) = crate::plan::plan_deployment(&record.deployment, &units, &record.last_allocation) {
+                    if let Err(errors) = crate::plan::plan_deployment(
+                        &record.deployment,
+                        &units,
+                        &record.last_allocation,
+                    ) {
                         failures.push(DocumentError {
                             index: first_unit + 1,
-                            what: Some(format!("{} {}", resources[first_unit].kind(), resources[first_unit].display_name())),
+                            subject: Some(subject(&resources[first_unit])),
                             errors: FieldErrors(vec![FieldError::new(
                                 "spec",
                                 format!("this change would leave CafeDeployment {key} without a plan: {errors}"),
@@ -84,27 +101,33 @@ impl Hub {
                 match resource {
                     Resource::Unit(unit) => {
                         let (name, action) = apply_unit(core, *unit, now, dry_run, &mut effects)?;
-                        results.push(Applied { kind: "LogicalUnit", namespace: String::new(), name: name.to_string(), action });
-                        if action != "unchanged" {
+                        results.push(Applied {
+                            kind: Kind::LogicalUnit,
+                            namespace: String::new(),
+                            name: name.to_string(),
+                            action,
+                        });
+                        if action != Action::Unchanged {
                             touched_units.push(name);
                         }
                     }
                     Resource::Deployment(deployment) => {
-                        let (key, action) = apply_deployment(core, *deployment, now, dry_run, &mut effects)?;
+                        let (key, action) =
+                            apply_deployment(core, *deployment, now, dry_run, &mut effects)?;
                         results.push(Applied {
-                            kind: "CafeDeployment",
+                            kind: Kind::CafeDeployment,
                             namespace: key.namespace.to_string(),
                             name: key.name.to_string(),
                             action,
                         });
-                        if action != "unchanged" {
+                        if action != Action::Unchanged {
                             touched_deployments.push(key);
                         }
                     }
                 }
             }
             if dry_run {
-                return Ok((results, Effects::default()));
+                return Ok(Decision::answer(Answer::Applied(results)));
             }
             for unit in &touched_units {
                 touched_deployments.extend(core.deployments_using(unit));
@@ -112,19 +135,28 @@ impl Hub {
             touched_deployments.sort();
             touched_deployments.dedup();
             for key in &touched_deployments {
-                effects.merge(core.sync_slices(key));
+                effects.merge(core.sync_slices(key)?);
             }
-            let summary: Vec<String> = results.iter().map(|r| format!("{} {} {}", r.action, r.kind, r.name)).collect();
-            core.audit(&mut effects, now, who, &format!("apply {}", summary.join(", ")), "ok");
-            Ok((results, effects))
-        })
+            let summary: Vec<String> = results
+                .iter()
+                .map(|r| format!("{} {} {}", r.action, r.kind, r.name))
+                .collect();
+            core.audit(
+                &mut effects,
+                who,
+                &format!("apply {}", summary.join(", ")),
+                "ok",
+            )?;
+            Ok(Decision::new(Answer::Applied(results), effects))
+        }
     }
 
     /// Removes a unit or a deployment. Idempotent: returns false when it did not exist.
-    pub fn delete_unit(&self, name: &UnitName, who: &str) -> Result<bool, HubError> {
-        self.mutate(|core, now| {
-            if !core.units.contains_key(name) {
-                return Ok((false, Effects::default()));
+    pub(super) fn delete_unit(&mut self, name: &UnitName, who: &str) -> Result<Decision, HubError> {
+        let core = self;
+        {
+            if !core.units().contains_key(name) {
+                return Ok(Decision::answer(Answer::Deleted(false)));
             }
             let users = core.deployments_using(name);
             if !users.is_empty() {
@@ -134,93 +166,96 @@ impl Hub {
                     users.join(", ")
                 )));
             }
-            core.units.remove(name);
+            core.units_mut().remove(name);
             let mut effects = Effects::default();
             effects
                 .writes
                 .push(Write::delete(Table::Units, name.to_string()));
             core.audit(
                 &mut effects,
-                now,
                 who,
                 &format!("delete LogicalUnit {name}"),
                 "ok",
-            );
-            Ok((true, effects))
-        })
+            )?;
+            Ok(Decision::new(Answer::Deleted(true), effects))
+        }
     }
 
     /// Removes a deployment; its slices are withdrawn from the agents, which drain and remove the pods.
-    pub fn delete_deployment(&self, key: &DeploymentKey, who: &str) -> Result<bool, HubError> {
-        self.mutate(|core, now| {
-            if core.deployments.remove(key).is_none() {
-                return Ok((false, Effects::default()));
-            }
-            let mut effects = core.sync_slices(key);
-            effects
-                .writes
-                .push(Write::delete(Table::Deployments, key.to_string()));
-            core.audit(
-                &mut effects,
-                now,
-                who,
-                &format!("delete CafeDeployment {key}"),
-                "ok",
-            );
-            Ok((true, effects))
-        })
+    pub(super) fn delete_deployment(
+        &mut self,
+        key: &DeploymentKey,
+        who: &str,
+    ) -> Result<Decision, HubError> {
+        if self.deployments.remove(key).is_none() {
+            return Ok(Decision::answer(Answer::Deleted(false)));
+        }
+        let mut effects = self.sync_slices(key)?;
+        effects
+            .writes
+            .push(Write::delete(Table::Deployments, key.to_string()));
+        self.audit(
+            &mut effects,
+            who,
+            &format!("delete CafeDeployment {key}"),
+            "ok",
+        )?;
+        Ok(Decision::new(Answer::Deleted(true), effects))
     }
 
-    /// Runs a release command.
-    pub fn command(
-        &self,
+    /// Runs a release command. A refused command is audited too: its decision carries the error
+    /// and the audit record.
+    pub(super) fn command(
+        &mut self,
         key: &DeploymentKey,
         command: ReleaseCommand,
         expected_batch: Option<usize>,
         who: &str,
-    ) -> Result<CommandOutcome, HubError> {
-        self.mutate(|core, now| {
-            let record = core
-                .deployments
-                .get_mut(key)
-                .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))?;
-            let outcome = match record.release.command(command, expected_batch, now) {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    // Refused commands are audited too, in their own commit.
-                    let mut effects = Effects::default();
-                    core.audit(
-                        &mut effects,
-                        now,
-                        who,
-                        &format!("{command} {key}"),
-                        &format!("error: {error}"),
-                    );
-                    let _ = self.inner.store.commit(&effects.writes);
-                    return Err(error.into());
-                }
-            };
-            let mut effects = Effects::default();
+    ) -> Result<Decision, HubError> {
+        let now = self.now_ms;
+        let record = self
+            .deployments
+            .get(key)
+            .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))?;
+        let mut release = record.release.clone();
+        let what = format!("{command} {key}");
+        let mut effects = Effects::default();
+        let outcome = match release.command(command, expected_batch, now) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.audit(&mut effects, who, &what, &format!("error: {error}"))?;
+                return Ok(Decision {
+                    answer: Err(error.into()),
+                    effects,
+                });
+            }
+        };
+        if let Some(record) = self.record_mut(key) {
+            record.release = release;
             if let Some(template) = &outcome.restore_template {
-                record.deployment.spec.template = template.clone();
-                record.deployment.metadata.generation =
-                    Some(record.deployment.metadata.generation.unwrap_or(1) + 1);
+                let deployment = Arc::make_mut(&mut record.deployment);
+                deployment.spec.template = template.clone();
+                deployment.metadata.generation =
+                    Some(deployment.metadata.generation.unwrap_or(1) + 1);
             }
-            if outcome.changed {
-                effects.merge(core.sync_slices(key));
-                if let Some(write) = core.record_write(key) {
-                    effects.writes.push(write);
-                }
-            }
-            let result = if outcome.changed {
-                "ok".to_owned()
-            } else {
-                format!("no-op: {}", outcome.message)
-            };
-            core.audit(&mut effects, now, who, &format!("{command} {key}"), &result);
-            Ok((outcome, effects))
-        })
+        }
+        if outcome.changed {
+            effects.merge(self.sync_slices(key)?);
+            self.write_record(key, &mut effects)?;
+        }
+        let result = if outcome.changed {
+            "ok".to_owned()
+        } else {
+            format!("no-op: {}", outcome.message)
+        };
+        self.audit(&mut effects, who, &what, &result)?;
+        Ok(Decision::new(Answer::Command(Box::new(outcome)), effects))
     }
+}
+
+/// What a parsed document is.
+fn subject(resource: &Resource) -> Subject {
+    Subject::new(resource.kind(), resource.display_name())
 }
 
 fn apply_unit(
@@ -229,18 +264,18 @@ fn apply_unit(
     now: i64,
     dry_run: bool,
     effects: &mut Effects,
-) -> Result<(UnitName, &'static str), HubError> {
+) -> Result<(UnitName, Action), HubError> {
     let name = unit.name().map_err(|e| HubError::FailedPrecondition(e.0))?;
-    let existing = core.units.get(&name);
+    let existing = core.units().get(&name);
     unit.status = existing
         .and_then(|u| u.status.clone())
         .or_else(|| Some(Default::default()));
     let action = match existing {
-        None => "created",
+        None => Action::Created,
         Some(old) if old.spec == unit.spec && old.metadata.labels == unit.metadata.labels => {
-            "unchanged"
+            Action::Unchanged
         }
-        Some(_) => "configured",
+        Some(_) => Action::Configured,
     };
     let metadata = existing.map(|u| u.metadata.clone());
     unit.metadata = crate::resources::Metadata {
@@ -250,17 +285,17 @@ fn apply_unit(
             .or_else(|| Some(clock::rfc3339(now))),
         generation: Some(
             metadata.as_ref().and_then(|m| m.generation).unwrap_or(0)
-                + i64::from(action != "unchanged"),
+                + i64::from(action != Action::Unchanged),
         ),
         ..unit.metadata.declared()
     };
-    if dry_run || action == "unchanged" {
+    if dry_run || action == Action::Unchanged {
         return Ok((name, action));
     }
     effects
         .writes
-        .push(Write::put(Table::Units, name.to_string(), to_json(&unit)));
-    core.units.insert(name.clone(), unit);
+        .push(put_json(Table::Units, name.to_string(), &unit)?);
+    core.units_mut().insert(name.clone(), unit);
     Ok((name, action))
 }
 
@@ -270,7 +305,7 @@ fn apply_deployment(
     now: i64,
     dry_run: bool,
     effects: &mut Effects,
-) -> Result<(DeploymentKey, &'static str), HubError> {
+) -> Result<(DeploymentKey, Action), HubError> {
     let key = deployment
         .key()
         .map_err(|e| HubError::FailedPrecondition(e.0))?;
@@ -281,16 +316,16 @@ fn apply_deployment(
     };
     let existing = core.deployments.get(&key);
     let action = match existing {
-        None => "created",
+        None => Action::Created,
         Some(old)
             if old.deployment.spec == deployment.spec
                 && old.deployment.metadata.declared() == declared =>
         {
-            "unchanged"
+            Action::Unchanged
         }
-        Some(_) => "configured",
+        Some(_) => Action::Configured,
     };
-    if dry_run || action == "unchanged" {
+    if dry_run || action == Action::Unchanged {
         return Ok((key, action));
     }
     let old_meta = existing.map(|r| r.deployment.metadata.clone());
@@ -327,16 +362,14 @@ fn apply_deployment(
         .map(|r| r.last_allocation.clone())
         .unwrap_or_default();
     let record = DeploymentRecord {
-        deployment,
+        deployment: Arc::new(deployment),
         release,
         rebalancing_since_ms,
         last_allocation,
     };
-    effects.writes.push(Write::put(
-        Table::Deployments,
-        key.to_string(),
-        to_json(&record),
-    ));
-    core.deployments.insert(key.clone(), record);
+    effects
+        .writes
+        .push(put_json(Table::Deployments, key.to_string(), &record)?);
+    core.deployments.insert(key.clone(), Arc::new(record));
     Ok((key, action))
 }

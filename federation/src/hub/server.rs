@@ -13,7 +13,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// Largest gRPC message accepted: a bulk apply of many deployments.
 use cafe_proto::protocol::MAX_MESSAGE_BYTES;
@@ -59,6 +62,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Transport(#[source] tonic::transport::Error),
+    /// The hub failed while serving: its store writer or one of its tasks panicked or ended.
+    #[error("the hub failed: {0}")]
+    Failed(String),
     /// Neither TLS nor `--insecure` was given.
     #[error("give --tls-dir (from `cafe-hub init`) or, for local tries only, --insecure")]
     NoTls,
@@ -118,15 +124,8 @@ pub async fn serve_hub(
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
+    // Every task of the server stops when this is cancelled: on shutdown, or when one fails.
+    let cancel = CancellationToken::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<FederationServer<FederationService>>()
@@ -141,7 +140,9 @@ pub async fn serve_hub(
 
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        // One span per call, so that what a handler logs names the RPC it serves.
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(ServeError::Transport)?;
     }
@@ -158,32 +159,78 @@ pub async fn serve_hub(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
 
-    let coordinator = {
+    let mut tasks: JoinSet<Result<(), ServeError>> = JoinSet::new();
+    {
         let hub = hub.clone();
-        let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move { hub.run_coordinator(stop).await })
-    };
-    let metrics_task = metrics_listener.map(|listener| {
+        let cancel = cancel.clone();
+        tasks.spawn(
+            async move {
+                hub.run_coordinator(cancel.cancelled_owned()).await;
+                Ok(())
+            }
+            .instrument(tracing::info_span!("coordinator")),
+        );
+    }
+    if let Some(listener) = metrics_listener {
         let mut registry = Registry::default();
         hub.metrics().register(&mut registry);
-        tokio::spawn(crate::http::serve_metrics(
-            listener,
-            Arc::new(registry),
-            stopped(stop_rx.clone()),
-        ))
-    });
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            crate::http::serve_metrics(listener, Arc::new(registry), cancel.cancelled_owned())
+                .await;
+            Ok(())
+        });
+    }
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    cancel.cancelled_owned(),
+                )
+                .await
+                .map_err(ServeError::Transport)
+        });
+    }
     ready(Bound {
         grpc: grpc_addr,
         metrics: metrics_addr,
     });
     tracing::info!(%grpc_addr, ?metrics_addr, insecure, "cafe-hub serving");
-    let served = router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx))
-        .await
-        .map_err(ServeError::Transport);
-    let _ = coordinator.await;
-    if let Some(task) = metrics_task {
-        let _ = task.await;
+    tokio::pin!(shutdown);
+    // The first failure ends the server; a task that ends before shutdown is one.
+    let mut result = Ok(());
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            () = &mut shutdown, if !stopping => {
+                stopping = true;
+                cancel.cancel();
+            }
+            reason = hub.failed(), if !stopping => {
+                stopping = true;
+                result = Err(ServeError::Failed(reason));
+                cancel.cancel();
+            }
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { break };
+                let outcome = match joined {
+                    Ok(Ok(())) if stopping => Ok(()),
+                    Ok(Ok(())) => Err(ServeError::Failed("a server task ended early".to_owned())),
+                    Ok(Err(error)) => Err(error),
+                    Err(error) => Err(ServeError::Failed(format!("a server task failed: {error}"))),
+                };
+                if let Err(error) = outcome {
+                    tracing::error!(%error, "the hub stops");
+                    if result.is_ok() {
+                        result = Err(error);
+                    }
+                    stopping = true;
+                    cancel.cancel();
+                }
+            }
+        }
     }
-    served
+    result
 }

@@ -3,6 +3,7 @@
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// How many revisions the hub keeps per deployment.
 pub const KEPT_REVISIONS: usize = 10;
@@ -39,20 +40,24 @@ pub fn revision_name(template: &PodTemplateSpec) -> String {
         .collect()
 }
 
-/// The kept revisions of one deployment, oldest first.
+/// The kept revisions of one deployment, oldest first. Each is shared: copying a history (the hub
+/// decides on copies of its model) copies pointers, not templates.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct History(Vec<Revision>);
+pub struct History(Vec<Arc<Revision>>);
 
 impl History {
     /// The revision named `name`.
     pub fn get(&self, name: &str) -> Option<&Revision> {
-        self.0.iter().find(|r| r.name == name)
+        self.0.iter().map(AsRef::as_ref).find(|r| r.name == name)
     }
 
     /// The revision numbered `number`.
     pub fn by_number(&self, number: i64) -> Option<&Revision> {
-        self.0.iter().find(|r| r.number == number)
+        self.0
+            .iter()
+            .map(AsRef::as_ref)
+            .find(|r| r.number == number)
     }
 
     /// Records `template` and returns its name. A template seen before keeps its name and becomes the
@@ -62,12 +67,12 @@ impl History {
         let name = revision_name(template);
         let number = self.0.last().map_or(1, |r| r.number + 1);
         self.0.retain(|r| r.name != name);
-        self.0.push(Revision {
+        self.0.push(Arc::new(Revision {
             number,
             name: name.clone(),
             template: template.clone(),
             created_ms: now_ms,
-        });
+        }));
         while self.0.len() > KEPT_REVISIONS {
             let Some(oldest) = self
                 .0
@@ -83,12 +88,14 @@ impl History {
 
     /// The revisions, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Revision> {
-        self.0.iter()
+        self.0.iter().map(AsRef::as_ref)
     }
 
     /// The newest revision older than `name`.
     pub fn before(&self, name: &str) -> Option<&Revision> {
         let at = self.0.iter().position(|r| r.name == name)?;
-        at.checked_sub(1).and_then(|i| self.0.get(i))
+        at.checked_sub(1)
+            .and_then(|i| self.0.get(i))
+            .map(AsRef::as_ref)
     }
 }

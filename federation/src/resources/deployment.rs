@@ -330,7 +330,7 @@ impl CafeDeployment {
             // Unit references in unitReplicas are checked once the units themselves resolved.
             if !in_play.contains(entry.unit.as_str()) && errors.is_empty() {
                 errors.push(
-                    format!("spec.topology.unitReplicas[{i}].unit"),
+                    format!("spec.topology.unitReplicas[{i}] ({}).unit", entry.unit),
                     format!(
                         "{:?} is not one of the deployment's units",
                         entry.unit.as_str()
@@ -470,7 +470,8 @@ impl Topology {
         let mut seen = BTreeSet::new();
         let (mut fixed, mut elastic) = (false, false);
         for (i, entry) in self.unit_replicas.iter().enumerate() {
-            let path = format!("spec.topology.unitReplicas[{i}]");
+            // The entry's unit is named as well as its index: lists are read by name.
+            let path = format!("spec.topology.unitReplicas[{i}] ({})", entry.unit);
             if !seen.insert(&entry.unit) {
                 errors.push(
                     format!("{path}.unit"),

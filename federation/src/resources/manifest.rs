@@ -35,13 +35,38 @@ impl Resource {
     }
 }
 
+/// What a document is, as far as it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The document's `kind`, as written (it may be no kind the hub knows); may be empty.
+    pub kind: String,
+    /// `name`, or `namespace/name` for a CafeDeployment; may be empty.
+    pub name: String,
+}
+
+impl Subject {
+    /// A document of `kind` named `name`.
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(format!("{} {}", self.kind, self.name).trim())
+    }
+}
+
 /// A document that could not be read, with its 1-based position in its file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct DocumentError {
     /// 1-based position of the document in its file (or request).
     pub index: usize,
-    /// `Kind name` when the document got that far.
-    pub what: Option<String>,
+    /// The document's kind and name, when it got that far.
+    pub subject: Option<Subject>,
     /// The problems.
     pub errors: FieldErrors,
 }
@@ -49,8 +74,8 @@ pub struct DocumentError {
 impl fmt::Display for DocumentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "document {}", self.index)?;
-        if let Some(what) = &self.what {
-            write!(f, " ({what})")?;
+        if let Some(subject) = &self.subject {
+            write!(f, " ({subject})")?;
         }
         write!(f, ": {}", self.errors)
     }
@@ -69,7 +94,7 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Resource>, Vec<DocumentErr
             Err(error) => {
                 failures.push(DocumentError {
                     index,
-                    what: None,
+                    subject: None,
                     errors: single("", format!("not valid YAML: {error}")),
                 });
                 // A syntax error leaves the rest of the stream unreadable.
@@ -81,7 +106,7 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Resource>, Vec<DocumentErr
             Err(error) => {
                 failures.push(DocumentError {
                     index,
-                    what: None,
+                    subject: None,
                     errors: single("", format!("not a JSON-compatible document: {error}")),
                 });
                 continue;
@@ -89,9 +114,9 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Resource>, Vec<DocumentErr
         };
         match parse_value(json) {
             Ok(resource) => resources.push(resource),
-            Err((what, errors)) => failures.push(DocumentError {
+            Err((subject, errors)) => failures.push(DocumentError {
                 index,
-                what,
+                subject,
                 errors,
             }),
         }
@@ -107,18 +132,18 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Resource>, Vec<DocumentErr
 pub fn parse_json_document(index: usize, text: &str) -> Result<Resource, DocumentError> {
     let value: Value = serde_json::from_str(text).map_err(|error| DocumentError {
         index,
-        what: None,
+        subject: None,
         errors: single("", format!("not valid JSON: {error}")),
     })?;
-    parse_value(value).map_err(|(what, errors)| DocumentError {
+    parse_value(value).map_err(|(subject, errors)| DocumentError {
         index,
-        what,
+        subject,
         errors,
     })
 }
 
 /// Parses and validates one document value.
-fn parse_value(value: Value) -> Result<Resource, (Option<String>, FieldErrors)> {
+fn parse_value(value: Value) -> Result<Resource, (Option<Subject>, FieldErrors)> {
     let Value::Object(fields) = &value else {
         return Err((
             None,
@@ -138,7 +163,7 @@ fn parse_value(value: Value) -> Result<Resource, (Option<String>, FieldErrors)> 
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let what = Some(format!("{kind} {name}").trim().to_owned());
+    let what = Some(Subject::new(kind.clone(), name));
     match kind.as_str() {
         LOGICAL_UNIT_KIND => {
             let unit: LogicalUnit = typed(value).map_err(|e| (what.clone(), e))?;
@@ -148,10 +173,9 @@ fn parse_value(value: Value) -> Result<Resource, (Option<String>, FieldErrors)> 
         CAFE_DEPLOYMENT_KIND => {
             let raw_template = value.pointer("/spec/template").cloned();
             let deployment: CafeDeployment = typed(value).map_err(|e| (what.clone(), e))?;
-            let what = Some(format!(
-                "{CAFE_DEPLOYMENT_KIND} {}/{}",
-                deployment.namespace(),
-                deployment.metadata.name
+            let what = Some(Subject::new(
+                CAFE_DEPLOYMENT_KIND,
+                format!("{}/{}", deployment.namespace(), deployment.metadata.name),
             ));
             if let Some(raw) = raw_template {
                 let known = serde_json::to_value(&deployment.spec.template).unwrap_or(Value::Null);

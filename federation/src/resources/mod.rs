@@ -15,7 +15,7 @@ pub use deployment::{
     UpgradeKind,
 };
 pub use error::{Collector, FieldError, FieldErrors};
-pub use manifest::{DocumentError, Resource, parse_json_document, parse_yaml_documents};
+pub use manifest::{DocumentError, Resource, Subject, parse_json_document, parse_yaml_documents};
 pub use meta::{API_VERSION, DEFAULT_NAMESPACE, Metadata};
 pub use quantity::ReplicaCount;
 pub use unit::{LOGICAL_UNIT_KIND, LogicalUnit, LogicalUnitSpec, LogicalUnitStatus, UnitPhase};

@@ -1,0 +1,122 @@
+//! The one task that owns the store. Every change of the hub's model is an [`Event`] sent here.
+//!
+//! The writer takes every event waiting (up to [`GROUP_MAX`]), decides each on a copy of the
+//! published model, and commits all their writes in one transaction: a group commit, one fsync for
+//! many decisions, on its own thread rather than on the async workers. Only after the commit has
+//! succeeded does it publish the new model, wake the agents' streams and answer the callers. When
+//! the commit fails, the copy is thrown away: memory stays as the store has it, and every caller of
+//! the group gets the error. An event the model refuses is thrown away alone.
+//!
+//! Each commit is a single transaction given all of its writes at once, so that a store with
+//! conditional transactions (etcd) can make it one.
+
+use super::core::{Core, Effects};
+use super::event::{Answer, Event};
+use super::{HubError, Shared};
+use crate::store::StoreError;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most events decided in one group (one commit).
+pub const GROUP_MAX: usize = 256;
+
+/// Events waiting for the writer; callers wait for room when it is full.
+pub const QUEUE: usize = 4096;
+
+/// An event and where its answer goes.
+pub(super) type Submission = (Event, oneshot::Sender<Result<Answer, HubError>>);
+
+/// Starts the writer thread over `shared`. It ends when every sender of the returned queue is gone;
+/// a panic fails the hub.
+pub(super) fn start(shared: Arc<Shared>) -> std::io::Result<mpsc::Sender<Submission>> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    std::thread::Builder::new()
+        .name("cafe-hub-writer".to_owned())
+        .spawn(move || {
+            let guard = PanicGuard(Arc::clone(&shared));
+            run(&guard.0, rx);
+        })?;
+    Ok(tx)
+}
+
+/// Fails the hub when the writer panics: without it nothing can change.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail("the hub's store writer panicked");
+        }
+    }
+}
+
+fn run(shared: &Shared, mut queue: mpsc::Receiver<Submission>) {
+    let mut group = Vec::with_capacity(GROUP_MAX);
+    while let Some(first) = queue.blocking_recv() {
+        group.push(first);
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_group(shared, std::mem::take(&mut group));
+    }
+}
+
+/// Decides, commits and publishes one group.
+fn commit_group(shared: &Shared, group: Vec<Submission>) {
+    let span = tracing::debug_span!("group commit", events = group.len());
+    let _entered = span.enter();
+    let published = shared.snapshot();
+    let mut working = Core::clone(&published);
+    let mut effects = Effects::default();
+    let mut answers = Vec::with_capacity(group.len());
+    for (event, reply) in group {
+        let checkpoint = working.clone();
+        match working.decide(event, shared.clock.now_ms()) {
+            Ok(decision) => {
+                effects.merge(decision.effects);
+                answers.push((reply, decision.answer));
+            }
+            Err(error) => {
+                working = checkpoint;
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+    if working.next_generation != published.next_generation {
+        effects.writes.push(working.generation_write());
+    }
+    if !effects.writes.is_empty() {
+        let started = std::time::Instant::now();
+        if let Err(error) = shared.store.commit(&effects.writes) {
+            tracing::error!(%error, writes = effects.writes.len(), "store commit failed; the group's decisions are dropped");
+            let reason = error_chain(&error);
+            for (reply, _) in answers {
+                let _ = reply.send(Err(HubError::Store(StoreError::Io {
+                    operation: "commit",
+                    source: reason.clone().into(),
+                })));
+            }
+            return;
+        }
+        shared.metrics.observe_commit(started.elapsed());
+    }
+    shared.publish(Arc::new(working), &effects);
+    for (reply, answer) in answers {
+        let _ = reply.send(answer);
+    }
+}
+
+/// An error with its causes, for copies given to every caller of a failed group.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
