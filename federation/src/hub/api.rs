@@ -1,7 +1,6 @@
 //! The operators' gRPC API (`Federation`), with roles from client certificates: viewers read,
 //! operators also drive releases and deployments, admins also manage units and failover.
 
-use super::convert::status_to_proto;
 use super::failover::EvacuationTarget;
 use super::{Hub, HubError};
 use crate::names::{DeploymentKey, DeploymentName, Namespace, UnitName};
@@ -101,11 +100,11 @@ impl FederationService {
             .hub
             .command(&key, command(&body), expected, &who)
             .await?;
-        let status = self.hub.status(&key)?;
+        let status = self.hub.status_proto(&key)?;
         Ok(Response::new(pb::CommandResult {
-            changed: outcome.changed,
+            changed: outcome.changed(),
             message: outcome.message,
-            status: Some(status_to_proto(&status)),
+            status: Some(status),
         }))
     }
 
@@ -331,7 +330,7 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<pb::DeploymentStatus>, Status> {
         self.caller(&request, Role::Viewer)?;
         let key = deployment_key(Some(request.get_ref()))?;
-        Ok(Response::new(status_to_proto(&self.hub.status(&key)?)))
+        Ok(Response::new(self.hub.status_proto(&key)?))
     }
 
     type WatchStatusStream = StatusStream;
@@ -342,7 +341,7 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<StatusStream>, Status> {
         self.caller(&request, Role::Viewer)?;
         let key = deployment_key(Some(request.get_ref()))?;
-        let first = status_to_proto(&self.hub.status(&key)?);
+        let first = self.hub.status_proto(&key)?;
         let hub = self.hub.clone();
         let mut changes = hub.subscribe_changes();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -360,8 +359,8 @@ impl pb::federation_server::Federation for FederationService {
                     _ = poll.tick() => {}
                     () = tx.closed() => return,
                 }
-                let next = match hub.status(&key) {
-                    Ok(status) => status_to_proto(&status),
+                let next = match hub.status_proto(&key) {
+                    Ok(status) => status,
                     Err(error) => {
                         let _ = tx.send(Err(error.into())).await;
                         return;

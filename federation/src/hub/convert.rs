@@ -1,6 +1,6 @@
 //! Conversions between the hub's domain values and the wire types, at the gRPC boundary.
 
-use crate::release::{DeploymentStatusView, SliceSpec, UnitStatusView};
+use crate::release::{DeploymentStatusView, Phase, SliceSpec, UnitStatusView};
 use crate::resources::UpgradeKind;
 use cafe_proto::v1 as pb;
 use prost::Message as _;
@@ -66,16 +66,20 @@ pub fn slice_hash(header: &pb::Slice) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The wire form of a release status.
-pub fn status_to_proto(view: &DeploymentStatusView) -> pb::DeploymentStatus {
-    let phase = match view.phase.as_str() {
-        "Stable" => pb::Phase::Stable,
-        "Progressing" => pb::Phase::Progressing,
-        "Paused" => pb::Phase::Paused,
-        "Failed" => pb::Phase::Failed,
-        "RollingBack" => pb::Phase::RollingBack,
-        _ => pb::Phase::Unspecified,
-    };
+/// The wire form of a release phase.
+pub fn phase_to_proto(phase: Phase) -> pb::Phase {
+    match phase {
+        Phase::Stable => pb::Phase::Stable,
+        Phase::Progressing => pb::Phase::Progressing,
+        Phase::Paused => pb::Phase::Paused,
+        Phase::Failed => pb::Phase::Failed,
+        Phase::RollingBack => pb::Phase::RollingBack,
+    }
+}
+
+/// The wire form of a release status in `phase` (the view shows it as text).
+pub fn status_to_proto(phase: Phase, view: &DeploymentStatusView) -> pb::DeploymentStatus {
+    let phase = phase_to_proto(phase);
     pb::DeploymentStatus {
         namespace: view.namespace.clone(),
         name: view.name.clone(),
@@ -106,7 +110,8 @@ pub fn status_to_proto(view: &DeploymentStatusView) -> pb::DeploymentStatus {
     }
 }
 
-/// The domain form of a wire status, for cafectl's JSON output.
+/// The domain form of a wire status, for cafectl's JSON output. A phase this cafectl does not know
+/// (a newer hub's) shows as `Unknown`; reasons are shown as the hub sent them.
 pub fn status_from_proto(status: &pb::DeploymentStatus) -> DeploymentStatusView {
     let phase = match pb::Phase::try_from(status.phase).unwrap_or(pb::Phase::Unspecified) {
         pb::Phase::Stable => "Stable",

@@ -13,7 +13,7 @@ use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRe
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::plan::{HoldInput, Plan, hold, plan_deployment};
 use crate::release::{
-    DeploymentStatusView, Observed, Phase, ReleaseState, UnitProgress, UnitStatusView,
+    Advance, DeploymentStatusView, Observed, ReleaseState, UnitProgress, UnitStatusView, WaitClock,
     desired_slices,
 };
 use crate::resources::{FieldErrors, LogicalUnit, UnitPhase};
@@ -165,6 +165,8 @@ pub struct Core {
     pub(super) now_ms: i64,
     /// Units evacuated or failed back whose new capacity is not in place yet: since when (ms).
     pub(super) restoring: OrdMap<UnitName, i64>,
+    /// How long each deployment's current group has waited (runtime only: not in the records).
+    pub(super) release_clocks: OrdMap<DeploymentKey, WaitClock>,
     /// Automatic failover.
     pub(super) policy: super::failover::FailoverPolicy,
     /// When this hub process started (ms): clusters never heard from count as silent since then.
@@ -695,46 +697,64 @@ impl Core {
             .collect()
     }
 
+    /// Makes `next` the deployment's release; a group it starts starts its wait clock.
+    pub(super) fn set_release(&mut self, key: &DeploymentKey, next: ReleaseState) {
+        let now = self.now_ms;
+        let Some(record) = self.record_mut(key) else {
+            return;
+        };
+        let started = record.release.group_started(&next);
+        record.release = next;
+        if started {
+            self.release_clocks
+                .insert(key.clone(), WaitClock::started(now));
+        }
+    }
+
     /// Moves the deployment's release forward from reports and time.
     pub fn evaluate(&mut self, key: &DeploymentKey) -> Result<Effects, HubError> {
         let Some(Ok(plan)) = self.plan(key) else {
             return Ok(Effects::default());
         };
         let progress = self.progress(key, &plan);
-        let now_ms = self.now_ms;
         let Some(record) = self.deployments.get(key) else {
             return Ok(Effects::default());
         };
-        // Decided on a copy of the release alone (cheap: the kept templates are shared).
-        let mut release = record.release.clone();
-        let before = (release.phase, release.reason);
-        let changed = release.advance(
+        let clock = self.release_clocks.get(key).copied().unwrap_or_default();
+        let (advance, clock) = record.release.advance(
+            clock,
             &record.deployment.spec.strategy,
             plan.batches.len(),
             &progress,
-            now_ms,
+            self.now_ms,
         );
         let moving = record.rebalancing_since_ms.is_some();
-        if let Some(record) = self.record_mut(key) {
-            record.release = release;
-        }
-        if !changed {
+        let before = (record.release.phase(), record.release.batch());
+        self.release_clocks.insert(key.clone(), clock);
+        let next = match advance {
+            Advance::Unchanged => None,
+            Advance::Noted(next) => {
+                self.set_release(key, next);
+                None
+            }
+            Advance::Moved(next) => Some(next),
+        };
+        let Some(next) = next else {
             return if moving {
                 self.sync_slices(key)
             } else {
                 Ok(Effects::default())
             };
-        }
-        if let Some(record) = self.deployments.get(key) {
-            tracing::info!(
-                deployment = %key,
-                from = %before.0,
-                to = %record.release.phase,
-                batch = record.release.batch,
-                reason = %record.release.reason,
-                "release transition"
-            );
-        }
+        };
+        tracing::info!(
+            deployment = %key,
+            from = %before.0,
+            to = %next.phase(),
+            batch = next.batch(),
+            reason = %next.reason(),
+            "release transition"
+        );
+        self.set_release(key, next);
         let mut effects = self.sync_slices(key)?;
         self.write_record(key, &mut effects)?;
         Ok(effects)
@@ -746,15 +766,12 @@ impl Core {
     pub fn due(&self, now_ms: i64) -> Vec<DeploymentKey> {
         self.deployments
             .iter()
-            .filter(|(_, r)| {
-                let release = &r.release;
-                if release.phase != Phase::Progressing {
-                    return false;
-                }
-                let deadline =
-                    i64::from(r.deployment.spec.strategy.progress_deadline_seconds) * 1000;
-                let waited = release.waited_ms + release.last_checked_ms.map_or(0, |t| now_ms - t);
-                release.healthy_since_ms.is_some() || waited >= deadline
+            .filter(|(key, r)| {
+                r.release.due(
+                    self.release_clocks.get(*key),
+                    &r.deployment.spec.strategy,
+                    now_ms,
+                )
             })
             .map(|(k, _)| k.clone())
             .collect()
@@ -795,13 +812,13 @@ impl Core {
         Some(DeploymentStatusView {
             name: key.name.to_string(),
             namespace: key.namespace.to_string(),
-            phase: release.phase.to_string(),
-            reason: release.reason.to_string(),
-            batch: i32::try_from(release.batch).unwrap_or(i32::MAX),
+            phase: release.phase().to_string(),
+            reason: release.reason().to_string(),
+            batch: i32::try_from(release.batch()).unwrap_or(i32::MAX),
             batches: i32::try_from(batches).unwrap_or(i32::MAX),
             current_revision: release.current_revision.clone(),
             update_revision: release.update_revision.clone(),
-            message: release.message.clone(),
+            message: release.message().to_owned(),
             units,
         })
     }

@@ -553,6 +553,22 @@ impl Hub {
             .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))
     }
 
+    /// A deployment's status on the wire.
+    pub fn status_proto(
+        &self,
+        key: &DeploymentKey,
+    ) -> Result<cafe_proto::v1::DeploymentStatus, HubError> {
+        let now = self.now_ms();
+        let core = self.snapshot();
+        let found = core
+            .deployment(key)
+            .map(|r| r.release.phase())
+            .zip(core.status(key, now));
+        let (phase, view) =
+            found.ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))?;
+        Ok(convert::status_to_proto(phase, &view))
+    }
+
     /// Runs `read` on the published model.
     pub fn read<R>(&self, read: impl FnOnce(&Core, i64) -> R) -> R {
         let now = self.now_ms();

@@ -190,6 +190,7 @@ impl Core {
         if self.deployments.remove(key).is_none() {
             return Ok(Decision::answer(Answer::Deleted(false)));
         }
+        self.release_clocks.remove(key);
         let mut effects = self.sync_slices(key)?;
         effects
             .writes
@@ -217,10 +218,9 @@ impl Core {
             .deployments
             .get(key)
             .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))?;
-        let mut release = record.release.clone();
         let what = format!("{command} {key}");
         let mut effects = Effects::default();
-        let outcome = match release.command(command, expected_batch, now) {
+        let outcome = match record.release.command(command, expected_batch, now) {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.audit(&mut effects, who, &what, &format!("error: {error}"))?;
@@ -230,20 +230,20 @@ impl Core {
                 });
             }
         };
-        if let Some(record) = self.record_mut(key) {
-            record.release = release;
-            if let Some(template) = &outcome.restore_template {
+        if let Some(next) = &outcome.next {
+            self.set_release(key, next.clone());
+            if let Some(template) = &outcome.restore_template
+                && let Some(record) = self.record_mut(key)
+            {
                 let deployment = Arc::make_mut(&mut record.deployment);
                 deployment.spec.template = template.clone();
                 deployment.metadata.generation =
                     Some(deployment.metadata.generation.unwrap_or(1) + 1);
             }
-        }
-        if outcome.changed {
             effects.merge(self.sync_slices(key)?);
             self.write_record(key, &mut effects)?;
         }
-        let result = if outcome.changed {
+        let result = if outcome.changed() {
             "ok".to_owned()
         } else {
             format!("no-op: {}", outcome.message)
@@ -345,11 +345,14 @@ fn apply_deployment(
         ..declared
     };
     let release = match existing {
-        Some(record) => {
-            let mut release = record.release.clone();
-            release.on_template(&deployment.spec.template, now);
-            release
-        }
+        Some(record) => match record.release.on_template(&deployment.spec.template, now) {
+            Some(next) => {
+                core.release_clocks
+                    .insert(key.clone(), crate::release::WaitClock::started(now));
+                next
+            }
+            None => record.release.clone(),
+        },
         None => ReleaseState::new(&deployment.spec.template, now),
     };
     let rebalancing_since_ms = core

@@ -9,8 +9,8 @@ mod status;
 pub use revision::{History, KEPT_REVISIONS, Revision, revision_name};
 pub use slices::{SliceSpec, desired_slices};
 pub use state::{
-    CommandError, CommandOutcome, Observed, Phase, Reason, ReleaseCommand, ReleaseState,
-    UnitProgress,
+    Advance, CommandError, CommandOutcome, Failure, Observed, PauseReason, Phase, ProgressReason,
+    Reason, ReleaseCommand, ReleaseState, StableReason, Stage, UnitProgress, WaitClock,
 };
 pub use status::{DeploymentStatusView, UnitStatusView};
 

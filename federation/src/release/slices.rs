@@ -63,10 +63,7 @@ pub fn desired_slices(
             .map_or_else(|| deployment.spec.template.clone(), |r| r.template.clone())
     };
     let update_template = template_of(&state.update_revision);
-    let settled = matches!(
-        state.phase,
-        super::Phase::Stable | super::Phase::RollingBack
-    );
+    let settled = state.settled();
     let (stable_revision, stable_template) = if settled {
         (state.update_revision.clone(), update_template.clone())
     } else {
@@ -75,7 +72,7 @@ pub fn desired_slices(
             template_of(&state.current_revision),
         )
     };
-    let group = plan.batches.get(state.batch);
+    let group = plan.batches.get(state.batch());
     let spec = &deployment.spec;
     plan.units
         .iter()

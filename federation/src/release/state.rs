@@ -1,5 +1,9 @@
-//! The release state machine of one CafeDeployment (DESIGN section 5). Pure: it is given the time and
-//! what the agents reported, and returns whether anything changed.
+//! The release state machine of one CafeDeployment (DESIGN section 5). Pure: a transition is given
+//! the time and what the agents reported, and returns the next state; nothing changes in place.
+//!
+//! Each state carries its own data ([`Stage`]), so that no illegal combination (a stable release
+//! with failing pods, a pause without a group) can be represented. What only a running hub needs
+//! (how long the group has waited, [`WaitClock`]) is kept out of the durable record.
 
 use super::revision::History;
 use crate::names::UnitName;
@@ -8,7 +12,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Where a release stands.
+/// The name of a release's state, as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Every unit runs the current revision.
@@ -29,7 +33,7 @@ impl fmt::Display for Phase {
     }
 }
 
-/// Why a release is in its phase.
+/// Why a release is in its state: the documented set of `status.reason` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
     /// Stable since the deployment was created.
@@ -64,9 +68,186 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The durable release state of one deployment.
+/// Why a release is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StableReason {
+    /// Since the deployment was created.
+    Created,
+    /// The last release went through every group.
+    Complete,
+    /// The last rollback finished.
+    RolledBack,
+}
+
+/// Why a group is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressReason {
+    /// A new template started the release.
+    NewRevision,
+    /// The group waits for its units.
+    WaitingForUnits,
+    /// The group is healthy and waits `autoPauseSeconds` before the next.
+    AutoPausing,
+    /// An operator retried the failed group.
+    Retrying,
+}
+
+/// Why a release is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// The group is done; `pause: Manual` waits for `continue`.
+    AwaitingConfirm,
+    /// An operator paused the release mid-group.
+    PausedByOperator,
+}
+
+/// Why a group failed, with what failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Pods of the release fail, as `unit: pod: reason`.
+    PodsFailing {
+        /// The failing pods.
+        pods: Vec<String>,
+    },
+    /// The group made no progress within `progressDeadlineSeconds` in these units.
+    ProgressDeadlineExceeded {
+        /// The units still waiting.
+        waiting: Vec<String>,
+    },
+}
+
+/// Where a release stands, with what that state needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// Every unit runs the current revision.
+    Stable {
+        /// The group the last release ended in (0 for a new deployment or after a rollback).
+        group: usize,
+        /// Why.
+        reason: StableReason,
+    },
+    /// A group is under way.
+    Progressing {
+        /// The group (0-based).
+        group: usize,
+        /// When it started (ms since the epoch).
+        since_ms: i64,
+        /// Since when every active unit has reported it healthy.
+        healthy_since_ms: Option<i64>,
+        /// Why.
+        reason: ProgressReason,
+    },
+    /// Nothing advances until `continue`.
+    Paused {
+        /// The group.
+        group: usize,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// Nothing advances until `retry` or `rollback`.
+    Failed {
+        /// The group.
+        group: usize,
+        /// What failed.
+        failure: Failure,
+    },
+    /// Every unit returns to the rollback target at once.
+    RollingBack {
+        /// When the rollback started (ms since the epoch).
+        since_ms: i64,
+    },
+}
+
+impl Stage {
+    /// The state's name.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Self::Stable { .. } => Phase::Stable,
+            Self::Progressing { .. } => Phase::Progressing,
+            Self::Paused { .. } => Phase::Paused,
+            Self::Failed { .. } => Phase::Failed,
+            Self::RollingBack { .. } => Phase::RollingBack,
+        }
+    }
+
+    /// The reason, from the documented set.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::Stable { reason, .. } => match reason {
+                StableReason::Created => Reason::Created,
+                StableReason::Complete => Reason::Complete,
+                StableReason::RolledBack => Reason::RolledBack,
+            },
+            Self::Progressing { reason, .. } => match reason {
+                ProgressReason::NewRevision => Reason::NewRevision,
+                ProgressReason::WaitingForUnits => Reason::WaitingForUnits,
+                ProgressReason::AutoPausing => Reason::AutoPausing,
+                ProgressReason::Retrying => Reason::Retrying,
+            },
+            Self::Paused { reason, .. } => match reason {
+                PauseReason::AwaitingConfirm => Reason::AwaitingConfirm,
+                PauseReason::PausedByOperator => Reason::PausedByOperator,
+            },
+            Self::Failed { failure, .. } => match failure {
+                Failure::PodsFailing { .. } => Reason::PodsFailing,
+                Failure::ProgressDeadlineExceeded { .. } => Reason::ProgressDeadlineExceeded,
+            },
+            Self::RollingBack { .. } => Reason::RollingBack,
+        }
+    }
+
+    /// The current group (0 while rolling back).
+    pub fn group(&self) -> usize {
+        match self {
+            Self::Stable { group, .. }
+            | Self::Progressing { group, .. }
+            | Self::Paused { group, .. }
+            | Self::Failed { group, .. } => *group,
+            Self::RollingBack { .. } => 0,
+        }
+    }
+
+    /// A group just started at `now_ms`.
+    fn progressing(group: usize, now_ms: i64, reason: ProgressReason) -> Self {
+        Self::Progressing {
+            group,
+            since_ms: now_ms,
+            healthy_since_ms: None,
+            reason,
+        }
+    }
+}
+
+/// How long the current group has waited while every active unit's health was known: the progress
+/// deadline counts this, so that an unknown unit only blocks (DESIGN section 5). Kept by the running
+/// hub only: a restart starts the count again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitClock {
+    /// Waited so far (ms).
+    pub waited_ms: i64,
+    /// When `waited_ms` was last brought up to date.
+    pub last_checked_ms: Option<i64>,
+}
+
+impl WaitClock {
+    /// The clock of a group that starts at `now_ms`.
+    pub fn started(now_ms: i64) -> Self {
+        Self {
+            waited_ms: 0,
+            last_checked_ms: Some(now_ms),
+        }
+    }
+
+    /// What the clock will say at `now_ms` if health stays known meanwhile.
+    pub fn waited_at(&self, now_ms: i64) -> i64 {
+        self.waited_ms + self.last_checked_ms.map_or(0, |t| now_ms - t)
+    }
+}
+
+/// The durable release state of one deployment. Stored in the record's JSON as it always was (a
+/// flat `phase`, `reason`, `batch`, ...; see [`StoredRelease`]), and checked on the way in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "StoredRelease", into = "StoredRelease")]
 pub struct ReleaseState {
     /// The kept templates.
     pub history: History,
@@ -74,27 +255,124 @@ pub struct ReleaseState {
     pub current_revision: String,
     /// The revision units move to (the rollback target while rolling back).
     pub update_revision: String,
-    /// Where the release stands.
-    pub phase: Phase,
-    /// Why.
-    pub reason: Reason,
-    /// The current group (0-based).
-    pub batch: usize,
+    stage: Stage,
     /// A readable account of the last transition.
-    pub message: String,
-    /// When the current group started, for the progress deadline (ms since the epoch).
-    pub group_started_ms: i64,
-    /// Since when every unit has reported the group healthy (ms since the epoch).
+    message: String,
+}
+
+/// The record form of [`ReleaseState`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRelease {
+    history: History,
+    current_revision: String,
+    update_revision: String,
+    phase: Phase,
+    reason: Reason,
+    batch: usize,
+    message: String,
+    group_started_ms: i64,
     #[serde(default)]
-    pub healthy_since_ms: Option<i64>,
-    /// How long the current group has waited while every active unit's health was known: the
-    /// progress deadline counts this, so an unknown unit only blocks (DESIGN section 5) and a hub
-    /// restart starts the count again. Kept in memory only.
-    #[serde(skip)]
-    pub waited_ms: i64,
-    /// When `waited_ms` was last brought up to date.
-    #[serde(skip)]
-    pub last_checked_ms: Option<i64>,
+    healthy_since_ms: Option<i64>,
+    /// The failing pods or waiting units of a failed group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failing: Vec<String>,
+}
+
+impl From<ReleaseState> for StoredRelease {
+    fn from(state: ReleaseState) -> Self {
+        let (group_started_ms, healthy_since_ms, failing) = match &state.stage {
+            Stage::Progressing {
+                since_ms,
+                healthy_since_ms,
+                ..
+            } => (*since_ms, *healthy_since_ms, Vec::new()),
+            Stage::RollingBack { since_ms } => (*since_ms, None, Vec::new()),
+            Stage::Failed { failure, .. } => match failure {
+                Failure::PodsFailing { pods } => (0, None, pods.clone()),
+                Failure::ProgressDeadlineExceeded { waiting } => (0, None, waiting.clone()),
+            },
+            Stage::Stable { .. } | Stage::Paused { .. } => (0, None, Vec::new()),
+        };
+        Self {
+            phase: state.stage.phase(),
+            reason: state.stage.reason(),
+            batch: state.stage.group(),
+            history: state.history,
+            current_revision: state.current_revision,
+            update_revision: state.update_revision,
+            message: state.message,
+            group_started_ms,
+            healthy_since_ms,
+            failing,
+        }
+    }
+}
+
+impl TryFrom<StoredRelease> for ReleaseState {
+    type Error = String;
+
+    fn try_from(stored: StoredRelease) -> Result<Self, String> {
+        let group = stored.batch;
+        let stage = match (stored.phase, stored.reason) {
+            (Phase::Stable, reason) => Stage::Stable {
+                group,
+                reason: match reason {
+                    Reason::Created => StableReason::Created,
+                    Reason::Complete => StableReason::Complete,
+                    Reason::RolledBack => StableReason::RolledBack,
+                    other => return Err(illegal(Phase::Stable, other)),
+                },
+            },
+            (Phase::Progressing, reason) => Stage::Progressing {
+                group,
+                since_ms: stored.group_started_ms,
+                healthy_since_ms: stored.healthy_since_ms,
+                reason: match reason {
+                    Reason::NewRevision => ProgressReason::NewRevision,
+                    Reason::WaitingForUnits => ProgressReason::WaitingForUnits,
+                    Reason::AutoPausing => ProgressReason::AutoPausing,
+                    Reason::Retrying => ProgressReason::Retrying,
+                    other => return Err(illegal(Phase::Progressing, other)),
+                },
+            },
+            (Phase::Paused, reason) => Stage::Paused {
+                group,
+                reason: match reason {
+                    Reason::AwaitingConfirm => PauseReason::AwaitingConfirm,
+                    Reason::PausedByOperator => PauseReason::PausedByOperator,
+                    other => return Err(illegal(Phase::Paused, other)),
+                },
+            },
+            (Phase::Failed, Reason::PodsFailing) => Stage::Failed {
+                group,
+                failure: Failure::PodsFailing {
+                    pods: stored.failing,
+                },
+            },
+            (Phase::Failed, Reason::ProgressDeadlineExceeded) => Stage::Failed {
+                group,
+                failure: Failure::ProgressDeadlineExceeded {
+                    waiting: stored.failing,
+                },
+            },
+            (Phase::RollingBack, Reason::RollingBack) => Stage::RollingBack {
+                since_ms: stored.group_started_ms,
+            },
+            (phase, reason) => return Err(illegal(phase, reason)),
+        };
+        Ok(Self {
+            history: stored.history,
+            current_revision: stored.current_revision,
+            update_revision: stored.update_revision,
+            stage,
+            message: stored.message,
+        })
+    }
+}
+
+fn illegal(phase: Phase, reason: Reason) -> String {
+    format!("a release cannot be {phase} for reason {reason}")
 }
 
 /// What the hub knows of one unit's part in the release.
@@ -177,8 +455,8 @@ impl fmt::Display for ReleaseCommand {
 /// What a command did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandOutcome {
-    /// False when the command was a no-op.
-    pub changed: bool,
+    /// The state after the command; `None` when the command was a no-op.
+    pub next: Option<ReleaseState>,
     /// A readable account.
     pub message: String,
     /// For a rollback: the template the deployment's spec returns to (like `kubectl rollout undo`).
@@ -186,17 +464,23 @@ pub struct CommandOutcome {
 }
 
 impl CommandOutcome {
+    /// Whether the command changed the release.
+    pub fn changed(&self) -> bool {
+        self.next.is_some()
+    }
+
     fn unchanged(message: impl Into<String>) -> Self {
         Self {
-            changed: false,
+            next: None,
             message: message.into(),
             restore_template: None,
         }
     }
-    fn changed(message: impl Into<String>) -> Self {
+
+    fn to(next: ReleaseState) -> Self {
         Self {
-            changed: true,
-            message: message.into(),
+            message: next.message.clone(),
+            next: Some(next),
             restore_template: None,
         }
     }
@@ -213,6 +497,17 @@ pub enum CommandError {
     NothingToRollBack,
 }
 
+/// What a look at the units' reports decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Advance {
+    /// Nothing to record but the wait clock.
+    Unchanged,
+    /// The reason or the account changed, not the phase or the group: the slices stay as they are.
+    Noted(ReleaseState),
+    /// A transition: the slices follow, and the record is written.
+    Moved(ReleaseState),
+}
+
 impl ReleaseState {
     /// The state of a new deployment: stable on its first revision.
     pub fn new(template: &PodTemplateSpec, now_ms: i64) -> Self {
@@ -222,224 +517,274 @@ impl ReleaseState {
             history,
             current_revision: name.clone(),
             update_revision: name,
-            phase: Phase::Stable,
-            reason: Reason::Created,
-            batch: 0,
+            stage: Stage::Stable {
+                group: 0,
+                reason: StableReason::Created,
+            },
             message: String::new(),
-            group_started_ms: now_ms,
-            healthy_since_ms: None,
-            waited_ms: 0,
-            last_checked_ms: None,
         }
     }
 
-    fn enter(&mut self, phase: Phase, reason: Reason, message: impl Into<String>) {
-        self.phase = phase;
-        self.reason = reason;
-        self.message = message.into();
+    /// Where the release stands.
+    pub fn stage(&self) -> &Stage {
+        &self.stage
     }
 
-    fn start_group(&mut self, batch: usize, now_ms: i64) {
-        self.batch = batch;
-        self.group_started_ms = now_ms;
-        self.healthy_since_ms = None;
-        self.waited_ms = 0;
-        self.last_checked_ms = Some(now_ms);
+    /// The state's name.
+    pub fn phase(&self) -> Phase {
+        self.stage.phase()
     }
 
-    /// The deployment's template changed. Returns true when the release state changed.
-    pub fn on_template(&mut self, template: &PodTemplateSpec, now_ms: i64) -> bool {
+    /// Why.
+    pub fn reason(&self) -> Reason {
+        self.stage.reason()
+    }
+
+    /// The current group (0-based).
+    pub fn batch(&self) -> usize {
+        self.stage.group()
+    }
+
+    /// A readable account of the last transition.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// This state in `stage`, with `message`.
+    fn with(&self, stage: Stage, message: impl Into<String>) -> Self {
+        Self {
+            stage,
+            message: message.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The state once the deployment's template is `template`; `None` when that is the revision
+    /// the units already move to.
+    pub fn on_template(&self, template: &PodTemplateSpec, now_ms: i64) -> Option<Self> {
         let name = super::revision::revision_name(template);
         if name == self.update_revision {
-            return false;
+            return None;
         }
-        let pinned = [self.current_revision.clone(), self.update_revision.clone()];
-        let pinned: Vec<&str> = pinned.iter().map(String::as_str).collect();
-        self.history.record(template, now_ms, &pinned);
-        self.update_revision = name.clone();
-        self.start_group(0, now_ms);
-        if name == self.current_revision {
+        let mut next = self.clone();
+        let pinned = [
+            self.current_revision.as_str(),
+            self.update_revision.as_str(),
+        ];
+        next.history.record(template, now_ms, &pinned);
+        next.update_revision = name.clone();
+        Some(if name == self.current_revision {
             // The template went back to what the units ran: return there at once.
-            self.enter(
-                Phase::RollingBack,
-                Reason::RollingBack,
+            next.with(
+                Stage::RollingBack { since_ms: now_ms },
                 format!("template returned to revision {name}"),
-            );
+            )
         } else {
-            self.enter(
-                Phase::Progressing,
-                Reason::NewRevision,
+            next.with(
+                Stage::progressing(0, now_ms, ProgressReason::NewRevision),
                 format!("releasing revision {name}"),
-            );
-        }
-        true
+            )
+        })
     }
 
-    /// Moves the release forward from the units' reports and the time. Returns true on a transition.
+    /// Looks at the units' reports and the time. `clock` is the group's wait clock (see
+    /// [`WaitClock`]); the one returned replaces it.
     pub fn advance(
-        &mut self,
+        &self,
+        clock: WaitClock,
         strategy: &Strategy,
         groups: usize,
         units: &[UnitProgress],
         now_ms: i64,
-    ) -> bool {
+    ) -> (Advance, WaitClock) {
         let active = || units.iter().filter(|u| !u.evacuated);
-        match self.phase {
-            Phase::Stable | Phase::Paused | Phase::Failed => false,
-            Phase::RollingBack => {
-                if !active().all(UnitProgress::fully_updated) {
-                    return false;
-                }
-                self.current_revision = self.update_revision.clone();
-                let message = format!("rolled back to revision {}", self.current_revision);
-                self.enter(Phase::Stable, Reason::RolledBack, message);
-                true
+        match &self.stage {
+            Stage::Stable { .. } | Stage::Paused { .. } | Stage::Failed { .. } => {
+                (Advance::Unchanged, clock)
             }
-            Phase::Progressing => {
-                let known = active().all(|u| u.observed.is_some());
-                let elapsed = self.last_checked_ms.map_or(0, |t| (now_ms - t).max(0));
-                self.last_checked_ms = Some(now_ms);
-                if known {
-                    self.waited_ms += elapsed;
+            Stage::RollingBack { .. } => {
+                if !active().all(UnitProgress::fully_updated) {
+                    return (Advance::Unchanged, clock);
                 }
-                let failing: Vec<String> = active()
+                let mut next = self.with(
+                    Stage::Stable {
+                        group: 0,
+                        reason: StableReason::RolledBack,
+                    },
+                    format!("rolled back to revision {}", self.update_revision),
+                );
+                next.current_revision = self.update_revision.clone();
+                (Advance::Moved(next), clock)
+            }
+            Stage::Progressing {
+                group,
+                since_ms,
+                healthy_since_ms,
+                reason,
+            } => {
+                let (group, since_ms, reason) = (*group, *since_ms, *reason);
+                let known = active().all(|u| u.observed.is_some());
+                let elapsed = clock.last_checked_ms.map_or(0, |t| (now_ms - t).max(0));
+                let clock = WaitClock {
+                    waited_ms: clock.waited_ms + if known { elapsed } else { 0 },
+                    last_checked_ms: Some(now_ms),
+                };
+                let pods: Vec<String> = active()
                     .filter_map(|u| u.observed.as_ref().map(|o| (u, o)))
                     .flat_map(|(u, o)| o.problems.iter().map(move |p| format!("{}: {p}", u.unit)))
                     .collect();
-                if !failing.is_empty() {
-                    self.enter(Phase::Failed, Reason::PodsFailing, failing.join("; "));
-                    return true;
+                if !pods.is_empty() {
+                    let message = pods.join("; ");
+                    let failure = Failure::PodsFailing { pods };
+                    let next = self.with(Stage::Failed { group, failure }, message);
+                    return (Advance::Moved(next), clock);
                 }
+                let progressing = |healthy_since_ms, reason| Stage::Progressing {
+                    group,
+                    since_ms,
+                    healthy_since_ms,
+                    reason,
+                };
                 if !active().all(UnitProgress::group_done) {
-                    self.healthy_since_ms = None;
-                    let deadline = i64::from(strategy.progress_deadline_seconds) * 1000;
-                    if self.waited_ms < deadline {
-                        let changed = self.reason != Reason::WaitingForUnits;
-                        let waiting: Vec<String> = active()
-                            .filter(|u| !u.group_done())
-                            .map(|u| u.unit.to_string())
-                            .collect();
-                        let message =
-                            format!("group {} waits for {}", self.batch, waiting.join(", "));
-                        changed_message(self, Reason::WaitingForUnits, message);
-                        return changed;
-                    }
                     let waiting: Vec<String> = active()
                         .filter(|u| !u.group_done())
                         .map(|u| u.unit.to_string())
                         .collect();
+                    let deadline = i64::from(strategy.progress_deadline_seconds) * 1000;
+                    if clock.waited_ms < deadline {
+                        let message = format!("group {group} waits for {}", waiting.join(", "));
+                        let next =
+                            self.with(progressing(None, ProgressReason::WaitingForUnits), message);
+                        // A new list of waiting units is news; only a new reason is a transition.
+                        return if reason == ProgressReason::WaitingForUnits {
+                            (Advance::Noted(next), clock)
+                        } else {
+                            (Advance::Moved(next), clock)
+                        };
+                    }
                     let message = format!(
-                        "group {} made no progress within {}s in {}",
-                        self.batch,
+                        "group {group} made no progress within {}s in {}",
                         strategy.progress_deadline_seconds,
                         waiting.join(", ")
                     );
-                    self.enter(Phase::Failed, Reason::ProgressDeadlineExceeded, message);
-                    return true;
+                    let failure = Failure::ProgressDeadlineExceeded { waiting };
+                    let next = self.with(Stage::Failed { group, failure }, message);
+                    return (Advance::Moved(next), clock);
                 }
-                let since = *self.healthy_since_ms.get_or_insert(now_ms);
+                let since = healthy_since_ms.unwrap_or(now_ms);
                 let healthy_for = now_ms - since;
                 if healthy_for < i64::from(strategy.min_ready_seconds) * 1000 {
-                    return false;
+                    let next = self.with(progressing(Some(since), reason), self.message.clone());
+                    return (Self::noted_if_changed(self, next), clock);
                 }
-                if self.batch + 1 >= groups {
-                    self.current_revision = self.update_revision.clone();
-                    let message = format!("revision {} runs in every unit", self.current_revision);
-                    self.enter(Phase::Stable, Reason::Complete, message);
-                    return true;
+                if group + 1 >= groups {
+                    let mut next = self.with(
+                        Stage::Stable {
+                            group,
+                            reason: StableReason::Complete,
+                        },
+                        format!("revision {} runs in every unit", self.update_revision),
+                    );
+                    next.current_revision = self.update_revision.clone();
+                    return (Advance::Moved(next), clock);
                 }
                 match strategy.pause {
                     PauseMode::Manual => {
                         let message = format!(
-                            "group {} is done; continue to start group {}",
-                            self.batch,
-                            self.batch + 1
+                            "group {group} is done; continue to start group {}",
+                            group + 1
                         );
-                        self.enter(Phase::Paused, Reason::AwaitingConfirm, message);
-                        true
+                        let next = self.with(
+                            Stage::Paused {
+                                group,
+                                reason: PauseReason::AwaitingConfirm,
+                            },
+                            message,
+                        );
+                        (Advance::Moved(next), clock)
                     }
                     PauseMode::Auto => {
                         let wait =
                             i64::from(strategy.min_ready_seconds + strategy.auto_pause_seconds)
                                 * 1000;
                         if healthy_for < wait {
-                            let changed = self.reason != Reason::AutoPausing;
-                            changed_message(
-                                self,
-                                Reason::AutoPausing,
-                                format!("group {} is healthy; next group soon", self.batch),
+                            let next = self.with(
+                                progressing(Some(since), ProgressReason::AutoPausing),
+                                format!("group {group} is healthy; next group soon"),
                             );
-                            return changed;
+                            return if reason == ProgressReason::AutoPausing {
+                                (Self::noted_if_changed(self, next), clock)
+                            } else {
+                                (Advance::Moved(next), clock)
+                            };
                         }
-                        let next = self.batch + 1;
-                        self.start_group(next, now_ms);
-                        self.enter(
-                            Phase::Progressing,
-                            Reason::WaitingForUnits,
+                        let next = group + 1;
+                        let state = self.with(
+                            Stage::progressing(next, now_ms, ProgressReason::WaitingForUnits),
                             format!("group {next} started"),
                         );
-                        true
+                        (Advance::Moved(state), WaitClock::started(now_ms))
                     }
                 }
             }
         }
     }
 
+    /// `Noted(next)`, or `Unchanged` when `next` is this state.
+    fn noted_if_changed(&self, next: Self) -> Advance {
+        if next.stage == self.stage && next.message == self.message {
+            Advance::Unchanged
+        } else {
+            Advance::Noted(next)
+        }
+    }
+
     /// Carries out an operator's command. `expected_batch`, when given, must be the current group,
     /// else nothing changes. Idempotent: a command whose effect is already in place changes nothing.
+    /// A command that starts a group starts its wait clock too (see [`ReleaseState::group_started`]).
     pub fn command(
-        &mut self,
+        &self,
         command: ReleaseCommand,
         expected_batch: Option<usize>,
         now_ms: i64,
     ) -> Result<CommandOutcome, CommandError> {
+        let group = self.batch();
         if let Some(expected) = expected_batch
-            && expected != self.batch
+            && expected != group
         {
             return Ok(CommandOutcome::unchanged(format!(
-                "the release is at group {}, not {expected}: nothing done",
-                self.batch
+                "the release is at group {group}, not {expected}: nothing done"
             )));
         }
-        let phase = self.phase;
-        Ok(match (command, phase) {
-            (ReleaseCommand::Pause, Phase::Progressing) => {
-                self.enter(
-                    Phase::Paused,
-                    Reason::PausedByOperator,
-                    format!("paused in group {}", self.batch),
-                );
-                CommandOutcome::changed(self.message.clone())
-            }
+        let phase = self.phase();
+        Ok(match (command, &self.stage) {
+            (ReleaseCommand::Pause, Stage::Progressing { .. }) => CommandOutcome::to(self.with(
+                Stage::Paused {
+                    group,
+                    reason: PauseReason::PausedByOperator,
+                },
+                format!("paused in group {group}"),
+            )),
             (ReleaseCommand::Pause, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to pause"))
             }
-            (ReleaseCommand::Continue, Phase::Paused) => {
-                let next = if self.reason == Reason::AwaitingConfirm {
-                    self.batch + 1
-                } else {
-                    self.batch
+            (ReleaseCommand::Continue, Stage::Paused { reason, .. }) => {
+                let next = match reason {
+                    PauseReason::AwaitingConfirm => group + 1,
+                    PauseReason::PausedByOperator => group,
                 };
-                self.start_group(next, now_ms);
-                self.enter(
-                    Phase::Progressing,
-                    Reason::WaitingForUnits,
+                CommandOutcome::to(self.with(
+                    Stage::progressing(next, now_ms, ProgressReason::WaitingForUnits),
                     format!("group {next} started"),
-                );
-                CommandOutcome::changed(self.message.clone())
+                ))
             }
             (ReleaseCommand::Continue, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to continue"))
             }
-            (ReleaseCommand::Retry, Phase::Failed) => {
-                self.start_group(self.batch, now_ms);
-                self.enter(
-                    Phase::Progressing,
-                    Reason::Retrying,
-                    format!("retrying group {}", self.batch),
-                );
-                CommandOutcome::changed(self.message.clone())
-            }
+            (ReleaseCommand::Retry, Stage::Failed { .. }) => CommandOutcome::to(self.with(
+                Stage::progressing(group, now_ms, ProgressReason::Retrying),
+                format!("retrying group {group}"),
+            )),
             (ReleaseCommand::Retry, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to retry"))
             }
@@ -450,11 +795,12 @@ impl ReleaseState {
     }
 
     fn rollback(
-        &mut self,
+        &self,
         to_revision: Option<i64>,
         now_ms: i64,
     ) -> Result<CommandOutcome, CommandError> {
-        if to_revision.is_none() && self.phase == Phase::RollingBack {
+        let rolling_back = matches!(self.stage, Stage::RollingBack { .. });
+        if to_revision.is_none() && rolling_back {
             return Ok(CommandOutcome::unchanged(format!(
                 "already rolling back to revision {}",
                 self.update_revision
@@ -475,45 +821,74 @@ impl ReleaseState {
                 .ok_or(CommandError::NothingToRollBack)?,
         };
         let (name, template) = (target.name.clone(), target.template.clone());
-        let settled = self.phase == Phase::Stable || self.phase == Phase::RollingBack;
+        let settled = rolling_back || matches!(self.stage, Stage::Stable { .. });
         if settled && self.update_revision == name {
             return Ok(CommandOutcome::unchanged(format!(
                 "already at revision {name}"
             )));
         }
-        self.update_revision = name.clone();
-        self.start_group(0, now_ms);
-        self.enter(
-            Phase::RollingBack,
-            Reason::RollingBack,
+        let mut next = self.with(
+            Stage::RollingBack { since_ms: now_ms },
             format!("rolling back to revision {name}"),
         );
+        next.update_revision = name;
         Ok(CommandOutcome {
-            changed: true,
-            message: self.message.clone(),
             restore_template: Some(template),
+            ..CommandOutcome::to(next)
         })
     }
 
-    /// The cumulative target of a unit with `replicas` in the current phase, given the group's target.
+    /// Whether `next` starts a new group (or a rollback) compared with this state: its wait clock
+    /// then starts again.
+    pub fn group_started(&self, next: &Self) -> bool {
+        let since = |stage: &Stage| match stage {
+            Stage::Progressing {
+                group, since_ms, ..
+            } => Some((*group, *since_ms)),
+            Stage::RollingBack { since_ms } => Some((0, *since_ms)),
+            _ => None,
+        };
+        since(&next.stage).is_some() && since(&next.stage) != since(&self.stage)
+    }
+
+    /// Whether time alone may move the release at `now_ms`: a healthy group waiting out
+    /// minReadySeconds or autoPauseSeconds, or a group whose progress deadline may have passed.
+    pub fn due(&self, clock: Option<&WaitClock>, strategy: &Strategy, now_ms: i64) -> bool {
+        let Stage::Progressing {
+            healthy_since_ms, ..
+        } = &self.stage
+        else {
+            return false;
+        };
+        let deadline = i64::from(strategy.progress_deadline_seconds) * 1000;
+        let waited = clock.map_or(0, |c| c.waited_at(now_ms));
+        healthy_since_ms.is_some() || waited >= deadline
+    }
+
+    /// The cumulative target of a unit with `replicas` in the current state, given the group's target.
     pub fn target(&self, group_target: Option<i32>, replicas: i32) -> i32 {
-        match self.phase {
-            Phase::Stable | Phase::RollingBack => replicas,
-            Phase::Progressing | Phase::Paused | Phase::Failed => {
+        match self.stage {
+            Stage::Stable { .. } | Stage::RollingBack { .. } => replicas,
+            Stage::Progressing { .. } | Stage::Paused { .. } | Stage::Failed { .. } => {
                 group_target.unwrap_or(replicas).clamp(0, replicas.max(0))
             }
         }
     }
 
+    /// Whether every unit runs (or returns to) one revision: no group partitions.
+    pub fn settled(&self) -> bool {
+        matches!(self.stage, Stage::Stable { .. } | Stage::RollingBack { .. })
+    }
+
     /// Whether the agents must stop updating pods (they keep scaling).
     pub fn slices_paused(&self) -> bool {
-        self.phase == Phase::Failed
-            || (self.phase == Phase::Paused && self.reason == Reason::PausedByOperator)
+        matches!(
+            self.stage,
+            Stage::Failed { .. }
+                | Stage::Paused {
+                    reason: PauseReason::PausedByOperator,
+                    ..
+                }
+        )
     }
-}
-
-/// Updates the reason and message of a phase that does not change.
-fn changed_message(state: &mut ReleaseState, reason: Reason, message: String) {
-    state.reason = reason;
-    state.message = message;
 }

@@ -13,6 +13,7 @@ struct Fixture {
     deployment: CafeDeployment,
     units: BTreeMap<UnitName, LogicalUnit>,
     state: ReleaseState,
+    clock: WaitClock,
     now: i64,
 }
 
@@ -36,6 +37,7 @@ impl Fixture {
             deployment,
             units,
             state,
+            clock: WaitClock::default(),
             now: 1_000,
         }
     }
@@ -49,7 +51,35 @@ impl Fixture {
         let pod = template.spec.as_mut().expect("pod spec");
         pod.containers[0].image = Some(image.to_owned());
         let template = template.clone();
-        self.state.on_template(&template, self.now)
+        match self.state.on_template(&template, self.now) {
+            Some(next) => {
+                self.enter(next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes `next` the state, as the hub does: a group that starts starts its wait clock.
+    fn enter(&mut self, next: ReleaseState) {
+        if self.state.group_started(&next) {
+            self.clock = WaitClock::started(self.now);
+        }
+        self.state = next;
+    }
+
+    /// Runs a command and takes its state.
+    fn command(
+        &mut self,
+        command: ReleaseCommand,
+        expected_batch: Option<usize>,
+        now: i64,
+    ) -> Result<CommandOutcome, CommandError> {
+        let outcome = self.state.command(command, expected_batch, now)?;
+        if let Some(next) = &outcome.next {
+            self.enter(next.clone());
+        }
+        Ok(outcome)
     }
 
     fn slices(&self) -> Vec<SliceSpec> {
@@ -91,10 +121,28 @@ impl Fixture {
             .collect()
     }
 
+    /// Looks at `progress`; true on a transition.
     fn advance(&mut self, progress: &[UnitProgress]) -> bool {
         let groups = self.plan().batches.len();
-        self.state
-            .advance(&self.deployment.spec.strategy, groups, progress, self.now)
+        let (advance, clock) = self.state.advance(
+            self.clock,
+            &self.deployment.spec.strategy,
+            groups,
+            progress,
+            self.now,
+        );
+        self.clock = clock;
+        match advance {
+            Advance::Unchanged => false,
+            Advance::Noted(next) => {
+                self.state = next;
+                false
+            }
+            Advance::Moved(next) => {
+                self.enter(next);
+                true
+            }
+        }
     }
 
     fn tick(&mut self, ms: i64) {
@@ -105,10 +153,10 @@ impl Fixture {
 #[test]
 fn seed_example_releases_group_by_group_with_confirmation() {
     let mut f = Fixture::new();
-    assert_eq!(f.state.phase, Phase::Stable);
+    assert_eq!(f.state.phase(), Phase::Stable);
     assert_eq!(f.partitions(), [0, 0]);
     assert!(f.new_image("registry.example/payments:1.1.0"));
-    assert_eq!((f.state.phase, f.state.batch), (Phase::Progressing, 0));
+    assert_eq!((f.state.phase(), f.state.batch()), (Phase::Progressing, 0));
     assert_eq!(f.partitions(), [4, 4], "group 0 updates one pod per unit");
     let slices = f.slices();
     assert_ne!(slices[0].update_revision, slices[0].stable_revision);
@@ -123,10 +171,14 @@ fn seed_example_releases_group_by_group_with_confirmation() {
     });
     f.advance(&waiting);
     assert_eq!(
-        (f.state.phase, f.state.reason),
+        (f.state.phase(), f.state.reason()),
         (Phase::Progressing, Reason::WaitingForUnits)
     );
-    assert!(f.state.message.contains("sh-az1"), "{}", f.state.message);
+    assert!(
+        f.state.message().contains("sh-az1"),
+        "{}",
+        f.state.message()
+    );
 
     // Healthy, but minReadySeconds (5 s) must pass first.
     let done = f.report_done();
@@ -134,7 +186,7 @@ fn seed_example_releases_group_by_group_with_confirmation() {
     f.tick(5_000);
     assert!(f.advance(&done));
     assert_eq!(
-        (f.state.phase, f.state.reason, f.state.batch),
+        (f.state.phase(), f.state.reason(), f.state.batch()),
         (Phase::Paused, Reason::AwaitingConfirm, 0)
     );
     assert_eq!(
@@ -145,34 +197,30 @@ fn seed_example_releases_group_by_group_with_confirmation() {
 
     // Continue with the wrong expected group is harmless; with the right one it starts group 1.
     let outcome = f
-        .state
         .command(ReleaseCommand::Continue, Some(1), f.now)
         .expect("no error");
-    assert!(!outcome.changed);
+    assert!(!outcome.changed());
     assert!(
-        f.state
-            .command(ReleaseCommand::Continue, Some(0), f.now)
+        f.command(ReleaseCommand::Continue, Some(0), f.now)
             .expect("continues")
-            .changed
+            .changed()
     );
-    assert_eq!((f.state.phase, f.state.batch), (Phase::Progressing, 1));
+    assert_eq!((f.state.phase(), f.state.batch()), (Phase::Progressing, 1));
     assert_eq!(f.partitions(), [2, 2]);
     // Repeating the same continue does nothing harmful.
     assert!(
-        !f.state
-            .command(ReleaseCommand::Continue, Some(0), f.now)
+        !f.command(ReleaseCommand::Continue, Some(0), f.now)
             .expect("no error")
-            .changed
+            .changed()
     );
-    assert_eq!(f.state.batch, 1);
+    assert_eq!(f.state.batch(), 1);
 
     let done = f.report_done();
     f.advance(&done);
     f.tick(5_000);
     f.advance(&done);
-    assert_eq!((f.state.phase, f.state.batch), (Phase::Paused, 1));
-    f.state
-        .command(ReleaseCommand::Continue, None, f.now)
+    assert_eq!((f.state.phase(), f.state.batch()), (Phase::Paused, 1));
+    f.command(ReleaseCommand::Continue, None, f.now)
         .expect("continues");
     assert_eq!(f.partitions(), [0, 0]);
     let done = f.report_done();
@@ -180,7 +228,7 @@ fn seed_example_releases_group_by_group_with_confirmation() {
     f.tick(5_000);
     assert!(f.advance(&done));
     assert_eq!(
-        (f.state.phase, f.state.reason),
+        (f.state.phase(), f.state.reason()),
         (Phase::Stable, Reason::Complete)
     );
     assert_eq!(f.state.current_revision, f.state.update_revision);
@@ -195,8 +243,8 @@ fn a_disconnected_unit_blocks_progress() {
     progress[1].observed = None;
     f.tick(60_000);
     f.advance(&progress);
-    assert_eq!(f.state.phase, Phase::Progressing);
-    assert!(f.state.message.contains("sh-az2"));
+    assert_eq!(f.state.phase(), Phase::Progressing);
+    assert!(f.state.message().contains("sh-az2"));
 }
 
 #[test]
@@ -209,7 +257,7 @@ fn evacuated_units_are_left_out() {
     f.advance(&progress);
     f.tick(5_000);
     f.advance(&progress);
-    assert_eq!(f.state.phase, Phase::Paused);
+    assert_eq!(f.state.phase(), Phase::Paused);
 }
 
 #[test]
@@ -227,10 +275,10 @@ fn failing_pods_fail_the_release_and_pause_the_slices_until_retry() {
     });
     assert!(f.advance(&progress));
     assert_eq!(
-        (f.state.phase, f.state.reason, f.state.batch),
+        (f.state.phase(), f.state.reason(), f.state.batch()),
         (Phase::Failed, Reason::PodsFailing, 0)
     );
-    assert!(f.state.message.contains("CrashLoopBackOff"));
+    assert!(f.state.message().contains("CrashLoopBackOff"));
     assert!(
         f.slices().iter().all(|s| s.paused),
         "a failed release stops the agents' updates"
@@ -239,13 +287,12 @@ fn failing_pods_fail_the_release_and_pause_the_slices_until_retry() {
     f.tick(10_000);
     assert!(!f.advance(&f.report_done()));
     assert!(
-        f.state
-            .command(ReleaseCommand::Retry, None, f.now)
+        f.command(ReleaseCommand::Retry, None, f.now)
             .expect("retries")
-            .changed
+            .changed()
     );
     assert_eq!(
-        (f.state.phase, f.state.reason),
+        (f.state.phase(), f.state.reason()),
         (Phase::Progressing, Reason::Retrying)
     );
     assert!(f.slices().iter().all(|s| !s.paused));
@@ -267,7 +314,7 @@ fn unknown_units_do_not_count_towards_the_progress_deadline() {
     f.tick(60_000);
     f.advance(&stuck);
     assert_eq!(
-        f.state.phase,
+        f.state.phase(),
         Phase::Progressing,
         "an unknown unit blocks, it does not fail the release"
     );
@@ -281,10 +328,10 @@ fn unknown_units_do_not_count_towards_the_progress_deadline() {
     });
     f.tick(29_000);
     f.advance(&stuck);
-    assert_eq!(f.state.phase, Phase::Progressing);
+    assert_eq!(f.state.phase(), Phase::Progressing);
     f.tick(1_000);
     f.advance(&stuck);
-    assert_eq!(f.state.phase, Phase::Failed);
+    assert_eq!(f.state.phase(), Phase::Failed);
 }
 
 #[test]
@@ -301,11 +348,11 @@ fn progress_deadline_fails_the_group() {
     });
     f.tick(29_000);
     f.advance(&stuck);
-    assert_eq!(f.state.phase, Phase::Progressing);
+    assert_eq!(f.state.phase(), Phase::Progressing);
     f.tick(1_000);
     assert!(f.advance(&stuck));
     assert_eq!(
-        (f.state.phase, f.state.reason),
+        (f.state.phase(), f.state.reason()),
         (Phase::Failed, Reason::ProgressDeadlineExceeded)
     );
 }
@@ -317,12 +364,11 @@ fn rollback_returns_every_unit_to_the_stable_revision_at_once() {
     let stable_template = f.deployment.spec.template.clone();
     f.new_image("registry.example/payments:crashloop");
     let outcome = f
-        .state
         .command(ReleaseCommand::Rollback { to_revision: None }, None, f.now)
         .expect("rolls back");
-    assert!(outcome.changed);
+    assert!(outcome.changed());
     assert_eq!(outcome.restore_template.as_ref(), Some(&stable_template));
-    assert_eq!(f.state.phase, Phase::RollingBack);
+    assert_eq!(f.state.phase(), Phase::RollingBack);
     assert_eq!(f.state.update_revision, stable);
     let slices = f.slices();
     assert!(
@@ -332,14 +378,13 @@ fn rollback_returns_every_unit_to_the_stable_revision_at_once() {
     );
     // Idempotent.
     assert!(
-        !f.state
-            .command(ReleaseCommand::Rollback { to_revision: None }, None, f.now)
+        !f.command(ReleaseCommand::Rollback { to_revision: None }, None, f.now)
             .expect("ok")
-            .changed
+            .changed()
     );
     assert!(f.advance(&f.report_done()));
     assert_eq!(
-        (f.state.phase, f.state.reason),
+        (f.state.phase(), f.state.reason()),
         (Phase::Stable, Reason::RolledBack)
     );
     assert_eq!(f.state.current_revision, stable);
@@ -349,8 +394,7 @@ fn rollback_returns_every_unit_to_the_stable_revision_at_once() {
 fn rollback_of_a_stable_deployment_goes_to_the_previous_revision() {
     let mut f = Fixture::new();
     assert_eq!(
-        f.state
-            .command(ReleaseCommand::Rollback { to_revision: None }, None, f.now),
+        f.command(ReleaseCommand::Rollback { to_revision: None }, None, f.now),
         Err(CommandError::NothingToRollBack)
     );
     let first = f.state.current_revision.clone();
@@ -361,22 +405,21 @@ fn rollback_of_a_stable_deployment_goes_to_the_previous_revision() {
         f.advance(&done);
         f.tick(5_000);
     }
-    assert_eq!(f.state.phase, Phase::Stable, "{:?}", f.state);
+    assert_eq!(f.state.phase(), Phase::Stable, "{:?}", f.state);
     assert_ne!(f.state.current_revision, first);
     let history: Vec<i64> = f.state.history.iter().map(|r| r.number).collect();
     assert_eq!(history, [1, 2]);
-    f.state
-        .command(
-            ReleaseCommand::Rollback {
-                to_revision: Some(1),
-            },
-            None,
-            f.now,
-        )
-        .expect("rolls back");
+    f.command(
+        ReleaseCommand::Rollback {
+            to_revision: Some(1),
+        },
+        None,
+        f.now,
+    )
+    .expect("rolls back");
     assert_eq!(f.state.update_revision, first);
     assert_eq!(
-        f.state.command(
+        f.command(
             ReleaseCommand::Rollback {
                 to_revision: Some(7)
             },
@@ -392,26 +435,23 @@ fn operator_pause_stops_updates_and_continue_resumes_the_same_group() {
     let mut f = Fixture::new();
     f.new_image("registry.example/payments:1.1.0");
     assert!(
-        f.state
-            .command(ReleaseCommand::Pause, None, f.now)
+        f.command(ReleaseCommand::Pause, None, f.now)
             .expect("pauses")
-            .changed
+            .changed()
     );
     assert_eq!(
-        (f.state.phase, f.state.reason),
+        (f.state.phase(), f.state.reason()),
         (Phase::Paused, Reason::PausedByOperator)
     );
     assert!(f.slices().iter().all(|s| s.paused));
     assert!(
-        !f.state
-            .command(ReleaseCommand::Pause, None, f.now)
+        !f.command(ReleaseCommand::Pause, None, f.now)
             .expect("ok")
-            .changed
+            .changed()
     );
-    f.state
-        .command(ReleaseCommand::Continue, None, f.now)
+    f.command(ReleaseCommand::Continue, None, f.now)
         .expect("continues");
-    assert_eq!((f.state.phase, f.state.batch), (Phase::Progressing, 0));
+    assert_eq!((f.state.phase(), f.state.batch()), (Phase::Progressing, 0));
 }
 
 #[test]
@@ -425,12 +465,12 @@ fn auto_pause_waits_then_starts_the_next_group() {
     f.tick(5_000);
     f.advance(&done);
     assert_eq!(
-        (f.state.phase, f.state.reason, f.state.batch),
+        (f.state.phase(), f.state.reason(), f.state.batch()),
         (Phase::Progressing, Reason::AutoPausing, 0)
     );
     f.tick(10_000);
     assert!(f.advance(&done));
-    assert_eq!(f.state.batch, 1);
+    assert_eq!(f.state.batch(), 1);
 }
 
 #[test]
@@ -450,4 +490,102 @@ fn history_keeps_the_last_ten_revisions_and_reuses_names() {
     let newest = f.state.history.iter().last().expect("history");
     assert_eq!(newest.name, f.state.update_revision);
     assert_eq!(newest.number, 14);
+}
+
+#[test]
+fn a_stored_release_reads_back_into_the_state_it_was_and_keeps_its_record_form() {
+    let mut f = Fixture::new();
+    assert!(f.new_image("registry.example/payments:1.1.0"));
+    let crashing = f.progress(|s| {
+        Some(Observed {
+            replicas: s.replicas,
+            ready: s.replicas - 1,
+            updated: 1,
+            updated_ready: 0,
+            problems: vec!["payments-0: CrashLoopBackOff".to_owned()],
+        })
+    });
+    assert!(f.advance(&crashing));
+    let json = serde_json::to_value(&f.state).expect("serialises");
+    // The record form is the flat one stored records always had, with the failing pods.
+    assert_eq!(json["phase"], "Failed");
+    assert_eq!(json["reason"], "PodsFailing");
+    assert_eq!(json["batch"], 0);
+    assert_eq!(
+        json["failing"][0], "sh-az1: payments-0: CrashLoopBackOff",
+        "{json}"
+    );
+    assert!(
+        json.get("waitedMs").is_none(),
+        "runtime counters stay out of the record"
+    );
+    let back: ReleaseState = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back, f.state);
+    let Stage::Failed {
+        group: 0,
+        failure: Failure::PodsFailing { pods },
+    } = back.stage()
+    else {
+        panic!("{:?}", back.stage());
+    };
+    assert_eq!(pods.len(), 2, "one failing pod per unit");
+}
+
+#[test]
+fn a_record_of_an_older_hub_reads_as_the_state_it_describes() {
+    let f = Fixture::new();
+    let mut json = serde_json::to_value(&f.state).expect("serialises");
+    // What hubs before the typed states stored: no `failing`, a paused group.
+    json["phase"] = "Paused".into();
+    json["reason"] = "AwaitingConfirm".into();
+    json["batch"] = 1.into();
+    json.as_object_mut().expect("object").remove("failing");
+    let state: ReleaseState = serde_json::from_value(json).expect("reads");
+    assert_eq!(
+        state.stage(),
+        &Stage::Paused {
+            group: 1,
+            reason: PauseReason::AwaitingConfirm
+        }
+    );
+}
+
+#[test]
+fn a_record_with_an_impossible_state_is_refused_by_name() {
+    let f = Fixture::new();
+    let mut json = serde_json::to_value(&f.state).expect("serialises");
+    json["phase"] = "Stable".into();
+    json["reason"] = "PodsFailing".into();
+    let error = serde_json::from_value::<ReleaseState>(json).expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("a release cannot be Stable for reason PodsFailing"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_transition_leaves_the_state_it_started_from_as_it_was() {
+    let mut f = Fixture::new();
+    assert!(f.new_image("registry.example/payments:1.1.0"));
+    let before = f.state.clone();
+    let done = f.report_done();
+    let groups = f.plan().batches.len();
+    f.now += 10_000;
+    let (advance, clock) =
+        f.state
+            .advance(f.clock, &f.deployment.spec.strategy, groups, &done, f.now);
+    assert_eq!(f.state, before, "advance changed the state in place");
+    let Advance::Noted(next) = advance else {
+        panic!("a healthy group first notes since when: {advance:?}");
+    };
+    assert!(matches!(
+        next.stage(),
+        Stage::Progressing {
+            healthy_since_ms: Some(_),
+            ..
+        }
+    ));
+    assert!(clock.last_checked_ms == Some(f.now));
 }

@@ -340,9 +340,10 @@ pub fn hub_fields(report: &mut Report, before: Usage, after: Usage, slices: usiz
     report.set("hubPeakRssMiB", round1(after.peak_rss_mib));
     report.set("hubCpuSeconds", round3(measured));
     report.set("hubCpuSecondsTotal", round3(after.cpu_seconds));
+    // Every slice an agent received is one slice change the hub decided, committed and sent.
     report.set(
-        "hubCpuMsPerSlice",
-        round3(measured * 1000.0 / slices.max(1) as f64),
+        "hubCpuUsPerSliceChange",
+        round1(measured * 1_000_000.0 / slices.max(1) as f64),
     );
 }
 
