@@ -51,6 +51,37 @@ pub mod protocol {
         Some((namespace, name, unit))
     }
 
+    /// Most items in one batch message (`SliceBatch`, `StatusBatch`, `AckBatch`).
+    pub const BATCH_MAX_ITEMS: usize = 256;
+    /// The encoded size a batch message stays under, unless a single item is larger (it then goes
+    /// alone): far below [`MAX_MESSAGE_BYTES`], so that one batch never holds a stream up for long.
+    pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
+
+    /// Cuts `items` into batches of at most [`BATCH_MAX_ITEMS`] whose `size`s add up to at most
+    /// [`BATCH_MAX_BYTES`] (an item larger than that is a batch of its own). Order is kept.
+    pub fn batches<T>(
+        items: impl IntoIterator<Item = T>,
+        size: impl Fn(&T) -> usize,
+    ) -> Vec<Vec<T>> {
+        let mut batches = Vec::new();
+        let mut current = Vec::new();
+        let mut bytes = 0;
+        for item in items {
+            let item_bytes = size(&item);
+            let full = current.len() >= BATCH_MAX_ITEMS || bytes + item_bytes > BATCH_MAX_BYTES;
+            if full && !current.is_empty() {
+                batches.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+            bytes += item_bytes;
+            current.push(item);
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+        batches
+    }
+
     /// The interval a `Welcome` announces, or the default when it announces none.
     pub fn announced_heartbeat(heartbeat_interval_ms: u32) -> Duration {
         if heartbeat_interval_ms == 0 {
@@ -63,6 +94,19 @@ pub mod protocol {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn batches_keep_order_and_stay_within_both_bounds() {
+            let items: Vec<usize> = (0..600).collect();
+            let cut = batches(items.clone(), |_| 10);
+            assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
+            assert_eq!(cut.concat(), items);
+            // By size: 400 KiB items, two to a batch; a 3 MiB item goes alone.
+            let sizes = [400 * 1024, 400 * 1024, 400 * 1024, 3 * 1024 * 1024, 1];
+            let cut = batches(sizes, |s| *s);
+            assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 1, 1]);
+            assert!(batches(Vec::<u8>::new(), |_| 1).is_empty());
+        }
 
         #[test]
         fn slice_ids_round_trip() {

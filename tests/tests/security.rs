@@ -36,6 +36,7 @@ async fn identities_and_roles_are_enforced() {
             cluster: "sh-dc1".into(),
             agent_version: "test".into(),
             inventory: vec![],
+            accepts_batches: false,
         })),
     })
     .await

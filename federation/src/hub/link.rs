@@ -126,6 +126,7 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
         let (session, heard) = self.hub.connect(&cluster, &hello.agent_version).await?;
         tracing::info!(%cluster, session, agent_version = %hello.agent_version, held = hello.inventory.len(), "agent connected");
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
+        let batches = hello.accepts_batches;
         let inventory: BTreeMap<String, u64> = hello
             .inventory
             .into_iter()
@@ -139,7 +140,7 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
                     self.hub.clone(),
                     cluster.clone(),
                     (session, Arc::clone(&heard)),
-                    inventory,
+                    (inventory, batches),
                     tx,
                 ),
                 span.clone(),
@@ -166,12 +167,40 @@ fn message(kind: HubKind) -> Result<pb::HubMessage, Status> {
     Ok(pb::HubMessage { kind: Some(kind) })
 }
 
+/// The messages that carry `changes`: batches of them to an agent that reads `SliceBatch`, one
+/// message each otherwise.
+fn change_messages(changes: Vec<HubKind>, batches: bool) -> Vec<HubKind> {
+    if !batches {
+        return changes;
+    }
+    let size = |kind: &HubKind| match kind {
+        HubKind::Upsert(slice) => prost::Message::encoded_len(slice),
+        HubKind::Delete(delete) => prost::Message::encoded_len(delete),
+        _ => 0,
+    };
+    cafe_proto::protocol::batches(changes, size)
+        .into_iter()
+        .map(|batch| {
+            let mut message = pb::SliceBatch::default();
+            for kind in batch {
+                match kind {
+                    HubKind::Upsert(slice) => message.upserts.push(slice),
+                    HubKind::Delete(delete) => message.deletes.push(delete),
+                    _ => {}
+                }
+            }
+            HubKind::Batch(message)
+        })
+        .collect()
+}
+
 /// Sends the Welcome, the snapshot and then every change, until the stream is superseded or gone.
+/// `batches`: the agent reads `SliceBatch`.
 async fn send_loop(
     hub: Hub,
     cluster: ClusterName,
     (session, heard): (u64, Arc<Heard>),
-    inventory: BTreeMap<String, u64>,
+    (inventory, batches): (BTreeMap<String, u64>, bool),
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
     let mut wakeup = hub.subscribe_cluster(&cluster);
@@ -180,6 +209,7 @@ async fn send_loop(
         hub_version: env!("CARGO_PKG_VERSION").to_owned(),
         heartbeat_interval_ms: u32::try_from(HEARTBEAT_INTERVAL.as_millis()).unwrap_or(u32::MAX),
         session: session.to_string(),
+        accepts_batches: true,
     };
     if tx.send(message(HubKind::Welcome(welcome))).await.is_err() {
         return;
@@ -223,12 +253,13 @@ async fn send_loop(
             if std::mem::take(&mut resync) && !outgoing.is_empty() {
                 tracing::debug!(%cluster, session, changes = outgoing.len(), "the periodic resync found slice changes to send (notified meanwhile, or a lost notification)");
             }
-            for kind in outgoing {
+            let changes = outgoing.len();
+            for kind in change_messages(outgoing, batches) {
                 if tx.send(message(kind)).await.is_err() {
                     return;
                 }
-                hub.metrics().sent_inc();
             }
+            hub.metrics().sent_add(changes);
             if !snapshot_done {
                 snapshot_done = true;
                 let complete = pb::SnapshotComplete {
@@ -291,19 +322,21 @@ async fn receive_loop(
                 heard.saw(hub.now_ms());
                 match kind {
                     AgentKind::Status(status) => {
-                        if reports
-                            .send((cluster.clone(), session, status))
-                            .await
-                            .is_err()
-                        {
-                            tracing::warn!(%cluster, "the hub's reporter is gone");
+                        if !report(&reports, &cluster, session, vec![status]).await {
                             break;
                         }
                     }
-                    AgentKind::Ack(ack) => match ack.id.parse::<SliceId>() {
-                        Ok(id) => hub.ack(&cluster, &id, ack.generation, ack.deleted).await,
-                        Err(error) => tracing::warn!(%cluster, %error, "malformed ack"),
-                    },
+                    AgentKind::Statuses(batch) => {
+                        if !report(&reports, &cluster, session, batch.statuses).await {
+                            break;
+                        }
+                    }
+                    AgentKind::Ack(ack) => acked(&hub, &cluster, ack).await,
+                    AgentKind::Acks(batch) => {
+                        for ack in batch.acks {
+                            acked(&hub, &cluster, ack).await;
+                        }
+                    }
                     AgentKind::Heartbeat(_) => {}
                     AgentKind::Hello(_) => tracing::warn!(%cluster, "ignored a second Hello"),
                 }
@@ -319,6 +352,34 @@ async fn receive_loop(
     tracing::info!(%cluster, session, "agent disconnected");
     if let Err(error) = hub.disconnect(&cluster, session).await {
         tracing::warn!(%cluster, session, %error, "cannot record the disconnection");
+    }
+}
+
+/// Queues statuses for the reporter; false when it is gone.
+async fn report(
+    reports: &mpsc::Sender<PendingReport>,
+    cluster: &ClusterName,
+    session: u64,
+    statuses: Vec<pb::SliceStatus>,
+) -> bool {
+    for status in statuses {
+        if reports
+            .send((cluster.clone(), session, status))
+            .await
+            .is_err()
+        {
+            tracing::warn!(%cluster, "the hub's reporter is gone");
+            return false;
+        }
+    }
+    true
+}
+
+/// Notes an agent's ack.
+async fn acked(hub: &Hub, cluster: &ClusterName, ack: pb::SliceAck) {
+    match ack.id.parse::<SliceId>() {
+        Ok(id) => hub.ack(cluster, &id, ack.generation, ack.deleted).await,
+        Err(error) => tracing::warn!(%cluster, %error, "malformed ack"),
     }
 }
 
@@ -379,7 +440,7 @@ mod tests {
             hub.clone(),
             cluster.clone(),
             stream,
-            BTreeMap::new(),
+            (BTreeMap::new(), false),
             tx,
         ));
         let first = next_upsert(&mut rx, Duration::from_secs(10)).await;
@@ -409,5 +470,39 @@ mod tests {
             waited >= HEARTBEAT_INTERVAL * (RESYNC_EVERY_BEATS - 1),
             "resent after {waited:?}"
         );
+    }
+
+    #[test]
+    fn changes_go_in_batches_only_to_agents_that_read_them() {
+        let upsert = |id: &str| {
+            HubKind::Upsert(pb::Slice {
+                id: id.to_owned(),
+                ..pb::Slice::default()
+            })
+        };
+        let delete = HubKind::Delete(pb::SliceDelete {
+            id: "ns/d@u9".to_owned(),
+            generation: 9,
+        });
+        let changes = || vec![upsert("ns/d@u1"), upsert("ns/d@u2"), delete.clone()];
+        let singles = change_messages(changes(), false);
+        assert_eq!(singles, changes());
+        let batched = change_messages(changes(), true);
+        let [HubKind::Batch(batch)] = batched.as_slice() else {
+            panic!("one batch: {batched:?}");
+        };
+        let ids: Vec<&str> = batch.upserts.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["ns/d@u1", "ns/d@u2"]);
+        assert_eq!(batch.deletes.len(), 1);
+        // More changes than a batch holds make several batches, none over the bound.
+        let many: Vec<HubKind> = (0..600).map(|i| upsert(&format!("ns/d@u{i}"))).collect();
+        let batched = change_messages(many, true);
+        assert_eq!(batched.len(), 3);
+        for message in &batched {
+            let HubKind::Batch(batch) = message else {
+                panic!("{message:?}");
+            };
+            assert!(batch.upserts.len() <= cafe_proto::protocol::BATCH_MAX_ITEMS);
+        }
     }
 }

@@ -83,8 +83,9 @@ impl HubMetrics {
     }
 
     /// A slice message went out.
-    pub fn sent_inc(&self) {
-        self.slices_sent.inc();
+    pub fn sent_add(&self, changes: usize) {
+        self.slices_sent
+            .inc_by(u64::try_from(changes).unwrap_or(u64::MAX));
     }
 
     /// An agent connected (+1) or left (-1).

@@ -9,6 +9,7 @@ use cafe_proto::v1::hub_message::Kind as HubKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -222,6 +223,7 @@ async fn run_session<S: ClusterSide>(
             .into_iter()
             .map(|(id, generation)| pb::InventoryEntry { id, generation })
             .collect(),
+        accepts_batches: true,
     };
     if tx
         .send(agent_message(AgentKind::Hello(hello)))
@@ -244,9 +246,51 @@ async fn run_session<S: ClusterSide>(
     // Cluster writes run beside the conversation with the hub, so that a slow API server never
     // delays heartbeats and reports (the hub would take the cluster for gone).
     let (ops_tx, ops_rx) = mpsc::channel(OPS_BUFFER);
+    // Set from the hub's Welcome, which comes before any slice: the hub reads batches.
+    let hub_batches = AtomicBool::new(false);
+    let outbound = Outbound {
+        tx: &tx,
+        batches: &hub_batches,
+    };
     tokio::select! {
-        end = talk(inbound, ops_tx, &tx, board, backoff) => end,
-        end = apply_ops(side, ops_rx, applied, board, &tx) => end,
+        end = talk(inbound, ops_tx, outbound, board, backoff) => end,
+        end = apply_ops(side, ops_rx, applied, board, outbound) => end,
+    }
+}
+
+/// The stream to the hub, and whether the hub reads batches (`Welcome.accepts_batches`).
+#[derive(Clone, Copy)]
+struct Outbound<'a> {
+    tx: &'a mpsc::Sender<pb::AgentMessage>,
+    batches: &'a AtomicBool,
+}
+
+impl Outbound<'_> {
+    async fn send(&self, kind: AgentKind) -> Result<(), SessionEnd> {
+        self.tx
+            .send(agent_message(kind))
+            .await
+            .map_err(|_| SessionEnd::Closed)
+    }
+
+    /// Sends `items`: in batches (`wrap`) to a hub that reads them, one message each (`one`)
+    /// otherwise.
+    async fn send_all<T: prost::Message>(
+        &self,
+        items: Vec<T>,
+        one: impl Fn(T) -> AgentKind,
+        wrap: impl Fn(Vec<T>) -> AgentKind,
+    ) -> Result<(), SessionEnd> {
+        if !self.batches.load(Ordering::Relaxed) {
+            for item in items {
+                self.send(one(item)).await?;
+            }
+            return Ok(());
+        }
+        for batch in protocol::batches(items, prost::Message::encoded_len) {
+            self.send(wrap(batch)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -262,7 +306,7 @@ enum Op {
 async fn talk(
     mut inbound: tonic::Streaming<pb::HubMessage>,
     ops: mpsc::Sender<Op>,
-    tx: &mpsc::Sender<pb::AgentMessage>,
+    outbound: Outbound<'_>,
     board: &StatusBoard,
     backoff: &mut Duration,
 ) -> SessionEnd {
@@ -284,9 +328,10 @@ async fn talk(
                     Err(status) => return SessionEnd::Refused(status),
                 };
                 last_heard = tokio::time::Instant::now();
-                let op = match message.kind {
+                let changes = match message.kind {
                     Some(HubKind::Welcome(welcome)) => {
                         *backoff = MIN_BACKOFF;
+                        outbound.batches.store(welcome.accepts_batches, Ordering::Relaxed);
                         // The hub says how often both sides beat; its silence is judged by the same.
                         let announced = protocol::announced_heartbeat(welcome.heartbeat_interval_ms);
                         if announced != every {
@@ -297,12 +342,18 @@ async fn talk(
                         continue;
                     }
                     Some(HubKind::Heartbeat(_)) | None => continue,
-                    Some(HubKind::Upsert(slice)) => Op::Upsert(Box::new(slice)),
-                    Some(HubKind::Delete(delete)) => Op::Delete(delete),
-                    Some(HubKind::SnapshotComplete(complete)) => Op::SnapshotComplete(complete),
+                    Some(HubKind::Upsert(slice)) => vec![Op::Upsert(Box::new(slice))],
+                    Some(HubKind::Delete(delete)) => vec![Op::Delete(delete)],
+                    Some(HubKind::Batch(batch)) => {
+                        let upserts = batch.upserts.into_iter().map(|s| Op::Upsert(Box::new(s)));
+                        upserts.chain(batch.deletes.into_iter().map(Op::Delete)).collect()
+                    }
+                    Some(HubKind::SnapshotComplete(complete)) => vec![Op::SnapshotComplete(complete)],
                 };
-                if ops.send(op).await.is_err() {
-                    return SessionEnd::Closed;
+                for op in changes {
+                    if ops.send(op).await.is_err() {
+                        return SessionEnd::Closed;
+                    }
                 }
             }
             () = board.changed(), if flush_at.is_none() => {
@@ -311,10 +362,14 @@ async fn talk(
             }
             () = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)), if flush_at.is_some() => {
                 flush_at = None;
-                for status in board.take() {
-                    if tx.send(agent_message(AgentKind::Status(status))).await.is_err() {
-                        return SessionEnd::Closed;
-                    }
+                let statuses = board.take();
+                let sent = outbound
+                    .send_all(statuses, AgentKind::Status, |statuses| {
+                        AgentKind::Statuses(pb::StatusBatch { statuses })
+                    })
+                    .await;
+                if let Err(end) = sent {
+                    return end;
                 }
             }
             _ = heartbeat.tick() => {
@@ -322,8 +377,8 @@ async fn talk(
                     return SessionEnd::Silent;
                 }
                 let beat = pb::Heartbeat { sent_unix_ms: unix_ms() };
-                if tx.send(agent_message(AgentKind::Heartbeat(beat))).await.is_err() {
-                    return SessionEnd::Closed;
+                if let Err(end) = outbound.send(AgentKind::Heartbeat(beat)).await {
+                    return end;
                 }
             }
         }
@@ -337,15 +392,16 @@ async fn apply_ops<S: ClusterSide>(
     mut ops: mpsc::Receiver<Op>,
     applied: BTreeMap<String, u64>,
     board: &StatusBoard,
-    tx: &mpsc::Sender<pb::AgentMessage>,
+    outbound: Outbound<'_>,
 ) -> SessionEnd {
     let mut applier = Applier {
         side,
         board,
-        tx,
+        outbound,
         applied,
         failed: BTreeMap::new(),
         failed_removes: BTreeMap::new(),
+        acks: Vec::new(),
     };
     let mut snapshot: Option<BTreeSet<String>> = Some(BTreeSet::new());
     let mut retry =
@@ -360,6 +416,9 @@ async fn apply_ops<S: ClusterSide>(
             _ = retry.tick() => {
                 // Slices the cluster refused are tried again; the others went on meanwhile.
                 if let Err(end) = applier.retry_failed().await {
+                    return end;
+                }
+                if let Err(end) = applier.flush_acks().await {
                     return end;
                 }
                 continue;
@@ -384,6 +443,12 @@ async fn apply_ops<S: ClusterSide>(
         if let Err(end) = result {
             return end;
         }
+        // Acks go out together once the hub's burst is written (or a batch is full).
+        if (ops.is_empty() || applier.acks.len() >= protocol::BATCH_MAX_ITEMS)
+            && let Err(end) = applier.flush_acks().await
+        {
+            return end;
+        }
     }
 }
 
@@ -392,13 +457,15 @@ async fn apply_ops<S: ClusterSide>(
 struct Applier<'a, S> {
     side: &'a S,
     board: &'a StatusBoard,
-    tx: &'a mpsc::Sender<pb::AgentMessage>,
+    outbound: Outbound<'a>,
     /// The generation applied of each slice the cluster holds.
     applied: BTreeMap<String, u64>,
     /// Slices the cluster refused, to try again.
     failed: BTreeMap<String, pb::Slice>,
     /// Removals the cluster refused, to try again.
     failed_removes: BTreeMap<String, u64>,
+    /// Acks not sent yet, in the order the changes were written.
+    acks: Vec<pb::SliceAck>,
 }
 
 impl<S: ClusterSide> Applier<'_, S> {
@@ -451,16 +518,23 @@ impl<S: ClusterSide> Applier<'_, S> {
         Ok(())
     }
 
-    async fn ack(&self, id: &str, generation: u64, deleted: bool) -> Result<(), SessionEnd> {
-        let ack = pb::SliceAck {
+    /// Notes that `generation` of `id` is written; [`Applier::flush_acks`] tells the hub.
+    fn ack(&mut self, id: &str, generation: u64, deleted: bool) {
+        self.acks.push(pb::SliceAck {
             id: id.to_owned(),
             generation,
             deleted,
-        };
-        self.tx
-            .send(agent_message(AgentKind::Ack(ack)))
+        });
+    }
+
+    /// Sends the acks noted so far.
+    async fn flush_acks(&mut self) -> Result<(), SessionEnd> {
+        let acks = std::mem::take(&mut self.acks);
+        self.outbound
+            .send_all(acks, AgentKind::Ack, |acks| {
+                AgentKind::Acks(pb::AckBatch { acks })
+            })
             .await
-            .map_err(|_| SessionEnd::Closed)
     }
 
     /// Applies a slice and acknowledges it. When the cluster refuses it, the slice is kept for a
@@ -470,7 +544,8 @@ impl<S: ClusterSide> Applier<'_, S> {
         match self.side.apply(&slice).await {
             Ok(()) => {
                 self.applied.insert(slice.id.clone(), slice.generation);
-                self.ack(&slice.id, slice.generation, false).await
+                self.ack(&slice.id, slice.generation, false);
+                Ok(())
             }
             Err(error) => {
                 tracing::warn!(slice = %slice.id, %error, retry_in = ?RETRY_FAILED, "the cluster refused a slice");
@@ -497,7 +572,8 @@ impl<S: ClusterSide> Applier<'_, S> {
             Ok(()) => {
                 self.applied.remove(id);
                 self.board.forget(id);
-                self.ack(id, generation, true).await
+                self.ack(id, generation, true);
+                Ok(())
             }
             Err(error) => {
                 tracing::warn!(slice = %id, %error, retry_in = ?RETRY_FAILED, "cannot remove a slice");
