@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The longest DNS-1123 label Kubernetes accepts.
 pub const DNS1123_LABEL_MAX: usize = 63;
@@ -86,9 +87,11 @@ pub struct InvalidName(pub String);
 macro_rules! dns_label_name {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        /// Shared text: the hub copies names all the time (map keys of its model), so that a copy
+        /// costs a counter, not an allocation.
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Parses a DNS-1123 label.
@@ -96,7 +99,7 @@ macro_rules! dns_label_name {
                 let value = value.into();
                 match dns1123_label_error(&value) {
                     Some(reason) => Err(InvalidName(reason)),
-                    None => Ok(Self(value)),
+                    None => Ok(Self(Arc::from(value))),
                 }
             }
 

@@ -6,16 +6,37 @@ use cafe_proto::v1 as pb;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
+/// The JSON of each revision's template, made once for all the slices of a sync.
+#[derive(Debug, Default)]
+pub struct TemplateJson(std::collections::HashMap<String, String>);
+
+impl TemplateJson {
+    fn of(
+        &mut self,
+        revision: &str,
+        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    ) -> Result<String, super::HubError> {
+        if let Some(json) = self.0.get(revision) {
+            return Ok(json.clone());
+        }
+        let json =
+            serde_json::to_string(template).map_err(|e| super::HubError::Encode(e.to_string()))?;
+        self.0.insert(revision.to_owned(), json.clone());
+        Ok(json)
+    }
+}
+
 /// Adds the templates (as JSON) to a slice header: the costly part, done only for slices that changed.
-pub fn fill_templates(wire: &mut pb::Slice, slice: &SliceSpec) -> Result<(), super::HubError> {
-    let json = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
-        serde_json::to_string(t).map_err(|e| super::HubError::Encode(e.to_string()))
-    };
-    wire.template_json = json(&slice.template)?;
+pub fn fill_templates(
+    wire: &mut pb::Slice,
+    slice: &SliceSpec,
+    json: &mut TemplateJson,
+) -> Result<(), super::HubError> {
+    wire.template_json = json.of(&slice.update_revision, &slice.template)?;
     wire.stable_template_json = if slice.stable_revision == slice.update_revision {
         String::new()
     } else {
-        json(&slice.stable_template)?
+        json.of(&slice.stable_revision, &slice.stable_template)?
     };
     Ok(())
 }
@@ -63,7 +84,7 @@ pub fn slice_hash(header: &pb::Slice) -> String {
     unversioned.template_json.clear();
     unversioned.stable_template_json.clear();
     let digest = Sha256::digest(unversioned.encode_to_vec());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    crate::release::hex(&digest[..16])
 }
 
 /// The wire form of a release phase.
@@ -240,4 +261,26 @@ pub fn apply_errors_from_status(status: &tonic::Status) -> Option<pb::ApplyError
         .iter()
         .find(|any| any.type_url == APPLY_ERRORS_TYPE_URL)
         .and_then(|any| pb::ApplyErrors::decode(any.value.as_slice()).ok())
+}
+
+/// The domain form of an agent's slice status.
+pub fn observation_from_proto(
+    status: pb::SliceStatus,
+) -> Result<(crate::names::SliceId, super::core::Observation), crate::names::InvalidName> {
+    use super::core::{Observation, Problem};
+    let id = status.id.parse()?;
+    let problems = status
+        .problems
+        .into_iter()
+        .map(|p| Problem::new(p.pod, p.reason, p.message))
+        .collect();
+    let observation = Observation::new(status.observed_generation, status.update_revision)
+        .with_pods(
+            status.replicas,
+            status.ready_replicas,
+            status.updated_replicas,
+            status.updated_ready_replicas,
+        )
+        .with_problems(problems);
+    Ok((id, observation))
 }

@@ -36,8 +36,8 @@ pub struct LiveSlice {
     pub cluster: ClusterName,
     /// Only grows.
     pub generation: u64,
-    /// A digest of the content.
-    pub hash: String,
+    /// A digest of the content (shared: copies of the model copy it often).
+    pub hash: Arc<str>,
     /// The wire form, generation included.
     pub wire: Arc<pb::Slice>,
 }
@@ -79,7 +79,7 @@ pub struct ClusterLive {
     /// The agent's version.
     pub agent_version: String,
     /// The latest status of each slice.
-    pub reports: OrdMap<SliceId, pb::SliceStatus>,
+    pub reports: OrdMap<SliceId, Observation>,
 }
 
 impl ClusterLive {
@@ -197,19 +197,103 @@ impl Effects {
     }
 }
 
-/// A report's problems as `pod: reason` lines. A problem of the slice itself (no pod, such as a
-/// write the cluster refused) is `reason: message`, so that the cluster's own words reach the
-/// operator.
-fn problem_lines(report: &pb::SliceStatus) -> Vec<String> {
-    report
-        .problems
-        .iter()
-        .map(|p| match (p.pod.is_empty(), p.message.is_empty()) {
-            (true, true) => p.reason.clone(),
-            (true, false) => format!("{}: {}", p.reason, p.message),
-            (false, _) => format!("{}: {}", p.pod, p.reason),
-        })
-        .collect()
+/// One problem an agent reported of a slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pod: String,
+    reason: String,
+    message: String,
+}
+
+impl Problem {
+    /// A problem of `pod` (empty: of the slice itself, such as a write the cluster refused).
+    pub fn new(pod: String, reason: String, message: String) -> Self {
+        Self {
+            pod,
+            reason,
+            message,
+        }
+    }
+
+    /// `pod: reason`; a problem of the slice itself is `reason: message`, so that the cluster's
+    /// own words reach the operator.
+    pub fn line(&self) -> String {
+        match (self.pod.is_empty(), self.message.is_empty()) {
+            (true, true) => self.reason.clone(),
+            (true, false) => format!("{}: {}", self.reason, self.message),
+            (false, _) => format!("{}: {}", self.pod, self.reason),
+        }
+    }
+}
+
+/// What an agent last reported of one slice: the pods its InPlaceSet runs for one generation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observation {
+    generation: u64,
+    update_revision: String,
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+    updated_ready: i32,
+    problems: Vec<Problem>,
+}
+
+impl Observation {
+    /// What the agent saw of `generation` of the slice, moving to `update_revision`.
+    pub fn new(generation: u64, update_revision: String) -> Self {
+        Self {
+            generation,
+            update_revision,
+            ..Self::default()
+        }
+    }
+
+    /// With the pod counts: existing, ready, on the update revision, ready on it.
+    pub fn with_pods(
+        mut self,
+        replicas: i32,
+        ready: i32,
+        updated: i32,
+        updated_ready: i32,
+    ) -> Self {
+        self.replicas = replicas;
+        self.ready = ready;
+        self.updated = updated;
+        self.updated_ready = updated_ready;
+        self
+    }
+
+    /// With the problems.
+    pub fn with_problems(mut self, problems: Vec<Problem>) -> Self {
+        self.problems = problems;
+        self
+    }
+
+    /// Whether it describes `generation` moving to `update_revision` (else it is stale).
+    pub fn describes(&self, generation: u64, update_revision: &str) -> bool {
+        self.generation == generation && self.update_revision == update_revision
+    }
+
+    /// Ready pods.
+    pub fn ready(&self) -> i32 {
+        self.ready
+    }
+
+    /// The problems, one line each (see [`Problem::line`]).
+    pub fn problem_lines(&self) -> Vec<String> {
+        self.problems.iter().map(Problem::line).collect()
+    }
+
+    /// What the release needs of it.
+    fn observed(&self) -> Observed {
+        Observed {
+            replicas: self.replicas,
+            ready: self.ready,
+            updated: self.updated,
+            updated_ready: self.updated_ready,
+            problems: self.problem_lines(),
+        }
+    }
 }
 
 /// JSON of a record. A value that cannot be encoded is an error, never an empty record: loading
@@ -395,9 +479,10 @@ impl Core {
             None => Vec::new(),
         };
         let mut keep = BTreeSet::new();
+        let mut json = super::convert::TemplateJson::default();
         for spec in desired {
             keep.insert(spec.id.unit.clone());
-            self.upsert_slice(key, spec, &mut effects)?;
+            self.upsert_slice(key, spec, &mut json, &mut effects)?;
         }
         let gone: Vec<UnitName> = self
             .deployment_slices
@@ -436,10 +521,11 @@ impl Core {
         &mut self,
         key: &DeploymentKey,
         spec: crate::release::SliceSpec,
+        json: &mut super::convert::TemplateJson,
         effects: &mut Effects,
     ) -> Result<(), HubError> {
         let mut wire = slice_header(&spec);
-        let hash = slice_hash(&wire);
+        let hash: Arc<str> = Arc::from(slice_hash(&wire));
         let id = spec.id.clone();
         let unchanged = self
             .slices
@@ -451,13 +537,13 @@ impl Core {
         let id_text = id.to_string();
         // After a restart, an unchanged slice keeps its generation, and its record needs no rewrite.
         let (generation, stored_as_is) = match self.stored_slices.remove(&id_text) {
-            Some(stored) if stored.hash == hash && stored.cluster == spec.cluster.as_str() => {
+            Some(stored) if *stored.hash == *hash && stored.cluster == spec.cluster.as_str() => {
                 (stored.generation, stored.replicas == Some(wire.replicas))
             }
             _ => (self.allocate_generation(), false),
         };
         wire.generation = generation;
-        fill_templates(&mut wire, &spec)?;
+        fill_templates(&mut wire, &spec, json)?;
         if let Some(previous) = self.slices.get(&id)
             && previous.cluster != spec.cluster
         {
@@ -472,7 +558,7 @@ impl Core {
                 &SliceRecord {
                     cluster: spec.cluster.to_string(),
                     generation,
-                    hash: hash.clone(),
+                    hash: hash.to_string(),
                     replicas: Some(wire.replicas),
                 },
             )?);
@@ -545,15 +631,15 @@ impl Core {
 
     /// The slice's latest report, when its agent is connected and the report describes the slice's
     /// current generation and update revision.
-    pub fn fresh_report(&self, id: &SliceId) -> Option<&pb::SliceStatus> {
+    pub fn fresh_report(&self, id: &SliceId) -> Option<&Observation> {
         let slice = self.slices.get(id)?;
         let live = self.clusters.get(&slice.cluster)?;
         if !live.connected(self.now_ms) {
             return None;
         }
         let report = live.reports.get(id)?;
-        (report.observed_generation == slice.generation
-            && report.update_revision == slice.wire.update_revision)
+        report
+            .describes(slice.generation, &slice.wire.update_revision)
             .then_some(report)
     }
 
@@ -643,7 +729,7 @@ impl Core {
                             .get(&id.to_string())
                             .and_then(|r| r.replicas)
                     }),
-                    ready: self.fresh_report(&id).map(|r| r.ready_replicas),
+                    ready: self.fresh_report(&id).map(Observation::ready),
                     forced_away: self
                         .units
                         .get(&u.unit)
@@ -679,13 +765,7 @@ impl Core {
             .iter()
             .map(|unit| {
                 let id = SliceId::new(key, &unit.unit);
-                let observed = self.fresh_report(&id).map(|report| Observed {
-                    replicas: report.replicas,
-                    ready: report.ready_replicas,
-                    updated: report.updated_replicas,
-                    updated_ready: report.updated_ready_replicas,
-                    problems: problem_lines(report),
-                });
+                let observed = self.fresh_report(&id).map(Observation::observed);
                 UnitProgress {
                     unit: unit.unit.clone(),
                     evacuated: unit.evacuated,
@@ -791,18 +871,21 @@ impl Core {
                         let id = SliceId::new(key, &unit.unit);
                         let live = self.clusters.get(&unit.cluster);
                         let connected = live.is_some_and(|l| l.connected(now_ms));
-                        let report = live.and_then(|l| l.reports.get(&id));
+                        let report = live
+                            .and_then(|l| l.reports.get(&id))
+                            .map(Observation::observed)
+                            .unwrap_or_default();
                         UnitStatusView {
                             unit: unit.unit.to_string(),
                             cluster: unit.cluster.to_string(),
                             connected,
                             replicas: unit.replicas,
-                            ready: report.map_or(0, |r| r.ready_replicas),
-                            updated: report.map_or(0, |r| r.updated_replicas),
-                            updated_ready: report.map_or(0, |r| r.updated_ready_replicas),
+                            ready: report.ready,
+                            updated: report.updated,
+                            updated_ready: report.updated_ready,
                             target: self.slice_target(&id),
                             evacuated: unit.evacuated,
-                            problems: report.map(problem_lines).unwrap_or_default(),
+                            problems: report.problems,
                         }
                     })
                     .collect()

@@ -5,18 +5,18 @@
 //! network; the store's writer ([`super::writer`]) commits the writes and only then publishes the
 //! changed model.
 
-use super::core::{Core, Effects, Heard};
+use super::core::{Core, Effects, Heard, Observation};
 use super::failover::{EvacuationTarget, FailoverOutcome};
 use super::{Applied, HubError};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::release::{CommandOutcome, ReleaseCommand};
 use crate::resources::Resource;
-use cafe_proto::v1 as pb;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// One slice status on its way to the model, with the stream (session) it came on.
-pub type PendingReport = (ClusterName, u64, pb::SliceStatus);
+/// One slice's observation on its way to the model, with the cluster and the stream (session) it
+/// came on.
+pub type PendingReport = (ClusterName, u64, SliceId, Observation);
 
 /// Something that happened to the hub.
 #[derive(Debug)]
@@ -204,7 +204,7 @@ impl Core {
     /// touch forward once.
     fn reports(&mut self, reports: Vec<PendingReport>) -> Result<Decision, HubError> {
         let mut touched: BTreeSet<DeploymentKey> = BTreeSet::new();
-        for (cluster, session, status) in reports {
+        for (cluster, session, id, observation) in reports {
             let current = self
                 .clusters
                 .get(&cluster)
@@ -212,19 +212,12 @@ impl Core {
             if !current {
                 continue;
             }
-            let id = match status.id.parse::<SliceId>() {
-                Ok(id) => id,
-                Err(error) => {
-                    tracing::warn!(%cluster, %error, "refused a slice status");
-                    continue;
-                }
-            };
             if self.slices.get(&id).is_none_or(|s| s.cluster != cluster) {
                 tracing::warn!(%cluster, slice = %id, "refused a slice status: the slice is not the cluster's");
                 continue;
             }
             if let Some(live) = self.clusters.get_mut(&cluster) {
-                live.reports.insert(id.clone(), status);
+                live.reports.insert(id.clone(), observation);
             }
             touched.insert(id.deployment);
         }

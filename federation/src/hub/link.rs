@@ -363,8 +363,15 @@ async fn report(
     statuses: Vec<pb::SliceStatus>,
 ) -> bool {
     for status in statuses {
+        let (id, observation) = match super::convert::observation_from_proto(status) {
+            Ok(observed) => observed,
+            Err(error) => {
+                tracing::warn!(%cluster, %error, "refused a slice status");
+                continue;
+            }
+        };
         if reports
-            .send((cluster.clone(), session, status))
+            .send((cluster.clone(), session, id, observation))
             .await
             .is_err()
         {

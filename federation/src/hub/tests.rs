@@ -10,7 +10,6 @@ use super::*;
 use crate::names::{DeploymentName, Namespace};
 use crate::resources::parse_yaml_documents;
 use crate::store::MemoryStore;
-use cafe_proto::v1 as pb;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const UNITS: &str = include_str!("../../../deploy/examples/units.yaml");
@@ -117,17 +116,11 @@ impl Model {
     /// A report that `unit_name`'s slice runs `ready` pods of its current generation, all updated.
     fn ready_report(&self, unit_name: &str, session: u64, ready: i32) -> PendingReport {
         let slice = self.slice(unit_name);
-        let status = pb::SliceStatus {
-            id: slice.wire.id.clone(),
-            observed_generation: slice.generation,
-            update_revision: slice.wire.update_revision.clone(),
-            replicas: ready,
-            ready_replicas: ready,
-            updated_replicas: ready,
-            updated_ready_replicas: ready,
-            ..pb::SliceStatus::default()
-        };
-        (slice.cluster.clone(), session, status)
+        let observation =
+            core::Observation::new(slice.generation, slice.wire.update_revision.clone())
+                .with_pods(ready, ready, ready, ready);
+        let id = SliceId::new(&key(), &unit(unit_name));
+        (slice.cluster.clone(), session, id, observation)
     }
 
     fn generations(&self) -> BTreeMap<SliceId, u64> {
@@ -569,4 +562,43 @@ async fn the_audit_sequence_survives_a_restart_whatever_the_stored_keys_look_lik
         new.iter().all(|n| *n > 12),
         "new records {new:?} continue after the highest number, 12"
     );
+}
+
+#[tokio::test]
+async fn a_task_that_panics_fails_the_hub_and_stops_the_server() {
+    let hub = Hub::load(
+        Box::new(MemoryStore::default()),
+        Arc::new(ManualClock::default()),
+    )
+    .expect("loads");
+    let options = server::ServeOptions {
+        data_dir: std::path::PathBuf::from("unused"),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        metrics_listen: None,
+        tls_dir: None,
+        insecure: true,
+        failover: FailoverPolicy::default(),
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let serving = tokio::spawn(server::serve_hub(
+        hub.clone(),
+        options,
+        move |bound| {
+            let _ = ready_tx.send(bound);
+        },
+        std::future::pending(),
+    ));
+    let deadline = std::time::Duration::from_secs(30);
+    tokio::time::timeout(deadline, ready_rx)
+        .await
+        .expect("serves in time")
+        .expect("bound");
+    hub.spawn("a test task", async { panic!("the task's own failure") });
+    let served = tokio::time::timeout(deadline, serving)
+        .await
+        .expect("the server stops in time")
+        .expect("the server task ends normally");
+    let error = served.expect_err("the server reports the failure");
+    assert_eq!(error.to_string(), "the hub failed: a test task panicked");
+    assert_eq!(hub.failed().await, "a test task panicked");
 }

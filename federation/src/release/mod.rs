@@ -6,7 +6,7 @@ mod slices;
 mod state;
 mod status;
 
-pub use revision::{History, KEPT_REVISIONS, Revision, revision_name};
+pub use revision::{History, KEPT_REVISIONS, Revision, hex, revision_name};
 pub use slices::{SliceSpec, desired_slices};
 pub use state::{
     Advance, CommandError, CommandOutcome, Failure, Observed, PauseReason, Phase, ProgressReason,

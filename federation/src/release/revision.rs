@@ -30,14 +30,20 @@ pub struct Revision {
 pub fn revision_name(template: &PodTemplateSpec) -> String {
     // Serializing a PodTemplateSpec cannot fail: it holds only strings, numbers and maps with string keys.
     let bytes = serde_json::to_vec(template).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .chars()
-        .take(REVISION_NAME_LEN)
-        .collect()
+    let mut name = hex(&Sha256::digest(&bytes));
+    name.truncate(REVISION_NAME_LEN);
+    name
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// The kept revisions of one deployment, oldest first. Each is shared: copying a history (the hub

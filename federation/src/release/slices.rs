@@ -6,6 +6,7 @@ use crate::plan::Plan;
 use crate::resources::{CafeDeployment, Traffic, UpgradeKind};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One deployment's part in one unit, as the hub wants it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,12 +21,12 @@ pub struct SliceSpec {
     pub partition: i32,
     /// The revision pods move to.
     pub update_revision: String,
-    /// Its template.
-    pub template: PodTemplateSpec,
+    /// Its template (shared by the deployment's slices).
+    pub template: Arc<PodTemplateSpec>,
     /// The revision the partition keeps.
     pub stable_revision: String,
-    /// Its template.
-    pub stable_template: PodTemplateSpec,
+    /// Its template (shared by the deployment's slices).
+    pub stable_template: Arc<PodTemplateSpec>,
     /// The deployment's selector.
     pub selector: BTreeMap<String, String>,
     /// Pods updated at once in the unit.
@@ -57,15 +58,16 @@ pub fn desired_slices(
         return Vec::new();
     };
     let template_of = |name: &str| {
-        state
+        let template = state
             .history
             .get(name)
-            .map_or_else(|| deployment.spec.template.clone(), |r| r.template.clone())
+            .map_or_else(|| deployment.spec.template.clone(), |r| r.template.clone());
+        Arc::new(template)
     };
     let update_template = template_of(&state.update_revision);
     let settled = state.settled();
     let (stable_revision, stable_template) = if settled {
-        (state.update_revision.clone(), update_template.clone())
+        (state.update_revision.clone(), Arc::clone(&update_template))
     } else {
         (
             state.current_revision.clone(),
@@ -84,9 +86,9 @@ pub fn desired_slices(
                 replicas: unit.replicas,
                 partition: unit.replicas - target,
                 update_revision: state.update_revision.clone(),
-                template: update_template.clone(),
+                template: Arc::clone(&update_template),
                 stable_revision: stable_revision.clone(),
-                stable_template: stable_template.clone(),
+                stable_template: Arc::clone(&stable_template),
                 selector: spec.selector.match_labels.clone(),
                 max_unavailable: i32::try_from(spec.strategy.max_unavailable).unwrap_or(i32::MAX),
                 min_ready_seconds: i32::try_from(spec.strategy.min_ready_seconds)

@@ -371,11 +371,9 @@ fn rollback_returns_every_unit_to_the_stable_revision_at_once() {
     assert_eq!(f.state.phase(), Phase::RollingBack);
     assert_eq!(f.state.update_revision, stable);
     let slices = f.slices();
-    assert!(
-        slices.iter().all(|s| s.partition == 0
-            && s.update_revision == stable
-            && s.template == stable_template)
-    );
+    assert!(slices.iter().all(|s| s.partition == 0
+        && s.update_revision == stable
+        && *s.template == stable_template));
     // Idempotent.
     assert!(
         !f.command(ReleaseCommand::Rollback { to_revision: None }, None, f.now)
