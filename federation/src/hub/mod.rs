@@ -170,6 +170,8 @@ struct Shared {
     /// Bumped on every change a status watcher may care about.
     changes: watch::Sender<u64>,
     metrics: HubMetrics,
+    /// What every commit requires: the store still holds this hub's writer token.
+    fence: crate::store::Condition,
     /// Why the hub failed (a task of it panicked): `None` while it is sound.
     failure: watch::Sender<Option<String>>,
 }
@@ -247,6 +249,14 @@ fn parse_record<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A token no other hub process has: the process id, the time, and the random keys of a std
+/// hasher (fresh in every process).
+fn writer_token(now_ms: i64) -> String {
+    use std::hash::BuildHasher as _;
+    let random = std::collections::hash_map::RandomState::new().hash_one(now_ms);
+    format!("{}-{now_ms}-{random:016x}", std::process::id())
+}
+
 /// The answer of an event that answers otherwise: a bug, reported rather than panicked on.
 fn unexpected(answer: &Answer) -> HubError {
     HubError::FailedPrecondition(format!("internal error: unexpected answer {answer:?}"))
@@ -266,8 +276,15 @@ impl Hub {
         policy: failover::FailoverPolicy,
     ) -> Result<Self, HubError> {
         let store: Arc<dyn Store> = Arc::from(store);
-        let (core, effects) = load_core(store.as_ref(), Core::new(clock.now_ms(), policy))?;
+        let (core, mut effects) = load_core(store.as_ref(), Core::new(clock.now_ms(), policy))?;
+        let token = writer_token(clock.now_ms());
+        effects.writes.push(Write::put(
+            Table::Meta,
+            records::WRITER_KEY,
+            token.clone().into_bytes(),
+        ));
         store.commit(&effects.writes)?;
+        tracing::info!(writer = %token, "the hub owns the store");
         let (changes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             published: RwLock::new(Arc::new(core)),
@@ -276,6 +293,11 @@ impl Hub {
             cluster_wakeups: Mutex::new(BTreeMap::new()),
             changes,
             metrics: HubMetrics::default(),
+            fence: crate::store::Condition {
+                table: Table::Meta,
+                key: records::WRITER_KEY.to_owned(),
+                value: Some(token.into_bytes()),
+            },
             failure: watch::channel(None).0,
         });
         let events = writer::start(Arc::clone(&shared))

@@ -57,6 +57,11 @@ pub struct AuditRecord {
     pub result: String,
 }
 
+/// The meta-table key of the token of the hub that writes the store. Each hub writes its own when it
+/// loads, and conditions every later commit on it: once another hub has loaded the store, the first
+/// one's commits fail instead of overwriting the other's.
+pub const WRITER_KEY: &str = "writer";
+
 /// The meta-table key of the next slice generation.
 pub const NEXT_GENERATION_KEY: &str = "nextGeneration";
 

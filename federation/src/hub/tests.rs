@@ -418,14 +418,18 @@ impl Store for FlakyStore {
     fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.inner.load_last(table, limit)
     }
-    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+    fn commit_if(
+        &self,
+        conditions: &[crate::store::Condition],
+        writes: &[Write],
+    ) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Io {
                 operation: "commit",
                 source: "disk full".into(),
             });
         }
-        self.inner.commit(writes)
+        self.inner.commit_if(conditions, writes)
     }
 }
 
@@ -601,4 +605,44 @@ async fn a_task_that_panics_fails_the_hub_and_stops_the_server() {
     let error = served.expect_err("the server reports the failure");
     assert_eq!(error.to_string(), "the hub failed: a test task panicked");
     assert_eq!(hub.failed().await, "a test task panicked");
+}
+
+#[tokio::test]
+async fn a_hub_whose_store_another_hub_loaded_stops_writing_and_fails() {
+    let store = Arc::new(MemoryStore::default());
+    let shared = |store: &Arc<MemoryStore>| FlakyStore {
+        inner: Arc::clone(store),
+        failing: Arc::default(),
+    };
+    let first =
+        Hub::load(Box::new(shared(&store)), Arc::new(ManualClock::default())).expect("loads");
+    first
+        .apply(documents(UNITS), "first", false)
+        .await
+        .expect("the first hub writes while it owns the store");
+    // A second hub loads the same store (a failover, or a mistake): it owns it now.
+    let second =
+        Hub::load(Box::new(shared(&store)), Arc::new(ManualClock::default())).expect("loads");
+    let before = store.load(Table::Deployments).expect("load");
+    let refused = first
+        .apply(documents(PAYMENTS), "first", false)
+        .await
+        .expect_err("the first hub's commit is refused");
+    assert!(
+        matches!(refused, HubError::Store(StoreError::Conflict { .. })),
+        "{refused}"
+    );
+    assert_eq!(
+        store.load(Table::Deployments).expect("load"),
+        before,
+        "nothing was written"
+    );
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(10), first.failed())
+        .await
+        .expect("the first hub fails");
+    assert!(reason.contains("another writer has taken over"), "{reason}");
+    second
+        .apply(documents(PAYMENTS), "second", false)
+        .await
+        .expect("the second hub writes");
 }

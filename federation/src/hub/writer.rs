@@ -90,14 +90,15 @@ fn commit_group(shared: &Shared, group: Vec<Submission>) {
     }
     if !effects.writes.is_empty() {
         let started = std::time::Instant::now();
-        if let Err(error) = shared.store.commit(&effects.writes) {
+        let fence = std::slice::from_ref(&shared.fence);
+        if let Err(error) = shared.store.commit_if(fence, &effects.writes) {
             tracing::error!(%error, writes = effects.writes.len(), "store commit failed; the group's decisions are dropped");
-            let reason = error_chain(&error);
+            if matches!(error, StoreError::Conflict { .. }) {
+                // Another hub writes the store now: this one must not go on as if it did.
+                shared.fail(&error.to_string());
+            }
             for (reply, _) in answers {
-                let _ = reply.send(Err(HubError::Store(StoreError::Io {
-                    operation: "commit",
-                    source: reason.clone().into(),
-                })));
+                let _ = reply.send(Err(HubError::Store(copy_error(&error))));
             }
             return;
         }
@@ -109,7 +110,22 @@ fn commit_group(shared: &Shared, group: Vec<Submission>) {
     }
 }
 
-/// An error with its causes, for copies given to every caller of a failed group.
+/// A copy of a commit's error for each caller of the group: a conflict stays a conflict, anything
+/// else keeps its words.
+fn copy_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Conflict { table, key } => StoreError::Conflict {
+            table,
+            key: key.clone(),
+        },
+        other => StoreError::Io {
+            operation: "commit",
+            source: error_chain(other).into(),
+        },
+    }
+}
+
+/// An error with its causes.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

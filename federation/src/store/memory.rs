@@ -1,6 +1,6 @@
 //! An in-memory store for tests and throwaway hubs.
 
-use super::{Store, StoreError, Table, Write};
+use super::{Condition, Store, StoreError, Table, Write, check};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -44,8 +44,11 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+    fn commit_if(&self, conditions: &[Condition], writes: &[Write]) -> Result<(), StoreError> {
         self.with(|t| {
+            check(conditions, |c| {
+                Ok(t.get(&c.table).and_then(|m| m.get(&c.key)).cloned())
+            })?;
             for write in writes {
                 let table = t.entry(write.table).or_default();
                 match &write.value {
@@ -53,7 +56,7 @@ impl Store for MemoryStore {
                     None => table.remove(&write.key),
                 };
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -76,6 +76,18 @@ impl Write {
     }
 }
 
+/// What a commit requires of the store when it applies: the value a key holds (`None`: absent).
+/// etcd's `Compare(Value(key) == value)`; the hub conditions every commit on its own writer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// The table.
+    pub table: Table,
+    /// The key.
+    pub key: String,
+    /// The value it must hold.
+    pub value: Option<Vec<u8>>,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -87,6 +99,16 @@ pub enum StoreError {
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A commit's condition did not hold: nothing was written.
+    #[error(
+        "the store's {table} {key:?} is not what this writer left: another writer has taken over"
+    )]
+    Conflict {
+        /// The table.
+        table: &'static str,
+        /// The key.
+        key: String,
     },
     /// A read or write failed.
     #[error("store {operation} failed")]
@@ -107,8 +129,31 @@ pub trait Store: Send + Sync + 'static {
     /// The last `limit` entries of `table` by key, newest (largest key) first.
     fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
-    /// Applies every write atomically and durably: after it returns, a crash loses none of them.
-    fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// Applies every write atomically and durably if every condition holds, in one transaction;
+    /// else writes nothing and fails with [`StoreError::Conflict`]. After it returns, a crash loses
+    /// none of the writes.
+    fn commit_if(&self, conditions: &[Condition], writes: &[Write]) -> Result<(), StoreError>;
+
+    /// [`Store::commit_if`] without conditions.
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.commit_if(&[], writes)
+    }
+}
+
+/// The first of `conditions` that `current` (a key's value now) does not meet, as the error.
+pub fn check<'a>(
+    conditions: &'a [Condition],
+    mut current: impl FnMut(&'a Condition) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<(), StoreError> {
+    for condition in conditions {
+        if current(condition)? != condition.value {
+            return Err(StoreError::Conflict {
+                table: condition.table.name(),
+                key: condition.key.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -139,6 +184,32 @@ mod tests {
         let last = store.load_last(Table::Audit, 1).expect("load");
         assert_eq!(last, [("00000002".to_owned(), b"y".to_vec())]);
         assert!(store.load(Table::Slices).expect("empty table").is_empty());
+
+        // A commit whose condition fails writes nothing; one whose conditions hold writes all.
+        let token = |value: &[u8]| Condition {
+            table: Table::Meta,
+            key: "writer".to_owned(),
+            value: Some(value.to_vec()),
+        };
+        store
+            .commit(&[Write::put(Table::Meta, "writer", b"a".to_vec())])
+            .expect("commit");
+        let refused = store.commit_if(
+            &[token(b"b")],
+            &[Write::put(Table::Units, "c", b"3".to_vec())],
+        );
+        assert!(
+            matches!(refused, Err(StoreError::Conflict { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.load(Table::Units).expect("load").len(), 1);
+        store
+            .commit_if(
+                &[token(b"a")],
+                &[Write::put(Table::Units, "c", b"3".to_vec())],
+            )
+            .expect("the condition holds");
+        assert_eq!(store.load(Table::Units).expect("load").len(), 2);
     }
 
     #[test]
@@ -156,7 +227,10 @@ mod tests {
         let store = RedbStore::open(dir.path()).expect("reopens");
         assert_eq!(
             store.load(Table::Units).expect("load"),
-            [("b".to_owned(), b"2".to_vec())]
+            [
+                ("b".to_owned(), b"2".to_vec()),
+                ("c".to_owned(), b"3".to_vec())
+            ]
         );
     }
 }

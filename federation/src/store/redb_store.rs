@@ -1,6 +1,6 @@
 //! The embedded store: one redb file under the hub's `--data-dir`.
 
-use super::{Store, StoreError, Table, Write};
+use super::{Condition, Store, StoreError, Table, Write, check};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -76,8 +76,20 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+    fn commit_if(&self, conditions: &[Condition], writes: &[Write]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(|e| io("commit")(e.into()))?;
+        // Checked inside the write transaction: nothing can change the keys in between. A failed
+        // check drops the transaction, which aborts it.
+        check(conditions, |c| {
+            let t = txn
+                .open_table(definition(c.table))
+                .map_err(|e| io("commit")(e.into()))?;
+            let value = t
+                .get(c.key.as_str())
+                .map_err(|e| io("commit")(e.into()))?
+                .map(|v| v.value().to_vec());
+            Ok(value)
+        })?;
         {
             for table in Table::ALL {
                 if !writes.iter().any(|w| w.table == table) {
