@@ -29,17 +29,22 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 pub const CLUSTER_SILENCE_MS: i64 = cafe_proto::protocol::HEARTBEAT_INTERVAL.as_millis() as i64
     * cafe_proto::protocol::MISSED_HEARTBEATS as i64;
 
-/// One desired slice as the hub holds it.
+/// One desired slice as the hub holds it: what the release reads of it. (Its wire form, made once
+/// for the streams, is in [`Core::cluster_slices`].)
 #[derive(Debug, Clone)]
 pub struct LiveSlice {
     /// The cluster whose agent runs it.
-    pub cluster: ClusterName,
+    pub(super) cluster: ClusterName,
     /// Only grows.
-    pub generation: u64,
+    pub(super) generation: u64,
     /// A digest of the content (shared: copies of the model copy it often).
-    pub hash: Arc<str>,
-    /// The wire form, generation included.
-    pub wire: Arc<pb::Slice>,
+    hash: Arc<str>,
+    /// Pods in the unit.
+    pub(super) replicas: i32,
+    /// Pods that must run the update revision now.
+    pub(super) target: i32,
+    /// The revision pods move to.
+    pub(super) update_revision: Arc<str>,
 }
 
 /// What an agent's stream updates on every message, shared with the model so that the stream never
@@ -75,11 +80,11 @@ pub struct ClusterLive {
     /// The current stream's session number, when an agent is connected.
     session: Option<u64>,
     /// When the agent was last heard from, and the session, as the streams see them.
-    pub heard: Arc<Heard>,
+    pub(super) heard: Arc<Heard>,
     /// The agent's version.
-    pub agent_version: String,
-    /// The latest status of each slice.
-    pub reports: OrdMap<SliceId, Observation>,
+    pub(super) agent_version: String,
+    /// The latest observation of each slice.
+    pub(super) reports: OrdMap<SliceId, Observation>,
 }
 
 impl ClusterLive {
@@ -150,7 +155,8 @@ pub struct Core {
     /// The units each deployment has slices in.
     pub(super) deployment_slices: OrdMap<DeploymentKey, OrdSet<UnitName>>,
     /// The slices each cluster runs.
-    pub(super) cluster_slices: OrdMap<ClusterName, OrdSet<SliceId>>,
+    /// The slices each cluster runs, in their wire form (what its stream sends).
+    pub(super) cluster_slices: OrdMap<ClusterName, OrdMap<SliceId, Arc<pb::Slice>>>,
     /// Slices removed, with the generation of their removal, per cluster.
     pub(super) tombstones: OrdMap<ClusterName, OrdMap<SliceId, u64>>,
     /// The next slice generation.
@@ -359,7 +365,7 @@ impl Core {
 
     /// How many slices the cluster runs.
     pub fn cluster_slice_count(&self, cluster: &ClusterName) -> usize {
-        self.cluster_slices.get(cluster).map_or(0, OrdSet::len)
+        self.cluster_slices.get(cluster).map_or(0, OrdMap::len)
     }
 
     /// How many slices the hub wants run.
@@ -435,8 +441,18 @@ impl Core {
 
     /// Recomputes the deployment's slices; changed ones get a new generation.
     pub fn sync_slices(&mut self, key: &DeploymentKey) -> Result<Effects, HubError> {
+        let plan = self.plan(key);
+        self.sync_planned(key, plan)
+    }
+
+    /// [`Core::sync_slices`] with the deployment's plan against the current units, made already.
+    fn sync_planned(
+        &mut self,
+        key: &DeploymentKey,
+        plan: Option<Result<Plan, FieldErrors>>,
+    ) -> Result<Effects, HubError> {
         let mut effects = Effects::default();
-        let mut plan = match self.plan(key) {
+        let mut plan = match plan {
             Some(Ok(plan)) => plan,
             Some(Err(errors)) => {
                 tracing::warn!(deployment = %key, %errors, "cannot plan; slices kept as they are");
@@ -564,10 +580,11 @@ impl Core {
             )?);
         }
         effects.clusters.insert(spec.cluster.clone());
+        let wire = Arc::new(wire);
         self.cluster_slices
             .entry(spec.cluster.clone())
             .or_default()
-            .insert(id.clone());
+            .insert(id.clone(), wire);
         if let Some(tombs) = self.tombstones.get_mut(&spec.cluster) {
             tombs.remove(&id);
         }
@@ -581,7 +598,9 @@ impl Core {
                 cluster: spec.cluster,
                 generation,
                 hash,
-                wire: Arc::new(wire),
+                replicas: spec.replicas,
+                target: spec.replicas - spec.partition,
+                update_revision: Arc::from(spec.update_revision),
             },
         );
         Ok(())
@@ -614,12 +633,7 @@ impl Core {
         let slices = self
             .cluster_slices
             .get(cluster)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| self.slices.get(id))
-                    .map(|s| Arc::clone(&s.wire))
-                    .collect()
-            })
+            .map(|slices| slices.values().cloned().collect())
             .unwrap_or_default();
         let tombstones = self
             .tombstones
@@ -639,7 +653,7 @@ impl Core {
         }
         let report = live.reports.get(id)?;
         report
-            .describes(slice.generation, &slice.wire.update_revision)
+            .describes(slice.generation, &slice.update_revision)
             .then_some(report)
     }
 
@@ -723,7 +737,7 @@ impl Core {
                 let id = SliceId::new(key, &u.unit);
                 HoldInput {
                     planned: u.replicas,
-                    sent: self.slices.get(&id).map(|s| s.wire.replicas).or_else(|| {
+                    sent: self.slices.get(&id).map(|s| s.replicas).or_else(|| {
                         // Right after a restart only the stored record knows what was sent.
                         self.stored_slices
                             .get(&id.to_string())
@@ -754,9 +768,7 @@ impl Core {
 
     /// The pods of the slice that must run the update revision now (0 without a slice).
     fn slice_target(&self, id: &SliceId) -> i32 {
-        self.slices
-            .get(id)
-            .map_or(0, |s| s.wire.replicas - s.wire.partition)
+        self.slices.get(id).map_or(0, |s| s.target)
     }
 
     /// What the release needs to know of each unit.
@@ -820,8 +832,9 @@ impl Core {
             Advance::Moved(next) => Some(next),
         };
         let Some(next) = next else {
+            // The plan is still the deployment's: only its release changed.
             return if moving {
-                self.sync_slices(key)
+                self.sync_planned(key, Some(Ok(plan)))
             } else {
                 Ok(Effects::default())
             };
@@ -835,7 +848,7 @@ impl Core {
             "release transition"
         );
         self.set_release(key, next);
-        let mut effects = self.sync_slices(key)?;
+        let mut effects = self.sync_planned(key, Some(Ok(plan)))?;
         self.write_record(key, &mut effects)?;
         Ok(effects)
     }

@@ -456,11 +456,14 @@ mod tests {
         // a missed notification is the comparison every few heartbeats.
         let id: SliceId = first.id.parse().expect("slice id");
         hub.tamper(|core| {
-            let live = core.slices.get_mut(&id).expect("the slice");
-            let mut wire = pb::Slice::clone(&live.wire);
+            let sent = core
+                .cluster_slices
+                .get_mut(&cluster)
+                .and_then(|slices| slices.get_mut(&id))
+                .expect("the slice");
+            let mut wire = pb::Slice::clone(sent);
             wire.generation += 100;
-            live.generation = wire.generation;
-            live.wire = Arc::new(wire);
+            *sent = Arc::new(wire);
         });
         let changed = tokio::time::Instant::now();
         let resent = loop {

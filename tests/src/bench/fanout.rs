@@ -17,7 +17,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
     let started = Instant::now();
     let apply_started = world
-        .apply_deployments(options, Placement::Spread, super::topology::IMAGE_V1)
+        .apply_deployments(
+            options,
+            Placement::Spread,
+            super::topology::IMAGE_V1,
+            super::APPLY_CONCURRENCY,
+        )
         .await?;
     let applied = started.elapsed();
     world.wait_receipts(receipts_before + slices).await?;

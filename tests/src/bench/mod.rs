@@ -22,6 +22,7 @@ use self::topology::Placement;
 use anyhow::{Context as _, bail};
 use cafe_proto::v1 as pb;
 use cafe_proto::v1::federation_client::FederationClient;
+use futures::{StreamExt as _, TryStreamExt as _};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -29,6 +30,9 @@ use tonic::transport::Channel;
 
 /// Documents per Apply call.
 pub const APPLY_BATCH: usize = 100;
+/// Apply calls in flight at once when loading deployments, as a pipeline (a GitOps sync, a script)
+/// sends them: the hub's writer commits the calls waiting together in one transaction.
+pub const APPLY_CONCURRENCY: usize = 4;
 /// The longest any scenario step may take before the run fails.
 pub const STEP_DEADLINE: Duration = Duration::from_secs(300);
 /// How long 1,000 agents get to dial in (TLS handshakes on 2 shared cores).
@@ -174,11 +178,14 @@ impl World {
 
     /// Applies every deployment at `image` in batches; returns when each deployment's Apply call
     /// started, by deployment index.
+    /// Applies every deployment, `concurrency` calls of [`APPLY_BATCH`] documents in flight; returns
+    /// when each document's call started.
     pub async fn apply_deployments(
         &mut self,
         options: &Options,
         placement: Placement,
         image: &str,
+        concurrency: usize,
     ) -> anyhow::Result<Vec<Instant>> {
         let documents = topology::deployment_documents(
             options.deployments,
@@ -187,13 +194,22 @@ impl World {
             placement,
             image,
         );
-        let mut started = Vec::with_capacity(documents.len());
-        for batch in documents.chunks(APPLY_BATCH) {
-            let at = Instant::now();
-            apply(&mut self.client, batch.to_vec()).await?;
-            started.extend(std::iter::repeat_n(at, batch.len()));
-        }
-        Ok(started)
+        // Each call's start time, for every document of the call, in document order.
+        let calls = documents.chunks(APPLY_BATCH).map(|batch| {
+            let mut client = self.client.clone();
+            let batch = batch.to_vec();
+            async move {
+                let at = Instant::now();
+                let count = batch.len();
+                apply(&mut client, batch).await?;
+                anyhow::Ok(std::iter::repeat_n(at, count))
+            }
+        });
+        let done: Vec<_> = futures::stream::iter(calls)
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        Ok(done.into_iter().flatten().collect())
     }
 
     /// Applies the deployments and waits until every slice is delivered and acknowledged.
@@ -204,7 +220,7 @@ impl World {
     ) -> anyhow::Result<()> {
         let acks = self.hub.acks().await?;
         let before = self.recorder().count();
-        self.apply_deployments(options, placement, topology::IMAGE_V1)
+        self.apply_deployments(options, placement, topology::IMAGE_V1, APPLY_CONCURRENCY)
             .await?;
         self.wait_receipts(before + options.slices()).await?;
         self.wait_acks(acks + options.slices() as u64).await
