@@ -123,6 +123,15 @@ impl Model {
         (slice.cluster.clone(), session, id, observation)
     }
 
+    /// Whether payments moves replicas between units (a failover under way).
+    fn moving(&self) -> bool {
+        self.core
+            .deployment(&key())
+            .expect("record")
+            .rebalancing_since_ms
+            .is_some()
+    }
+
     fn generations(&self) -> BTreeMap<SliceId, u64> {
         self.core
             .slices
@@ -240,14 +249,7 @@ fn an_evacuated_unit_keeps_its_pods_until_the_survivors_run_theirs_ready() {
         5,
         "the evacuated unit holds its pods meanwhile"
     );
-    assert!(
-        model
-            .core
-            .deployment(&key())
-            .expect("record")
-            .rebalancing_since_ms
-            .is_some()
-    );
+    assert!(model.moving());
     // The survivor reports only part of its new capacity: still held.
     let partly = model.ready_report("sh-az2", session, 7);
     model.step(Event::Reports(vec![partly]));
@@ -259,14 +261,7 @@ fn an_evacuated_unit_keeps_its_pods_until_the_survivors_run_theirs_ready() {
     let ready = model.ready_report("sh-az2", session, 10);
     model.step(Event::Reports(vec![ready]));
     assert_eq!(model.slice("sh-az1").replicas, 0, "the move completes");
-    assert!(
-        model
-            .core
-            .deployment(&key())
-            .expect("record")
-            .rebalancing_since_ms
-            .is_none()
-    );
+    assert!(!model.moving());
 }
 
 /// Automatic failover after 30 s of silence, up to half of the units.

@@ -108,6 +108,19 @@ impl Fixture {
         })
     }
 
+    /// Every unit reports one updated pod, unready, and `pod` crash-looping.
+    fn crashing(&self, pod: &str) -> Vec<UnitProgress> {
+        self.progress(|s| {
+            Some(Observed {
+                replicas: s.replicas,
+                ready: s.replicas - 1,
+                updated: 1,
+                updated_ready: 0,
+                problems: vec![format!("{pod}: CrashLoopBackOff")],
+            })
+        })
+    }
+
     fn progress(&self, observe: impl Fn(&SliceSpec) -> Option<Observed>) -> Vec<UnitProgress> {
         self.slices()
             .iter()
@@ -264,15 +277,7 @@ fn evacuated_units_are_left_out() {
 fn failing_pods_fail_the_release_and_pause_the_slices_until_retry() {
     let mut f = Fixture::new();
     f.new_image("registry.example/payments:crashloop");
-    let progress = f.progress(|s| {
-        Some(Observed {
-            replicas: s.replicas,
-            ready: s.replicas - 1,
-            updated: 1,
-            updated_ready: 0,
-            problems: vec!["payments-x: CrashLoopBackOff".to_owned()],
-        })
-    });
+    let progress = f.crashing("payments-x");
     assert!(f.advance(&progress));
     assert_eq!(
         (f.state.phase(), f.state.reason(), f.state.batch()),
@@ -494,15 +499,7 @@ fn history_keeps_the_last_ten_revisions_and_reuses_names() {
 fn a_stored_release_reads_back_into_the_state_it_was_and_keeps_its_record_form() {
     let mut f = Fixture::new();
     assert!(f.new_image("registry.example/payments:1.1.0"));
-    let crashing = f.progress(|s| {
-        Some(Observed {
-            replicas: s.replicas,
-            ready: s.replicas - 1,
-            updated: 1,
-            updated_ready: 0,
-            problems: vec!["payments-0: CrashLoopBackOff".to_owned()],
-        })
-    });
+    let crashing = f.crashing("payments-0");
     assert!(f.advance(&crashing));
     let json = serde_json::to_value(&f.state).expect("serialises");
     // The record form is the flat one stored records always had, with the failing pods.
