@@ -4,7 +4,6 @@ use crate::release::{DeploymentStatusView, Phase, SliceSpec, UnitStatusView};
 use crate::resources::UpgradeKind;
 use cafe_proto::v1 as pb;
 use prost::Message as _;
-use sha2::{Digest, Sha256};
 
 /// The JSON of each revision's template, made once for all the slices of a sync.
 #[derive(Debug, Default)]
@@ -74,17 +73,6 @@ pub fn slice_header(slice: &SliceSpec) -> pb::Slice {
         node_selector: slice.node_selector.clone(),
         reason: slice.reason.clone(),
     }
-}
-
-/// A digest of a slice's content, from its header (generation excluded, templates stood for by their
-/// revision names, which are their hashes): equal slices hash equally, because maps encode sorted.
-pub fn slice_hash(header: &pb::Slice) -> String {
-    let mut unversioned = header.clone();
-    unversioned.generation = 0;
-    unversioned.template_json.clear();
-    unversioned.stable_template_json.clear();
-    let digest = Sha256::digest(unversioned.encode_to_vec());
-    crate::release::hex(&digest[..16])
 }
 
 /// The wire form of a release phase.

@@ -8,7 +8,7 @@
 //! commit) leaves the published one as it was.
 
 use super::HubError;
-use super::convert::{fill_templates, slice_hash, slice_header};
+use super::convert::{fill_templates, slice_header};
 use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord, audit_key};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::plan::{HoldInput, Plan, hold, plan_deployment};
@@ -540,8 +540,7 @@ impl Core {
         json: &mut super::convert::TemplateJson,
         effects: &mut Effects,
     ) -> Result<(), HubError> {
-        let mut wire = slice_header(&spec);
-        let hash: Arc<str> = Arc::from(slice_hash(&wire));
+        let hash: Arc<str> = Arc::from(spec.digest());
         let id = spec.id.clone();
         let unchanged = self
             .slices
@@ -554,10 +553,12 @@ impl Core {
         // After a restart, an unchanged slice keeps its generation, and its record needs no rewrite.
         let (generation, stored_as_is) = match self.stored_slices.remove(&id_text) {
             Some(stored) if *stored.hash == *hash && stored.cluster == spec.cluster.as_str() => {
-                (stored.generation, stored.replicas == Some(wire.replicas))
+                (stored.generation, stored.replicas == Some(spec.replicas))
             }
             _ => (self.allocate_generation(), false),
         };
+        // The wire form is made only for a slice that changed, once, for the streams.
+        let mut wire = slice_header(&spec);
         wire.generation = generation;
         fill_templates(&mut wire, &spec, json)?;
         if let Some(previous) = self.slices.get(&id)
@@ -575,7 +576,7 @@ impl Core {
                     cluster: spec.cluster.to_string(),
                     generation,
                     hash: hash.to_string(),
-                    replicas: Some(wire.replicas),
+                    replicas: Some(spec.replicas),
                 },
             )?);
         }

@@ -5,6 +5,7 @@ use crate::names::{ClusterName, SliceId, UnitName};
 use crate::plan::Plan;
 use crate::resources::{CafeDeployment, Traffic, UpgradeKind};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -43,6 +44,48 @@ pub struct SliceSpec {
     pub node_selector: BTreeMap<String, String>,
     /// Why replicas move into or out of the unit (failover); empty otherwise.
     pub reason: String,
+}
+
+impl SliceSpec {
+    /// The identity of the slice's content: equal slices (whatever their id, cluster or generation)
+    /// have equal digests. The templates are stood for by their revision names, which are their
+    /// hashes. Kept in the store, so that a restarted hub keeps the generation of a slice it decides
+    /// the same again.
+    pub fn digest(&self) -> String {
+        /// Every field the agent acts on, in a fixed order (maps serialise sorted).
+        #[derive(serde::Serialize)]
+        struct Content<'a> {
+            replicas: i32,
+            partition: i32,
+            update_revision: &'a str,
+            stable_revision: &'a str,
+            selector: &'a BTreeMap<String, String>,
+            max_unavailable: i32,
+            min_ready_seconds: i32,
+            paused: bool,
+            upgrade: UpgradeKind,
+            traffic: &'a Traffic,
+            node_selector: &'a BTreeMap<String, String>,
+            reason: &'a str,
+        }
+        let content = Content {
+            replicas: self.replicas,
+            partition: self.partition,
+            update_revision: &self.update_revision,
+            stable_revision: &self.stable_revision,
+            selector: &self.selector,
+            max_unavailable: self.max_unavailable,
+            min_ready_seconds: self.min_ready_seconds,
+            paused: self.paused,
+            upgrade: self.upgrade,
+            traffic: &self.traffic,
+            node_selector: &self.node_selector,
+            reason: &self.reason,
+        };
+        // Plain values and maps with string keys: serialising them cannot fail.
+        let bytes = serde_json::to_vec(&content).unwrap_or_default();
+        super::hex(&Sha256::digest(&bytes)[..16])
+    }
 }
 
 /// The slices of `deployment` per unit, from its plan and release state. Units the plan gives no

@@ -584,3 +584,31 @@ fn a_transition_leaves_the_state_it_started_from_as_it_was() {
     ));
     assert!(clock.last_checked_ms == Some(f.now));
 }
+
+#[test]
+fn a_slice_digest_is_its_content_not_where_it_runs() {
+    let f = Fixture::new();
+    let slices = f.slices();
+    let (a, b) = (&slices[0], &slices[1]);
+    assert_ne!(a.id, b.id);
+    assert_eq!(
+        a.digest(),
+        b.digest(),
+        "two units with the same content have the same digest"
+    );
+    let mut moved = a.clone();
+    moved.cluster = crate::names::ClusterName::new("elsewhere").expect("name");
+    assert_eq!(moved.digest(), a.digest());
+    let changes: [fn(&mut SliceSpec); 5] = [
+        |s| s.replicas += 1,
+        |s| s.partition += 1,
+        |s| s.update_revision.push('x'),
+        |s| s.paused = !s.paused,
+        |s| s.reason.push_str("failover"),
+    ];
+    for change in changes {
+        let mut changed = a.clone();
+        change(&mut changed);
+        assert_ne!(changed.digest(), a.digest(), "{changed:?}");
+    }
+}
