@@ -52,39 +52,75 @@ impl SliceSpec {
     /// hashes. Kept in the store, so that a restarted hub keeps the generation of a slice it decides
     /// the same again.
     pub fn digest(&self) -> String {
-        /// Every field the agent acts on, in a fixed order (maps serialise sorted).
-        #[derive(serde::Serialize)]
-        struct Content<'a> {
-            replicas: i32,
-            partition: i32,
-            update_revision: &'a str,
-            stable_revision: &'a str,
-            selector: &'a BTreeMap<String, String>,
-            max_unavailable: i32,
-            min_ready_seconds: i32,
-            paused: bool,
-            upgrade: UpgradeKind,
-            traffic: &'a Traffic,
-            node_selector: &'a BTreeMap<String, String>,
-            reason: &'a str,
+        // Every field named, so that a field added to the slice cannot be left out of its identity.
+        let Self {
+            id: _,
+            cluster: _,
+            replicas,
+            partition,
+            update_revision,
+            template: _,
+            stable_revision,
+            stable_template: _,
+            selector,
+            max_unavailable,
+            min_ready_seconds,
+            paused,
+            upgrade,
+            traffic:
+                Traffic {
+                    readiness_gate,
+                    finalizers,
+                    drain_seconds,
+                },
+            node_selector,
+            reason,
+        } = self;
+        let mut content = Content(Sha256::new());
+        content.number(i64::from(*replicas));
+        content.number(i64::from(*partition));
+        content.text(update_revision);
+        content.text(stable_revision);
+        content.map(selector);
+        content.number(i64::from(*max_unavailable));
+        content.number(i64::from(*min_ready_seconds));
+        content.number(i64::from(*paused));
+        content.number(match upgrade {
+            UpgradeKind::InPlace => 0,
+            UpgradeKind::Recreate => 1,
+        });
+        content.text(readiness_gate);
+        content.number(i64::try_from(finalizers.len()).unwrap_or(i64::MAX));
+        for finalizer in finalizers {
+            content.text(finalizer);
         }
-        let content = Content {
-            replicas: self.replicas,
-            partition: self.partition,
-            update_revision: &self.update_revision,
-            stable_revision: &self.stable_revision,
-            selector: &self.selector,
-            max_unavailable: self.max_unavailable,
-            min_ready_seconds: self.min_ready_seconds,
-            paused: self.paused,
-            upgrade: self.upgrade,
-            traffic: &self.traffic,
-            node_selector: &self.node_selector,
-            reason: &self.reason,
-        };
-        // Plain values and maps with string keys: serialising them cannot fail.
-        let bytes = serde_json::to_vec(&content).unwrap_or_default();
-        super::hex(&Sha256::digest(&bytes)[..16])
+        content.number(i64::from(*drain_seconds));
+        content.map(node_selector);
+        content.text(reason);
+        super::hex(&content.0.finalize()[..16])
+    }
+}
+
+/// A digest fed field by field, each one framed (texts and maps by their length), so that no two
+/// different contents feed the same bytes.
+struct Content(Sha256);
+
+impl Content {
+    fn number(&mut self, value: i64) {
+        self.0.update(value.to_le_bytes());
+    }
+
+    fn text(&mut self, value: &str) {
+        self.number(i64::try_from(value.len()).unwrap_or(i64::MAX));
+        self.0.update(value.as_bytes());
+    }
+
+    fn map(&mut self, map: &BTreeMap<String, String>) {
+        self.number(i64::try_from(map.len()).unwrap_or(i64::MAX));
+        for (key, value) in map {
+            self.text(key);
+            self.text(value);
+        }
     }
 }
 

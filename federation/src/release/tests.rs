@@ -599,12 +599,17 @@ fn a_slice_digest_is_its_content_not_where_it_runs() {
     let mut moved = a.clone();
     moved.cluster = crate::names::ClusterName::new("elsewhere").expect("name");
     assert_eq!(moved.digest(), a.digest());
-    let changes: [fn(&mut SliceSpec); 5] = [
+    let changes: [fn(&mut SliceSpec); 8] = [
         |s| s.replicas += 1,
         |s| s.partition += 1,
         |s| s.update_revision.push('x'),
         |s| s.paused = !s.paused,
         |s| s.reason.push_str("failover"),
+        |s| s.traffic.drain_seconds += 1,
+        |s| s.traffic.finalizers.push("lb.example/x".to_owned()),
+        |s| {
+            s.node_selector.insert("zone".to_owned(), "z1".to_owned());
+        },
     ];
     for change in changes {
         let mut changed = a.clone();
