@@ -18,8 +18,9 @@ use std::sync::Arc;
 /// came on.
 pub type PendingReport = (ClusterName, u64, SliceId, Observation);
 
-/// Something that happened to the hub.
-#[derive(Debug)]
+/// Something that happened to the hub. (Clone: the writer keeps a copy of each event of a group, to
+/// decide it again alone if the group's commit fails.)
+#[derive(Debug, Clone)]
 pub enum Event {
     /// Documents to validate and store, all or nothing.
     Apply {

@@ -123,8 +123,6 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
                 "this certificate is for cluster {certified}, not {cluster}"
             )));
         }
-        let (session, heard) = self.hub.connect(&cluster, &hello.agent_version).await?;
-        tracing::info!(%cluster, session, agent_version = %hello.agent_version, held = hello.inventory.len(), "agent connected");
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let batches = hello.accepts_batches;
         let inventory: BTreeMap<String, u64> = hello
@@ -132,33 +130,41 @@ impl pb::agent_link_server::AgentLink for AgentLinkService {
             .into_iter()
             .map(|e| (e.id, e.generation))
             .collect();
-        let span = tracing::info_span!("agent stream", %cluster, session);
-        self.hub.spawn(
-            "an agent stream's sender",
-            tracing::Instrument::instrument(
-                send_loop(
-                    self.hub.clone(),
-                    cluster.clone(),
-                    (session, Arc::clone(&heard)),
-                    (inventory, batches),
-                    tx,
+        let (hub, reports) = (self.hub.clone(), self.reports());
+        // The session is opened in a task of its own: were the handler dropped while the writer
+        // decides the connection (the agent gave up waiting), the session would exist with nobody
+        // to serve or close it.
+        self.hub.spawn("an agent stream", async move {
+            let (session, heard) = match hub.connect(&cluster, &hello.agent_version).await {
+                Ok(opened) => opened,
+                Err(error) => {
+                    let _ = tx.send(Err(error.into())).await;
+                    return;
+                }
+            };
+            tracing::info!(%cluster, session, agent_version = %hello.agent_version, held = inventory.len(), "agent connected");
+            let span = tracing::info_span!("agent stream", %cluster, session);
+            hub.spawn(
+                "an agent stream's sender",
+                tracing::Instrument::instrument(
+                    send_loop(
+                        hub.clone(),
+                        cluster.clone(),
+                        (session, Arc::clone(&heard)),
+                        (inventory, batches),
+                        tx,
+                    ),
+                    span.clone(),
                 ),
-                span.clone(),
-            ),
-        );
-        self.hub.spawn(
-            "an agent stream's receiver",
-            tracing::Instrument::instrument(
-                receive_loop(
-                    self.hub.clone(),
-                    cluster,
-                    (session, heard),
-                    inbound,
-                    self.reports(),
+            );
+            hub.spawn(
+                "an agent stream's receiver",
+                tracing::Instrument::instrument(
+                    receive_loop(hub.clone(), cluster, (session, heard), inbound, reports),
+                    span,
                 ),
-                span,
-            ),
-        );
+            );
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -641,3 +641,116 @@ async fn a_hub_whose_store_another_hub_loaded_stops_writing_and_fails() {
         .await
         .expect("the second hub writes");
 }
+
+/// A store whose commits wait while the test holds `gate`, and that refuses commits writing a
+/// deployment while `refuse_deployments` is set.
+#[derive(Default)]
+struct GatedStore {
+    inner: MemoryStore,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    started: Arc<std::sync::atomic::AtomicUsize>,
+    refuse_deployments: Arc<AtomicBool>,
+}
+
+impl Store for GatedStore {
+    fn load(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.load(table)
+    }
+    fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.load_last(table, limit)
+    }
+    fn commit_if(
+        &self,
+        conditions: &[crate::store::Condition],
+        writes: &[Write],
+    ) -> Result<(), StoreError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        // Only the writer, a thread of its own outside the runtime, finds the gate held and blocks
+        // (loading commits on the test's own thread, with the gate open).
+        let _open = match self.gate.try_lock() {
+            Ok(open) => open,
+            Err(_) => self.gate.blocking_lock(),
+        };
+        let deployment = writes.iter().any(|w| w.table == Table::Deployments);
+        if deployment && self.refuse_deployments.load(Ordering::SeqCst) {
+            return Err(StoreError::Io {
+                operation: "commit",
+                source: "disk full".into(),
+            });
+        }
+        self.inner.commit_if(conditions, writes)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_group_commit_fails_only_the_events_whose_writes_were_refused() {
+    let store = GatedStore::default();
+    let (gate, started, refuse) = (
+        Arc::clone(&store.gate),
+        Arc::clone(&store.started),
+        Arc::clone(&store.refuse_deployments),
+    );
+    let hub = Hub::load(Box::new(store), Arc::new(ManualClock::default())).expect("loads");
+    hub.apply(documents(UNITS), "test", false)
+        .await
+        .expect("apply");
+    let deadline = std::time::Duration::from_secs(10);
+    let until = |what: &'static str, done: Box<dyn Fn() -> bool + Send>| async move {
+        tokio::time::timeout(deadline, async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"));
+    };
+    // The writer is held in a commit, so that the next events wait for it together.
+    let held = gate.lock().await;
+    let committed = started.load(Ordering::SeqCst);
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            let moved = UNITS.replace("zone: hz-dc2", "zone: hz-dc9");
+            hub.apply(documents(&moved), "test", false).await
+        }
+    });
+    until(
+        "the first commit starts",
+        Box::new(move || started.load(Ordering::SeqCst) > committed),
+    )
+    .await;
+    refuse.store(true, Ordering::SeqCst);
+    let payments = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.apply(documents(PAYMENTS), "test", false).await }
+    });
+    let connect = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.connect(&cluster("sh-dc1"), "test").await }
+    });
+    let events = hub.inner.events.clone();
+    until(
+        "both events are queued",
+        Box::new(move || events.capacity() == writer::QUEUE - 2),
+    )
+    .await;
+    drop(held);
+    first
+        .await
+        .expect("joins")
+        .expect("the first apply commits");
+    let refused = payments.await.expect("joins");
+    assert!(matches!(refused, Err(HubError::Store(_))), "{refused:?}");
+    connect
+        .await
+        .expect("joins")
+        .expect("the stream opens although its group's commit failed");
+    assert!(
+        hub.read(|core, now| core.clusters[&cluster("sh-dc1")].connected(now)),
+        "the connection was lost with the refused apply"
+    );
+    assert!(
+        hub.status(&key()).is_err(),
+        "the refused apply left nothing"
+    );
+}

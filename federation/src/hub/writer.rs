@@ -64,20 +64,63 @@ fn run(shared: &Shared, mut queue: mpsc::Receiver<Submission>) {
     }
 }
 
-/// Decides, commits and publishes one group.
+/// Where an event's answer goes.
+type Reply = oneshot::Sender<Result<Answer, HubError>>;
+
+/// Decides, commits and publishes one group. When the group's commit fails, its events are decided
+/// and committed again one at a time, so that only the events whose own writes the store refuses
+/// fail (as each change did alone before group commits), and the others (reports, streams opening
+/// and ending) are not lost with them.
 fn commit_group(shared: &Shared, group: Vec<Submission>) {
+    if group.len() == 1 {
+        if let Err((error, replies)) = try_group(shared, group) {
+            refuse(&error, replies);
+        }
+        return;
+    }
+    let copies: Vec<Event> = group.iter().map(|(event, _)| event.clone()).collect();
+    let Err((error, replies)) = try_group(shared, group) else {
+        return;
+    };
+    tracing::warn!(%error, events = copies.len(), "deciding the failed group's events one at a time");
+    let mut copies: Vec<Option<Event>> = copies.into_iter().map(Some).collect();
+    for (index, reply) in replies {
+        let Some(event) = copies.get_mut(index).and_then(Option::take) else {
+            continue;
+        };
+        if let Err((error, replies)) = try_group(shared, vec![(event, reply)]) {
+            refuse(&error, replies);
+        }
+    }
+}
+
+/// Answers `replies` with the commit's error.
+fn refuse(error: &StoreError, replies: Vec<(usize, Reply)>) {
+    for (_, reply) in replies {
+        let _ = reply.send(Err(HubError::Store(copy_error(error))));
+    }
+}
+
+/// Decides the group's events on a copy of the published model and commits their writes in one
+/// transaction; publishes and answers on success. A refused event is answered at once. When the
+/// commit fails, nothing is published and the replies of the decided events (with their places in
+/// the group) come back unanswered.
+fn try_group(
+    shared: &Shared,
+    group: Vec<Submission>,
+) -> Result<(), (StoreError, Vec<(usize, Reply)>)> {
     let span = tracing::debug_span!("group commit", events = group.len());
     let _entered = span.enter();
     let published = shared.snapshot();
     let mut working = Core::clone(&published);
     let mut effects = Effects::default();
     let mut answers = Vec::with_capacity(group.len());
-    for (event, reply) in group {
+    for (index, (event, reply)) in group.into_iter().enumerate() {
         let checkpoint = working.clone();
         match working.decide(event, shared.clock.now_ms()) {
             Ok(decision) => {
                 effects.merge(decision.effects);
-                answers.push((reply, decision.answer));
+                answers.push((index, reply, decision.answer));
             }
             Err(error) => {
                 working = checkpoint;
@@ -97,17 +140,19 @@ fn commit_group(shared: &Shared, group: Vec<Submission>) {
                 // Another hub writes the store now: this one must not go on as if it did.
                 shared.fail(&error.to_string());
             }
-            for (reply, _) in answers {
-                let _ = reply.send(Err(HubError::Store(copy_error(&error))));
-            }
-            return;
+            let replies = answers
+                .into_iter()
+                .map(|(i, reply, _)| (i, reply))
+                .collect();
+            return Err((error, replies));
         }
         shared.metrics.observe_commit(started.elapsed());
     }
     shared.publish(Arc::new(working), &effects);
-    for (reply, answer) in answers {
+    for (_, reply, answer) in answers {
         let _ = reply.send(answer);
     }
+    Ok(())
 }
 
 /// A copy of a commit's error for each caller of the group: a conflict stays a conflict, anything

@@ -298,6 +298,9 @@ impl Outbound<'_> {
 enum Op {
     Upsert(Box<pb::Slice>),
     Delete(pb::SliceDelete),
+    /// A `SliceBatch`, kept whole: one place in the queue, so that queueing it never holds up the
+    /// heartbeats for more than one change.
+    Batch(pb::SliceBatch),
     SnapshotComplete(pb::SnapshotComplete),
 }
 
@@ -328,7 +331,7 @@ async fn talk(
                     Err(status) => return SessionEnd::Refused(status),
                 };
                 last_heard = tokio::time::Instant::now();
-                let changes = match message.kind {
+                let op = match message.kind {
                     Some(HubKind::Welcome(welcome)) => {
                         *backoff = MIN_BACKOFF;
                         outbound.batches.store(welcome.accepts_batches, Ordering::Relaxed);
@@ -342,18 +345,13 @@ async fn talk(
                         continue;
                     }
                     Some(HubKind::Heartbeat(_)) | None => continue,
-                    Some(HubKind::Upsert(slice)) => vec![Op::Upsert(Box::new(slice))],
-                    Some(HubKind::Delete(delete)) => vec![Op::Delete(delete)],
-                    Some(HubKind::Batch(batch)) => {
-                        let upserts = batch.upserts.into_iter().map(|s| Op::Upsert(Box::new(s)));
-                        upserts.chain(batch.deletes.into_iter().map(Op::Delete)).collect()
-                    }
-                    Some(HubKind::SnapshotComplete(complete)) => vec![Op::SnapshotComplete(complete)],
+                    Some(HubKind::Upsert(slice)) => Op::Upsert(Box::new(slice)),
+                    Some(HubKind::Delete(delete)) => Op::Delete(delete),
+                    Some(HubKind::Batch(batch)) => Op::Batch(batch),
+                    Some(HubKind::SnapshotComplete(complete)) => Op::SnapshotComplete(complete),
                 };
-                for op in changes {
-                    if ops.send(op).await.is_err() {
-                        return SessionEnd::Closed;
-                    }
+                if ops.send(op).await.is_err() {
+                    return SessionEnd::Closed;
                 }
             }
             () = board.changed(), if flush_at.is_none() => {
@@ -425,13 +423,9 @@ async fn apply_ops<S: ClusterSide>(
             }
         };
         let result = match op {
-            Op::Upsert(slice) => {
-                if let Some(seen) = snapshot.as_mut() {
-                    seen.insert(slice.id.clone());
-                }
-                applier.upsert(*slice).await
-            }
+            Op::Upsert(slice) => applier.upsert(*slice, &mut snapshot).await,
             Op::Delete(delete) => applier.delete(&delete.id, delete.generation).await,
+            Op::Batch(batch) => applier.batch(batch, &mut snapshot).await,
             Op::SnapshotComplete(complete) => {
                 // Only now may slices the hub no longer has be removed. The marker lists every
                 // slice, including those not re-sent because this agent already held them.
@@ -474,13 +468,36 @@ impl<S: ClusterSide> Applier<'_, S> {
         self.applied.get(id).is_some_and(|g| *g >= generation)
     }
 
-    /// A slice from the hub: applied unless this generation is already held.
-    async fn upsert(&mut self, slice: pb::Slice) -> Result<(), SessionEnd> {
+    /// A slice from the hub: applied unless this generation is already held. Until the snapshot
+    /// marker, `snapshot` collects the slices the hub sent.
+    async fn upsert(
+        &mut self,
+        slice: pb::Slice,
+        snapshot: &mut Option<BTreeSet<String>>,
+    ) -> Result<(), SessionEnd> {
+        if let Some(seen) = snapshot.as_mut() {
+            seen.insert(slice.id.clone());
+        }
         if self.holds(&slice.id, slice.generation) {
             return Ok(());
         }
         self.failed.remove(&slice.id);
         self.apply(slice).await
+    }
+
+    /// A batch from the hub: its upserts, then its deletes, each as if it had come alone.
+    async fn batch(
+        &mut self,
+        batch: pb::SliceBatch,
+        snapshot: &mut Option<BTreeSet<String>>,
+    ) -> Result<(), SessionEnd> {
+        for slice in batch.upserts {
+            self.upsert(slice, snapshot).await?;
+        }
+        for delete in batch.deletes {
+            self.delete(&delete.id, delete.generation).await?;
+        }
+        Ok(())
     }
 
     /// A removal from the hub: done unless this generation is already held.
