@@ -304,7 +304,7 @@ impl Observation {
 
 /// JSON of a record. A value that cannot be encoded is an error, never an empty record: loading
 /// one would fail later, far from its cause.
-pub fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
     serde_json::to_vec(value).map_err(|e| HubError::Encode(e.to_string()))
 }
 
@@ -368,11 +368,6 @@ impl Core {
         self.cluster_slices.get(cluster).map_or(0, OrdMap::len)
     }
 
-    /// How many slices the hub wants run.
-    pub fn slice_count(&self) -> usize {
-        self.slices.len()
-    }
-
     /// Allocates the next slice generation. (The counter reaches the store through
     /// [`Core::generation_write`], once per commit.)
     fn allocate_generation(&mut self) -> u64 {
@@ -411,21 +406,16 @@ impl Core {
         Ok(())
     }
 
-    /// The deployment's record write.
-    pub fn record_write(&self, key: &DeploymentKey) -> Result<Option<Write>, HubError> {
-        self.deployments
-            .get(key)
-            .map(|record| put_json(Table::Deployments, key.to_string(), record.as_ref()))
-            .transpose()
-    }
-
-    /// Adds the deployment's record write to `effects`.
+    /// Adds the store write of the deployment's record to `effects`.
     pub(super) fn write_record(
         &self,
         key: &DeploymentKey,
         effects: &mut Effects,
     ) -> Result<(), HubError> {
-        effects.writes.extend(self.record_write(key)?);
+        if let Some(record) = self.deployments.get(key) {
+            let write = put_json(Table::Deployments, key.to_string(), record.as_ref())?;
+            effects.writes.push(write);
+        }
         Ok(())
     }
 

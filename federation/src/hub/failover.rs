@@ -137,7 +137,7 @@ impl Core {
             if let Some(record) = self.record_mut(&key) {
                 record.rebalancing_since_ms.get_or_insert(now);
             }
-            effects.writes.extend(self.record_write(&key)?);
+            self.write_record(&key, effects)?;
             effects.merge(self.sync_slices(&key)?);
         }
         Ok(changed)

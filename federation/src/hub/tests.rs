@@ -399,11 +399,16 @@ fn a_refused_command_is_audited_and_changes_nothing_else() {
     assert_eq!(model.core.deployment(&key()), Some(&before));
 }
 
-/// A store that refuses commits while told to.
+/// A store that refuses commits while told to: all of them (`failing`), or those writing a
+/// deployment (`refuse_deployments`). Its commits also wait while a test holds `gate`.
 #[derive(Default)]
 struct FlakyStore {
     inner: Arc<MemoryStore>,
     failing: Arc<AtomicBool>,
+    refuse_deployments: Arc<AtomicBool>,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Commits begun.
+    started: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Store for FlakyStore {
@@ -418,7 +423,17 @@ impl Store for FlakyStore {
         conditions: &[crate::store::Condition],
         writes: &[Write],
     ) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        // Only the writer, a thread of its own outside the runtime, finds the gate held and blocks
+        // (loading commits on the test's own thread, with the gate open).
+        let _open = match self.gate.try_lock() {
+            Ok(open) => open,
+            Err(_) => self.gate.blocking_lock(),
+        };
+        let deployment = writes.iter().any(|w| w.table == Table::Deployments);
+        let refused = self.failing.load(Ordering::SeqCst)
+            || (deployment && self.refuse_deployments.load(Ordering::SeqCst));
+        if refused {
             return Err(StoreError::Io {
                 operation: "commit",
                 source: "disk full".into(),
@@ -445,8 +460,8 @@ fn answers(hub: &Hub) -> (String, String, Vec<String>) {
 async fn a_failed_commit_leaves_every_answer_as_it_was_and_the_hub_goes_on() {
     let failing = Arc::new(AtomicBool::new(false));
     let store = FlakyStore {
-        inner: Arc::default(),
         failing: Arc::clone(&failing),
+        ..FlakyStore::default()
     };
     let clock = ManualClock::default();
     clock.advance_ms(T0);
@@ -537,7 +552,7 @@ async fn the_audit_sequence_survives_a_restart_whatever_the_stored_keys_look_lik
     store.commit(&writes).expect("seed");
     let flaky = FlakyStore {
         inner: Arc::clone(&store),
-        failing: Arc::default(),
+        ..FlakyStore::default()
     };
     let hub = Hub::load(Box::new(flaky), Arc::new(ManualClock::default())).expect("loads");
     hub.apply(documents(UNITS), "test", false)
@@ -607,7 +622,7 @@ async fn a_hub_whose_store_another_hub_loaded_stops_writing_and_fails() {
     let store = Arc::new(MemoryStore::default());
     let shared = |store: &Arc<MemoryStore>| FlakyStore {
         inner: Arc::clone(store),
-        failing: Arc::default(),
+        ..FlakyStore::default()
     };
     let first =
         Hub::load(Box::new(shared(&store)), Arc::new(ManualClock::default())).expect("loads");
@@ -642,49 +657,9 @@ async fn a_hub_whose_store_another_hub_loaded_stops_writing_and_fails() {
         .expect("the second hub writes");
 }
 
-/// A store whose commits wait while the test holds `gate`, and that refuses commits writing a
-/// deployment while `refuse_deployments` is set.
-#[derive(Default)]
-struct GatedStore {
-    inner: MemoryStore,
-    gate: Arc<tokio::sync::Mutex<()>>,
-    started: Arc<std::sync::atomic::AtomicUsize>,
-    refuse_deployments: Arc<AtomicBool>,
-}
-
-impl Store for GatedStore {
-    fn load(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.load(table)
-    }
-    fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.load_last(table, limit)
-    }
-    fn commit_if(
-        &self,
-        conditions: &[crate::store::Condition],
-        writes: &[Write],
-    ) -> Result<(), StoreError> {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        // Only the writer, a thread of its own outside the runtime, finds the gate held and blocks
-        // (loading commits on the test's own thread, with the gate open).
-        let _open = match self.gate.try_lock() {
-            Ok(open) => open,
-            Err(_) => self.gate.blocking_lock(),
-        };
-        let deployment = writes.iter().any(|w| w.table == Table::Deployments);
-        if deployment && self.refuse_deployments.load(Ordering::SeqCst) {
-            return Err(StoreError::Io {
-                operation: "commit",
-                source: "disk full".into(),
-            });
-        }
-        self.inner.commit_if(conditions, writes)
-    }
-}
-
 #[tokio::test]
 async fn a_failed_group_commit_fails_only_the_events_whose_writes_were_refused() {
-    let store = GatedStore::default();
+    let store = FlakyStore::default();
     let (gate, started, refuse) = (
         Arc::clone(&store.gate),
         Arc::clone(&store.started),

@@ -788,4 +788,146 @@ mod tests {
             .expect("the link ends cleanly");
         server.abort();
     }
+
+    /// A hub that welcomes the agent with `accepts_batches`, sends `script`, and passes on every
+    /// message the agent sends.
+    struct ScriptedHub {
+        accepts_batches: bool,
+        script: Vec<pb::HubMessage>,
+        heard: mpsc::Sender<pb::AgentMessage>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::agent_link_server::AgentLink for ScriptedHub {
+        type SyncStream = ReceiverStream<Result<pb::HubMessage, tonic::Status>>;
+
+        async fn sync(
+            &self,
+            request: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
+        ) -> Result<tonic::Response<Self::SyncStream>, tonic::Status> {
+            let mut inbound = request.into_inner();
+            let welcome = pb::Welcome {
+                accepts_batches: self.accepts_batches,
+                ..pb::Welcome::default()
+            };
+            let mut messages = vec![pb::HubMessage {
+                kind: Some(HubKind::Welcome(welcome)),
+            }];
+            messages.extend(self.script.iter().cloned());
+            let (tx, rx) = mpsc::channel(messages.len());
+            for message in messages {
+                tx.send(Ok(message)).await.expect("the stream is open");
+            }
+            let heard = self.heard.clone();
+            tokio::spawn(async move {
+                // `tx` lives as long as the agent's stream, so that the hub's side stays open.
+                let _open = tx;
+                while let Ok(Some(message)) = inbound.message().await {
+                    if heard.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        }
+    }
+
+    /// The agent's messages after its Hello, with a hub that sends one batch of three slices,
+    /// until it has acknowledged all three.
+    async fn acks_of_a_batch(accepts_batches: bool) -> (pb::Hello, Vec<pb::AgentMessage>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let slice = |unit: &str| pb::Slice {
+            id: protocol::slice_id("ns", "d", unit),
+            generation: 1,
+            ..pb::Slice::default()
+        };
+        let batch = pb::SliceBatch {
+            upserts: vec![slice("u1"), slice("u2"), slice("u3")],
+            deletes: Vec::new(),
+        };
+        let (heard_tx, mut heard) = mpsc::channel(64);
+        let hub = ScriptedHub {
+            accepts_batches,
+            script: vec![pb::HubMessage {
+                kind: Some(HubKind::Batch(batch)),
+            }],
+            heard: heard_tx,
+        };
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::agent_link_server::AgentLinkServer::new(hub))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let url = format!("http://{address}");
+        let (stop, link) = spawn_link(LinkConfig::new(
+            "c1".to_owned(),
+            HubEndpoint::Insecure { url },
+        ));
+        let listen = async {
+            let mut hello = None;
+            let mut messages = Vec::new();
+            let mut acked = 0;
+            while acked < 3 {
+                let message = heard.recv().await.expect("the agent's stream is open");
+                match message.kind {
+                    Some(AgentKind::Hello(h)) => hello = Some(h),
+                    Some(AgentKind::Heartbeat(_)) => {}
+                    Some(AgentKind::Ack(_)) => {
+                        acked += 1;
+                        messages.push(message);
+                    }
+                    Some(AgentKind::Acks(ref batch)) => {
+                        acked += batch.acks.len();
+                        messages.push(message);
+                    }
+                    _ => messages.push(message),
+                }
+            }
+            (hello.expect("a Hello first"), messages)
+        };
+        let heard = tokio::time::timeout(Duration::from_secs(10), listen)
+            .await
+            .expect("the agent acknowledged the batch in time");
+        let _ = stop.send(());
+        link.await
+            .expect("the link task")
+            .expect("the link ends cleanly");
+        server.abort();
+        heard
+    }
+
+    #[tokio::test]
+    async fn a_batch_from_the_hub_is_acknowledged_in_one_message_to_a_hub_that_reads_batches() {
+        let (hello, messages) = acks_of_a_batch(true).await;
+        assert!(hello.accepts_batches, "the agent says it reads batches");
+        let [
+            pb::AgentMessage {
+                kind: Some(AgentKind::Acks(batch)),
+            },
+        ] = messages.as_slice()
+        else {
+            panic!("one AckBatch: {messages:?}");
+        };
+        let ids: Vec<&str> = batch.acks.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["ns/d@u1", "ns/d@u2", "ns/d@u3"],
+            "in the order applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_older_hub_gets_one_ack_per_slice() {
+        let (_, messages) = acks_of_a_batch(false).await;
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .all(|m| matches!(m.kind, Some(AgentKind::Ack(_)))),
+            "{messages:?}"
+        );
+    }
 }
