@@ -8,6 +8,8 @@ const PROTOS: &[&str] = &[
     "proto/cafe/federation/v1/federation.proto",
 ];
 
+const ETCD_PROTOS: &[&str] = &["proto/etcd/kv.proto", "proto/etcd/rpc.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
@@ -22,5 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Sorted maps: encodings are deterministic, so equal slices hash equally.
         .btree_map(".")
         .compile_fds(fds)?;
+
+    // The subset of etcd's v3 API that the hub's etcd store speaks: clients only.
+    for proto in ETCD_PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let etcd = protox::compile(ETCD_PROTOS, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(etcd)?;
     Ok(())
 }

@@ -67,9 +67,17 @@ pub enum Command {
     },
     /// Run the hub.
     Serve {
-        /// Where the hub keeps its state (a redb file).
+        /// The store: redb (one hub, a file under --data-dir) or etcd (several replicas, one
+        /// elected leader).
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The URL agents and cafectl reach this replica at (default https://LISTEN); followers
+        /// send callers to the leader's.
         #[arg(long)]
-        data_dir: PathBuf,
+        advertise_url: Option<String>,
+        /// The leader's etcd lease TTL, in seconds (etcd store only).
+        #[arg(long, default_value_t = crate::store::etcd::election::DEFAULT_LEASE_TTL.as_secs())]
+        lease_ttl_seconds: u64,
         /// The gRPC address for agents and cafectl.
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
@@ -92,6 +100,114 @@ pub enum Command {
         #[arg(long, default_value_t = crate::hub::failover::DEFAULT_MAX_EVACUATED_SHARE, value_parser = parse_share)]
         max_evacuated_share: f64,
     },
+    /// Write every record of the store to a file (a consistent snapshot; safe while hubs run).
+    Backup {
+        /// The store to read.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The backup file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Load a backup into an empty store (no hub may be running on it).
+    Restore {
+        /// The store to fill.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace what the store holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy a redb hub's state into an empty etcd store.
+    Migrate {
+        /// The redb data directory.
+        #[arg(long)]
+        from_redb: PathBuf,
+        /// The etcd members' client URLs.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to_etcd: Vec<String>,
+        /// The etcd settings other than the endpoints.
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Replace what the etcd store holds.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Which store, and where.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// redb or etcd.
+    #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
+    pub store: StoreKind,
+    /// Where a redb store lives (a directory).
+    #[arg(long, required_if_eq("store", "redb"))]
+    pub data_dir: Option<PathBuf>,
+    /// The etcd members' client URLs (comma-separated).
+    #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
+    pub etcd_endpoints: Vec<String>,
+    /// The etcd settings.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// The store kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// One hub, one embedded file.
+    Redb,
+    /// Several hub replicas on an etcd cluster.
+    Etcd,
+}
+
+/// etcd's settings besides its endpoints.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtcdArgs {
+    /// The key prefix of every record.
+    #[arg(long, default_value = crate::store::etcd::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// The CA certificate that verifies the etcd members (https:// endpoints).
+    #[arg(long)]
+    pub etcd_ca: Option<PathBuf>,
+    /// A client certificate for etcd's --client-cert-auth.
+    #[arg(long, requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// Most operations in one etcd transaction: the members' --max-txn-ops.
+    #[arg(long, default_value_t = crate::store::etcd::DEFAULT_MAX_TXN_OPS)]
+    pub etcd_max_txn_ops: usize,
+}
+
+impl EtcdArgs {
+    fn options(&self, endpoints: Vec<String>) -> crate::store::EtcdOptions {
+        let mut options = crate::store::EtcdOptions::new(endpoints);
+        options.prefix = self.etcd_prefix.clone();
+        options.tls = crate::store::etcd::EtcdTls {
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+        };
+        options.max_txn_ops = self.etcd_max_txn_ops.max(2);
+        options
+    }
+}
+
+impl StoreArgs {
+    /// The etcd options, when the store is etcd.
+    pub fn etcd_options(&self) -> Option<crate::store::EtcdOptions> {
+        (self.store == StoreKind::Etcd).then(|| self.etcd.options(self.etcd_endpoints.clone()))
+    }
+
+    /// The redb directory (empty when the store is etcd).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_default()
+    }
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -155,7 +271,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| e.to_string())
         }),
         Command::Serve {
-            data_dir,
+            store,
+            advertise_url,
+            lease_ttl_seconds,
             listen,
             metrics_listen,
             tls_dir,
@@ -169,13 +287,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 unreachable: std::time::Duration::from_secs(unreachable_seconds),
                 max_evacuated_share,
             };
+            let replicated = store.etcd_options().map(|etcd| {
+                let mut replica = crate::hub::replicated::ReplicaOptions::new(etcd);
+                replica.lease_ttl = std::time::Duration::from_secs(lease_ttl_seconds.max(2));
+                replica
+            });
             let options = ServeOptions {
-                data_dir,
+                data_dir: store.data_dir(),
                 listen,
                 metrics_listen,
                 tls_dir,
                 insecure,
                 failover,
+                advertise_url,
+                replicated,
             };
             serve(
                 options,
@@ -191,6 +316,16 @@ pub async fn run(cli: Cli) -> ExitCode {
             .await
             .map_err(|e| crate::error_chain(&e))
         }
+        Command::Backup { store, out } => crate::backup::backup(&store, &out).await,
+        Command::Restore { store, from, force } => {
+            crate::backup::restore(&store, &from, force).await
+        }
+        Command::Migrate {
+            from_redb,
+            to_etcd,
+            etcd,
+            force,
+        } => crate::backup::migrate(&from_redb, etcd.options(to_etcd), force).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

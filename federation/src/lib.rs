@@ -3,6 +3,7 @@
 //! The pure core ([`names`], [`resources`], [`plan`]) knows nothing of I/O; the hub's store, network
 //! and CLI layers wrap it.
 
+pub mod backup;
 pub mod cli;
 pub mod http;
 pub mod hub;

@@ -42,6 +42,8 @@ impl TestHub {
             tls_dir: Some(tls_dir.clone()),
             insecure: false,
             failover: Default::default(),
+            advertise_url: None,
+            replicated: None,
         };
         let (bound_tx, bound_rx) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -11,6 +11,20 @@ pub mod v1 {
     tonic::include_proto!("cafe.federation.v1");
 }
 
+/// The parts of etcd's v3 API the hub's etcd store uses (KV, Watch, Lease, Maintenance status),
+/// compiled from `proto/etcd/` by protox like the rest: no system `protoc`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod etcd {
+    /// etcd's key-value and event messages.
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    /// etcd's services.
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every .proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cafe_descriptor.bin"));

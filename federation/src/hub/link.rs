@@ -237,6 +237,10 @@ async fn send_loop(
             tracing::info!(%cluster, session, "stream superseded");
             return;
         }
+        if hub.is_failed() {
+            // A hub that stopped acting (it failed, or lost the lead) sends nothing more.
+            return;
+        }
         if wakeup.has_changed().unwrap_or(false) {
             wakeup.mark_unchanged();
             let (slices, tombstones) = hub.cluster_view(&cluster);
@@ -304,6 +308,7 @@ async fn send_loop(
                 }
             }
             () = tx.closed() => return,
+            _ = hub.failed() => return,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod failover;
 pub mod link;
 pub mod metrics;
 pub mod records;
+pub mod replicated;
 mod resources;
 pub mod server;
 mod writer;
@@ -275,16 +276,41 @@ impl Hub {
         clock: Arc<dyn Clock>,
         policy: failover::FailoverPolicy,
     ) -> Result<Self, HubError> {
+        Self::load_fenced(store, clock, policy, None)
+    }
+
+    /// Loads the hub as the elected writer of a shared store: every commit, the first included, is
+    /// conditional on `fence` (the leader key holding this replica's record). Without a fence, the
+    /// hub claims the store by writing its own writer token, as a single hub does.
+    pub fn load_fenced(
+        store: Box<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policy: failover::FailoverPolicy,
+        fence: Option<crate::store::Condition>,
+    ) -> Result<Self, HubError> {
         let store: Arc<dyn Store> = Arc::from(store);
         let (core, mut effects) = load_core(store.as_ref(), Core::new(clock.now_ms(), policy))?;
-        let token = writer_token(clock.now_ms());
-        effects.writes.push(Write::put(
-            Table::Meta,
-            records::WRITER_KEY,
-            token.clone().into_bytes(),
-        ));
-        store.commit(&effects.writes)?;
-        tracing::info!(writer = %token, "the hub owns the store");
+        let fence = match fence {
+            Some(fence) => {
+                store.commit_if(std::slice::from_ref(&fence), &effects.writes)?;
+                fence
+            }
+            None => {
+                let token = writer_token(clock.now_ms());
+                effects.writes.push(Write::put(
+                    Table::Meta,
+                    records::WRITER_KEY,
+                    token.clone().into_bytes(),
+                ));
+                store.commit(&effects.writes)?;
+                tracing::info!(writer = %token, "the hub owns the store");
+                crate::store::Condition {
+                    table: Table::Meta,
+                    key: records::WRITER_KEY.to_owned(),
+                    value: Some(token.into_bytes()),
+                }
+            }
+        };
         let (changes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             published: RwLock::new(Arc::new(core)),
@@ -293,11 +319,7 @@ impl Hub {
             cluster_wakeups: Mutex::new(BTreeMap::new()),
             changes,
             metrics: HubMetrics::default(),
-            fence: crate::store::Condition {
-                table: Table::Meta,
-                key: records::WRITER_KEY.to_owned(),
-                value: Some(token.into_bytes()),
-            },
+            fence,
             failure: watch::channel(None).0,
         });
         let events = writer::start(Arc::clone(&shared))
@@ -333,6 +355,17 @@ impl Hub {
             Ok(reason) => reason.clone().unwrap_or_default(),
             Err(_) => "the hub is gone".to_owned(),
         }
+    }
+
+    /// Whether the hub has failed or was stopped (see [`Hub::stop`]).
+    pub fn is_failed(&self) -> bool {
+        self.inner.shared.failure.borrow().is_some()
+    }
+
+    /// Stops the hub acting, for `reason` (this replica lost the lead): its streams end, and the
+    /// server stops. Nothing is committed any more: the store's fence refuses it anyway.
+    pub fn stop(&self, reason: &str) {
+        self.inner.shared.fail(reason);
     }
 
     /// Runs `task` in the background, supervised: a panic fails the hub (see [`Hub::failed`])

@@ -6,6 +6,7 @@ use super::clock::SystemClock;
 use super::link::AgentLinkService;
 use super::{Hub, HubError};
 use crate::store::RedbStore;
+use cafe_proto::v1 as pb;
 use cafe_proto::v1::agent_link_server::AgentLinkServer;
 use cafe_proto::v1::federation_server::FederationServer;
 use prometheus_client::registry::Registry;
@@ -14,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -36,6 +36,22 @@ pub struct ServeOptions {
     pub insecure: bool,
     /// Automatic failover.
     pub failover: super::failover::FailoverPolicy,
+    /// The URL agents and cafectl reach this replica at (default `https://LISTEN`, or `http://`
+    /// with `insecure`): what followers send callers to, and what `cafectl get hubs` shows.
+    pub advertise_url: Option<String>,
+    /// Serve as one of several replicas on etcd, rather than alone on redb.
+    pub replicated: Option<super::replicated::ReplicaOptions>,
+}
+
+impl ServeOptions {
+    /// The URL this replica advertises.
+    pub fn url(&self, bound: SocketAddr) -> String {
+        match &self.advertise_url {
+            Some(url) => url.clone(),
+            None if self.insecure => format!("http://{bound}"),
+            None => format!("https://{bound}"),
+        }
+    }
 }
 
 /// A serve failure.
@@ -65,6 +81,9 @@ pub enum ServeError {
     /// The hub failed while serving: its store writer or one of its tasks panicked or ended.
     #[error("the hub failed: {0}")]
     Failed(String),
+    /// This replica lost the lead; it stopped acting and exits, to come back as a follower.
+    #[error("this replica stopped leading: {0}")]
+    LostLead(String),
     /// Neither TLS nor `--insecure` was given.
     #[error("give --tls-dir (from `cafe-hub init`) or, for local tries only, --insecure")]
     NoTls,
@@ -80,50 +99,216 @@ pub struct Bound {
 }
 
 /// Opens the store, binds the listeners, calls `ready` with the bound addresses, and serves until
-/// `shutdown` resolves; then drains the servers.
+/// `shutdown` resolves; then drains the servers. With [`ServeOptions::replicated`], serves as one
+/// replica of several on etcd (see [`super::replicated`]).
 pub async fn serve(
     options: ServeOptions,
     ready: impl FnOnce(Bound),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if options.replicated.is_some() {
+        return super::replicated::serve(options, ready, shutdown).await;
+    }
     let store = RedbStore::open(&options.data_dir)?;
     let hub = Hub::load_with(Box::new(store), Arc::new(SystemClock), options.failover)?;
     serve_hub(hub, options, ready, shutdown).await
 }
 
-/// Serves an already loaded hub (the benchmark builds its own).
+/// Serves an already loaded hub alone (the benchmark builds its own).
 pub async fn serve_hub(
     hub: Hub,
     options: ServeOptions,
     ready: impl FnOnce(Bound),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let tls = match (&options.tls_dir, options.insecure) {
-        (Some(dir), _) => Some(crate::tls::server_tls_config(dir)?),
-        (None, true) => None,
-        (None, false) => return Err(ServeError::NoTls),
-    };
-    let insecure = tls.is_none();
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: options.listen,
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: options.listen,
-        source,
-    })?;
-    let metrics_listener = match options.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
-    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let listeners = Listeners::bind(&options).await?;
+    let url = options.url(listeners.bound.grpc);
+    let store = format!("redb ({})", options.data_dir.display());
+    let info: ReplicaView = Arc::new(move || pb::ReplicaInfo {
+        url: url.clone(),
+        role: "Leader".to_owned(),
+        store: store.clone(),
+        leader_url: url.clone(),
+        now_ms: now_ms(),
+        ..Default::default()
+    });
+    ready(listeners.bound);
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            cancel.cancel();
+        });
+    }
+    lead(
+        hub,
+        &listeners,
+        &options,
+        info,
+        cancel,
+        std::future::pending(),
+    )
+    .await
+}
 
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What `GetReplica` answers, computed when asked.
+pub(super) type ReplicaView = Arc<dyn Fn() -> pb::ReplicaInfo + Send + Sync>;
+
+/// A listener several servers take turns on (a follower's, then the leader's), so that the port
+/// never closes in between.
+#[derive(Clone)]
+pub(super) struct SharedListener(Arc<TcpListener>);
+
+impl SharedListener {
+    async fn bind(addr: SocketAddr) -> Result<(Self, SocketAddr), ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok((Self(Arc::new(listener)), bound))
+    }
+
+    /// The accepted connections, for tonic.
+    pub(super) fn incoming(
+        &self,
+    ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static
+    {
+        futures::stream::unfold(Arc::clone(&self.0), |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| {
+                // As tonic's own listener does: small messages must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                stream
+            });
+            Some((accepted, listener))
+        })
+    }
+}
+
+impl axum::serve::Listener for SharedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(accepted) => return accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a metrics connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// The bound gRPC and metrics listeners.
+#[derive(Clone)]
+pub(super) struct Listeners {
+    pub(super) grpc: SharedListener,
+    pub(super) metrics: Option<SharedListener>,
+    pub(super) bound: Bound,
+}
+
+impl Listeners {
+    pub(super) async fn bind(options: &ServeOptions) -> Result<Self, ServeError> {
+        let (grpc, grpc_addr) = SharedListener::bind(options.listen).await?;
+        let (metrics, metrics_addr) = match options.metrics_listen {
+            Some(addr) => {
+                let (listener, bound) = SharedListener::bind(addr).await?;
+                (Some(listener), Some(bound))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            grpc,
+            metrics,
+            bound: Bound {
+                grpc: grpc_addr,
+                metrics: metrics_addr,
+            },
+        })
+    }
+}
+
+/// The server TLS of `options`: `None` with `insecure`.
+pub(super) fn server_tls(
+    options: &ServeOptions,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
+    match (&options.tls_dir, options.insecure) {
+        (Some(dir), _) => Ok(Some(crate::tls::server_tls_config(dir)?)),
+        (None, true) => Ok(None),
+        (None, false) => Err(ServeError::NoTls),
+    }
+}
+
+/// A gRPC server with the hub's transport settings.
+pub(super) fn grpc_server(
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::Server, ServeError> {
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        // One span per call, so that what a handler logs names the RPC it serves.
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(ServeError::Transport)?;
+    }
+    Ok(builder)
+}
+
+/// gRPC server reflection over every cafe service.
+pub(super) fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    ServeError,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cafe_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Hub(HubError::FailedPrecondition(format!("reflection: {e}"))))
+}
+
+/// The `Replica` service: this replica's role, whatever it is.
+#[derive(Clone)]
+pub(super) struct ReplicaService(pub(super) ReplicaView);
+
+#[tonic::async_trait]
+impl pb::replica_server::Replica for ReplicaService {
+    async fn get_replica(
+        &self,
+        _request: tonic::Request<pb::GetReplicaRequest>,
+    ) -> Result<tonic::Response<pb::ReplicaInfo>, tonic::Status> {
+        Ok(tonic::Response::new((self.0)()))
+    }
+}
+
+/// Serves `hub` as the leader on `listeners` until `cancel` is cancelled (drains, then `Ok`), the
+/// hub fails, or `lost` resolves (stops at once: [`ServeError::LostLead`]).
+pub(super) async fn lead(
+    hub: Hub,
+    listeners: &Listeners,
+    options: &ServeOptions,
+    info: ReplicaView,
+    shutdown: CancellationToken,
+    lost: impl std::future::Future<Output = String>,
+) -> Result<(), ServeError> {
+    let tls = server_tls(options)?;
+    let insecure = tls.is_none();
     // Every task of the server stops when this is cancelled: on shutdown, or when one fails.
     let cancel = CancellationToken::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -133,22 +318,10 @@ pub async fn serve_hub(
     health_reporter
         .set_serving::<AgentLinkServer<AgentLinkService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cafe_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Hub(HubError::FailedPrecondition(format!("reflection: {e}"))))?;
-
-    let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        // One span per call, so that what a handler logs names the RPC it serves.
-        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()));
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(ServeError::Transport)?;
-    }
-    let router = builder
+    let router = grpc_server(tls)?
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection()?)
+        .add_service(pb::replica_server::ReplicaServer::new(ReplicaService(info)))
         .add_service(
             AgentLinkServer::new(AgentLinkService::new(hub.clone(), insecure))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -171,42 +344,49 @@ pub async fn serve_hub(
             .instrument(tracing::info_span!("coordinator")),
         );
     }
-    if let Some(listener) = metrics_listener {
+    if let Some(listener) = listeners.metrics.clone() {
         let mut registry = Registry::default();
         hub.metrics().register(&mut registry);
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            crate::http::serve_metrics(listener, Arc::new(registry), cancel.cancelled_owned())
-                .await;
+            crate::http::serve_metrics(
+                listener,
+                Arc::new(registry),
+                Arc::new(|| Ok("leader".to_owned())),
+                cancel.cancelled_owned(),
+            )
+            .await;
             Ok(())
         });
     }
     {
         let cancel = cancel.clone();
+        let incoming = listeners.grpc.incoming();
         tasks.spawn(async move {
             router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    cancel.cancelled_owned(),
-                )
+                .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
                 .await
                 .map_err(ServeError::Transport)
         });
     }
-    ready(Bound {
-        grpc: grpc_addr,
-        metrics: metrics_addr,
-    });
-    tracing::info!(%grpc_addr, ?metrics_addr, insecure, "cafe-hub serving");
-    tokio::pin!(shutdown);
+    let grpc_addr = listeners.bound.grpc;
+    tracing::info!(%grpc_addr, metrics_addr = ?listeners.bound.metrics, insecure, "cafe-hub serving");
+    tokio::pin!(lost);
     // The first failure ends the server; a task that ends before shutdown is one.
     let mut result = Ok(());
     let mut stopping = false;
     loop {
         tokio::select! {
-            () = &mut shutdown, if !stopping => {
+            () = shutdown.cancelled(), if !stopping => {
                 stopping = true;
                 cancel.cancel();
+            }
+            reason = &mut lost, if !stopping => {
+                // At once, without draining: the streams end now (the hub tells them), and the
+                // process goes before anything else can be sent.
+                hub.stop(&reason);
+                cancel.cancel();
+                return Err(ServeError::LostLead(reason));
             }
             reason = hub.failed(), if !stopping => {
                 stopping = true;

@@ -2,9 +2,11 @@
 //! implementation (redb) and an in-memory one for tests. Records are JSON documents; the hub decides
 //! what they hold.
 
+pub mod etcd;
 mod memory;
 mod redb_store;
 
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
@@ -140,6 +142,21 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A shared store is a store: the replicated hub shares its etcd store with its election.
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn load(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        (**self).load(table)
+    }
+
+    fn load_last(&self, table: Table, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        (**self).load_last(table, limit)
+    }
+
+    fn commit_if(&self, conditions: &[Condition], writes: &[Write]) -> Result<(), StoreError> {
+        (**self).commit_if(conditions, writes)
+    }
+}
+
 /// The first of `conditions` that `current` (a key's value now) does not meet, as the error.
 pub fn check<'a>(
     conditions: &'a [Condition],
@@ -157,10 +174,10 @@ pub fn check<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn exercise(store: &dyn Store) {
+    pub(crate) fn exercise(store: &dyn Store) {
         store
             .commit(&[
                 Write::put(Table::Units, "b", b"2".to_vec()),

@@ -5,6 +5,7 @@
 //! Several clusters share one etcd, each API server under its own `--etcd-prefix`, as kwokctl does:
 //! one etcd process instead of one per cluster.
 
+pub mod etcd;
 mod manifests;
 mod pki;
 mod process;
