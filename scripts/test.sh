@@ -4,8 +4,8 @@
 # member cluster on a real control plane (etcd, kube-apiserver, kube-controller-manager and
 # kube-scheduler built from their Go modules, with simulated nodes). `.ci/run` calls exactly this.
 #
-# CAFE_TEST_BACKENDS="sim" skips the real control planes (for a quick local run); the default is
-# "sim kube".
+# CAFE_TEST_BACKENDS="sim" skips the second pass on real control planes (for a quick local run); the
+# default is "sim kube". etcd is built either way: the replicated hub's tests need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backends="${CAFE_TEST_BACKENDS:-sim kube}"
@@ -18,14 +18,13 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 
 # The control plane: built once from Go modules and cached outside the clone, keyed by version.
-if [[ " $backends " == *" kube "* ]]; then
-  CAFE_CONTROL_PLANE_BIN="$(scripts/control-plane.sh build)"
-  export CAFE_CONTROL_PLANE_BIN
-  # A test binary that dies (a timeout, a signal) cannot kill the control planes it started; no
-  # component may outlive this script, stopped (SIGSTOP) ones included.
-  cleanup() { pkill -KILL -f "^$CAFE_CONTROL_PLANE_BIN/" 2>/dev/null || true; }
-  trap cleanup EXIT
-fi
+# Always: its etcd also runs the replicated hub's tests (three etcd members, three hub replicas).
+CAFE_CONTROL_PLANE_BIN="$(scripts/control-plane.sh build)"
+export CAFE_CONTROL_PLANE_BIN
+# A test binary that dies (a timeout, a signal) cannot kill the control planes it started; no
+# component may outlive this script, stopped (SIGSTOP) ones included.
+cleanup() { pkill -KILL -f "^$CAFE_CONTROL_PLANE_BIN/" 2>/dev/null || true; }
+trap cleanup EXIT
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -99,6 +99,7 @@ fn init_writes_every_file_with_private_keys() {
             config,
             CafectlConfig {
                 hub: tls::DEFAULT_HUB_URL.into(),
+                hubs: Vec::new(),
                 ca: hub_dir.join("ca.pem"),
                 cert: hub_dir.join(format!("{role}.pem")),
                 key: hub_dir.join(format!("{role}-key.pem")),

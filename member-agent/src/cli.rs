@@ -47,8 +47,9 @@ pub enum Command {
         /// Install or update the InPlaceSet CRD before starting.
         #[arg(long)]
         install_crd: bool,
-        /// The hub to take slices from (`https://host:port`); without it the agent only runs the
-        /// InPlaceSets already in the cluster.
+        /// The hub to take slices from (`https://host:port`), or its replicas' URLs separated by
+        /// commas (the agent finds the leader); without it the agent only runs the InPlaceSets
+        /// already in the cluster.
         #[arg(long, requires = "cluster")]
         hub: Option<String>,
         /// The member cluster this agent serves (its certificate's identity).

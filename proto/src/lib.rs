@@ -65,6 +65,10 @@ pub mod protocol {
         Some((namespace, name, unit))
     }
 
+    /// The response metadata in which a follower hub replica names the leader's URL, on the
+    /// UNAVAILABLE it answers agents and cafectl with.
+    pub const LEADER_METADATA: &str = "cafe-leader";
+
     /// Most items in one batch message (`SliceBatch`, `StatusBatch`, `AckBatch`).
     pub const BATCH_MAX_ITEMS: usize = 256;
     /// The encoded size a batch message stays under, unless a single item is larger (it then goes

@@ -81,6 +81,12 @@ pub struct PlaygroundOptions {
     pub hub_args: Vec<String>,
     /// What runs the member clusters.
     pub backend: Backend,
+    /// Hub replicas: 1 runs one hub on redb; more run that many on a 3-member etcd cluster.
+    pub hubs: usize,
+    /// Replicas whose etcd connections go through a [`FaultProxy`] the test can cut.
+    pub proxied_hubs: Vec<usize>,
+    /// The replicas' lease TTL (etcd only).
+    pub lease_ttl_seconds: u64,
 }
 
 impl PlaygroundOptions {
@@ -93,7 +99,16 @@ impl PlaygroundOptions {
             start_delay: DEFAULT_START_DELAY,
             hub_args: Vec::new(),
             backend: Backend::Sim,
+            hubs: 1,
+            proxied_hubs: Vec::new(),
+            lease_ttl_seconds: cafe_federation::store::etcd::election::DEFAULT_LEASE_TTL.as_secs(),
         }
+    }
+
+    /// The same, with `hubs` replicas.
+    pub fn with_hubs(mut self, hubs: usize) -> Self {
+        self.hubs = hubs;
+        self
     }
 
     /// The same, on `backend`.
@@ -136,8 +151,14 @@ pub struct ClusterEntry {
 pub struct Playground {
     /// Its directory.
     pub dir: PathBuf,
-    /// `https://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` of the first replica.
     pub hub_url: String,
+    /// Every replica's URL.
+    pub hub_urls: Vec<String>,
+    /// The etcd cluster of several replicas.
+    pub etcd: Option<cafe_sim::control_plane::etcd::EtcdCluster>,
+    /// The fault proxies of [`PlaygroundOptions::proxied_hubs`], by replica.
+    pub proxies: BTreeMap<usize, Vec<crate::fault_proxy::FaultProxy>>,
     /// The units.
     pub units: Vec<UnitPlan>,
     /// The clusters by name.
@@ -146,9 +167,10 @@ pub struct Playground {
     pub backend: Backend,
     members: Option<Members>,
     binary: PathBuf,
-    hub_port: u16,
+    hub_ports: Vec<u16>,
     hub_args: Vec<String>,
-    hub: Option<Child>,
+    hubs: Vec<Option<Child>>,
+    lease_ttl_seconds: u64,
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
@@ -167,9 +189,17 @@ impl Playground {
     pub async fn start(options: PlaygroundOptions) -> anyhow::Result<Self> {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir)?;
-        // The hub keeps its port across restarts.
-        let hub_port = cafe_sim::control_plane::free_port()?;
-        let hub_url = format!("https://127.0.0.1:{hub_port}");
+        // Each hub replica keeps its port across restarts.
+        let replicas = options.hubs.max(1);
+        let mut hub_ports = Vec::with_capacity(replicas);
+        for _ in 0..replicas {
+            hub_ports.push(cafe_sim::control_plane::free_port()?);
+        }
+        let hub_urls: Vec<String> = hub_ports
+            .iter()
+            .map(|port| format!("https://127.0.0.1:{port}"))
+            .collect();
+        let hub_url = hub_urls[0].clone();
         let pki = dir.join("pki");
         let mut init_options = InitOptions::new(&pki);
         init_options.hub_url = hub_url.clone();
@@ -178,7 +208,11 @@ impl Playground {
         for role in [Role::Admin, Role::Operator, Role::Viewer] {
             let name = config_file_name(role);
             let source = pki.join(&name);
-            let config = CafectlConfig::load(&source)?;
+            let mut config = CafectlConfig::load(&source)?;
+            if replicas > 1 {
+                config.hub.clear();
+                config.hubs.clone_from(&hub_urls);
+            }
             cafe_federation::tls::write_cafectl_config(&dir.join(&name), &config)?;
         }
         let kubeconfigs = dir.join("kubeconfigs");
@@ -236,17 +270,37 @@ impl Playground {
             dir.join("clusters.json"),
             serde_json::to_string_pretty(&entries)? + "\n",
         )?;
+        let (etcd, proxies) = if replicas > 1 {
+            let etcd = cafe_sim::control_plane::etcd::EtcdCluster::start(dir.join("etcd"), 3)
+                .await
+                .context("cannot start etcd (build it with scripts/control-plane.sh build)")?;
+            let mut proxies = BTreeMap::new();
+            for replica in &options.proxied_hubs {
+                let mut list = Vec::new();
+                for port in etcd.client_ports() {
+                    list.push(crate::fault_proxy::FaultProxy::start(port).await?);
+                }
+                proxies.insert(*replica, list);
+            }
+            (Some(etcd), proxies)
+        } else {
+            (None, BTreeMap::new())
+        };
         let mut playground = Self {
             dir,
             hub_url,
+            hub_urls,
+            etcd,
+            proxies,
             units: options.units,
             clusters,
             backend: options.backend,
             members: Some(members),
             binary: options.binary,
-            hub_port,
+            hub_ports,
             hub_args: options.hub_args,
-            hub: None,
+            hubs: (0..replicas).map(|_| None).collect(),
+            lease_ttl_seconds: options.lease_ttl_seconds,
         };
         playground.start_hub().await?;
         let names: Vec<String> = playground.clusters.keys().cloned().collect();
@@ -263,16 +317,68 @@ impl Playground {
         self.dir.join(config_file_name(role))
     }
 
-    /// Starts the hub process (again, after [`Playground::kill_hub`]) and waits until it answers.
+    /// Starts every hub replica that is not running, and waits until one leads and every one
+    /// answers.
     pub async fn start_hub(&mut self) -> anyhow::Result<()> {
-        let log = log_file(&self.dir, "hub")?;
-        let child = Command::new(&self.binary)
+        // Replica 0 leads first, so that a test knows which one does.
+        if self.hubs.len() > 1 && self.hubs.iter().all(Option::is_none) {
+            self.spawn_hub(0)?;
+            let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
+            while self
+                .replica_info(0)
+                .await
+                .is_none_or(|i| i.role != "Leader")
+            {
+                if self.hub_exited(0) || tokio::time::Instant::now() > deadline {
+                    bail!(
+                        "hub replica 0 did not lead; see {}",
+                        self.dir.join("logs/hub-0.log").display()
+                    );
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        for replica in 0..self.hubs.len() {
+            if self.hubs[replica].is_none() {
+                self.spawn_hub(replica)?;
+            }
+        }
+        self.wait_hubs().await
+    }
+
+    /// Starts hub replica `replica` (again, after [`Playground::kill_hub_replica`]).
+    pub fn spawn_hub(&mut self, replica: usize) -> anyhow::Result<()> {
+        let name = if self.hubs.len() > 1 {
+            format!("hub-{replica}")
+        } else {
+            "hub".to_owned()
+        };
+        let log = log_file(&self.dir, &name)?;
+        let mut command = Command::new(&self.binary);
+        command
             .args(["hub", "serve", "--listen"])
-            .arg(format!("127.0.0.1:{}", self.hub_port))
-            .arg("--data-dir")
-            .arg(self.dir.join("hub-data"))
+            .arg(format!("127.0.0.1:{}", self.hub_ports[replica]))
             .arg("--tls-dir")
-            .arg(self.dir.join("pki"))
+            .arg(self.dir.join("pki"));
+        match &self.etcd {
+            Some(etcd) => {
+                let endpoints = match self.proxies.get(&replica) {
+                    Some(proxies) => proxies.iter().map(|p| p.url()).collect::<Vec<_>>(),
+                    None => etcd.urls(),
+                };
+                command
+                    .args(["--store", "etcd", "--etcd-endpoints"])
+                    .arg(endpoints.join(","))
+                    .arg("--advertise-url")
+                    .arg(&self.hub_urls[replica])
+                    .arg("--lease-ttl-seconds")
+                    .arg(self.lease_ttl_seconds.to_string());
+            }
+            None => {
+                command.arg("--data-dir").arg(self.dir.join("hub-data"));
+            }
+        }
+        let child = command
             .args(&self.hub_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -280,10 +386,55 @@ impl Playground {
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the hub")?;
-        self.hub = Some(child);
+        self.hubs[replica] = Some(child);
+        Ok(())
+    }
+
+    /// What replica `replica` says of itself, if it answers.
+    pub async fn replica_info(&self, replica: usize) -> Option<pb::ReplicaInfo> {
+        let config = CafectlConfig::load(&self.cafectl_config(Role::Viewer)).ok()?;
+        let channel = tonic::transport::Endpoint::from_shared(self.hub_urls[replica].clone())
+            .ok()?
+            .tls_config(config.client_tls_config().ok()?)
+            .ok()?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .ok()?;
+        let mut client = pb::replica_client::ReplicaClient::new(channel);
+        let reply = client.get_replica(pb::GetReplicaRequest {}).await.ok()?;
+        Some(reply.into_inner())
+    }
+
+    /// The replica that leads now, if one does.
+    pub async fn leader(&self) -> Option<usize> {
+        for replica in 0..self.hub_urls.len() {
+            if self.hubs[replica].is_some()
+                && self
+                    .replica_info(replica)
+                    .await
+                    .is_some_and(|i| i.role == "Leader")
+            {
+                return Some(replica);
+            }
+        }
+        None
+    }
+
+    /// Waits until every running replica answers and one of them leads (and serves).
+    async fn wait_hubs(&mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
         loop {
-            if let Ok(mut client) = self.client(Role::Viewer).await
+            let mut answering = 0;
+            for replica in 0..self.hubs.len() {
+                if self.hubs[replica].is_some() && self.replica_info(replica).await.is_some() {
+                    answering += 1;
+                }
+            }
+            let running = self.hubs.iter().filter(|h| h.is_some()).count();
+            if answering == running
+                && let Ok(mut client) = self.client(Role::Viewer).await
                 && client
                     .list_clusters(pb::ListClustersRequest {})
                     .await
@@ -291,13 +442,15 @@ impl Playground {
             {
                 return Ok(());
             }
-            if let Some(child) = self.hub.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "the hub exited with {status}; see {}",
-                    self.dir.join("logs/hub.log").display()
-                );
+            for (replica, hub) in self.hubs.iter_mut().enumerate() {
+                if let Some(child) = hub.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
+                    bail!(
+                        "hub replica {replica} exited with {status}; see {}",
+                        self.dir.join("logs").display()
+                    );
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("the hub did not answer within {STARTUP_DEADLINE:?}");
@@ -306,12 +459,36 @@ impl Playground {
         }
     }
 
-    /// Kills the hub with SIGKILL, as a crash would.
+    /// Replaces the extra `cafe-hub serve` flags of the next starts.
+    pub fn set_hub_args(&mut self, args: Vec<String>) {
+        self.hub_args = args;
+    }
+
+    /// Kills every hub replica with SIGKILL, as a crash would.
     pub async fn kill_hub(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.hub.take() {
+        for replica in 0..self.hubs.len() {
+            self.kill_hub_replica(replica).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills hub replica `replica` with SIGKILL.
+    pub async fn kill_hub_replica(&mut self, replica: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.hubs[replica].take() {
             child.kill().await?;
         }
         Ok(())
+    }
+
+    /// Whether hub replica `replica` has exited (it does when it loses the lead); forgets it then.
+    pub fn hub_exited(&mut self, replica: usize) -> bool {
+        match self.hubs[replica].as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) | None => {
+                self.hubs[replica] = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Starts the agent of `cluster`.
@@ -329,7 +506,14 @@ impl Playground {
         let child = command
             .arg("--kubeconfig")
             .arg(&entry.agent_kubeconfig)
-            .args(["--hub", &self.hub_url, "--cluster", cluster, "--tls-dir"])
+            .args(["--log-format", "json"])
+            .args([
+                "--hub",
+                &self.hub_urls.join(","),
+                "--cluster",
+                cluster,
+                "--tls-dir",
+            ])
             .arg(&entry.tls_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -430,10 +614,16 @@ impl Playground {
         Ok(())
     }
 
-    /// A Federation client with the certificate of `role`.
+    /// A Federation client with the certificate of `role`, connected to the leading replica.
     pub async fn client(&self, role: Role) -> anyhow::Result<FederationClient<Channel>> {
         let config = CafectlConfig::load(&self.cafectl_config(role))?;
-        let channel = tonic::transport::Endpoint::from_shared(config.hub.clone())?
+        let url = if self.hub_urls.len() > 1 {
+            let leader = self.leader().await.context("no hub replica leads")?;
+            self.hub_urls[leader].clone()
+        } else {
+            self.hub_url.clone()
+        };
+        let channel = tonic::transport::Endpoint::from_shared(url)?
             .tls_config(config.client_tls_config()?)?
             .connect_timeout(Duration::from_secs(2))
             .connect()

@@ -84,9 +84,9 @@ impl HubArgs {
             Some(path) => Some(CafectlConfig::load(path).map_err(|e| bad_config(&e))?),
             None => None,
         };
-        let url = match (&self.hub, &config) {
-            (Some(url), _) => url.clone(),
-            (None, Some(config)) => config.hub.clone(),
+        let urls: Vec<String> = match (&self.hub, &config) {
+            (Some(url), _) => url.split(',').map(|u| u.trim().to_owned()).collect(),
+            (None, Some(config)) => config.urls(),
             (None, None) => {
                 return Err(CliError::BadInput(format!(
                     "error: no hub to talk to: pass --config FILE (or set CAFE_CONFIG, or put \
@@ -94,9 +94,93 @@ impl HubArgs {
                 )));
             }
         };
+        let mut endpoints = Vec::with_capacity(urls.len());
+        for url in &urls {
+            endpoints.push(self.endpoint(url, config.as_ref(), &bad_config)?);
+        }
+        // The first replica that answers says who leads; a follower names the leader, which
+        // may be a URL of its own (a replica's advertised address) rather than one of the list.
+        let mut trouble = Vec::new();
+        for (url, endpoint) in urls.iter().zip(endpoints) {
+            let channel = match endpoint.connect().await {
+                Ok(channel) => channel,
+                Err(e) => {
+                    trouble.push(format!(
+                        "cannot reach the hub at {url}: {}",
+                        error_chain(&e)
+                    ));
+                    continue;
+                }
+            };
+            match replica_role(channel.clone()).await {
+                Role::Leads | Role::Unknown => return Ok(self.client(channel, url.clone())),
+                Role::Follows(leader, _) if leader == *url => {
+                    return Ok(self.client(channel, url.clone()));
+                }
+                Role::Follows(leader, store) => {
+                    let endpoint = self.endpoint(&leader, config.as_ref(), &bad_config)?;
+                    match endpoint.connect().await {
+                        Ok(channel) => return Ok(self.client(channel, leader)),
+                        Err(e) => trouble.push(format!(
+                            "the hub at {url} (a follower on {store}) follows the leader at \
+                             {leader}, which cannot be reached: {}",
+                            error_chain(&e)
+                        )),
+                    }
+                }
+                Role::Leaderless(why) => trouble.push(format!("the hub at {url}: {why}")),
+            }
+        }
+        Err(CliError::Failed(trouble.join("\n")))
+    }
+
+    fn client(&self, channel: Channel, url: String) -> HubClient {
+        let client = FederationClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        HubClient {
+            client,
+            url,
+            insecure: self.insecure,
+        }
+    }
+
+    /// The configured replicas' URLs and their endpoints, for `get hubs`.
+    pub fn replica_endpoints(&self) -> Result<Vec<(String, Endpoint)>, CliError> {
+        let config_path = self.config_path();
+        let bad_config = |e: &crate::tls::TlsError| {
+            CliError::BadInput(format!("error: {} (cafectl configuration)", error_chain(e)))
+        };
+        let config = match &config_path {
+            Some(path) => Some(CafectlConfig::load(path).map_err(|e| bad_config(&e))?),
+            None => None,
+        };
+        let urls: Vec<String> = match (&self.hub, &config) {
+            (Some(url), _) => url.split(',').map(|u| u.trim().to_owned()).collect(),
+            (None, Some(config)) => config.urls(),
+            (None, None) => {
+                return Err(CliError::BadInput(
+                    "error: no hub to talk to: pass --config FILE or --hub URL".to_owned(),
+                ));
+            }
+        };
+        urls.into_iter()
+            .map(|url| {
+                let endpoint = self.endpoint(&url, config.as_ref(), &bad_config)?;
+                Ok((url, endpoint))
+            })
+            .collect()
+    }
+
+    fn endpoint(
+        &self,
+        url: &str,
+        config: Option<&CafectlConfig>,
+        bad_config: &dyn Fn(&crate::tls::TlsError) -> CliError,
+    ) -> Result<Endpoint, CliError> {
         let bad_url =
             |reason: String| CliError::BadInput(format!("error: hub URL {url}: {reason}"));
-        let mut endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| bad_url(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT);
         if self.insecure {
@@ -104,7 +188,7 @@ impl HubArgs {
                 return Err(bad_url("--insecure needs an http:// URL".to_owned()));
             }
         } else {
-            let Some(config) = &config else {
+            let Some(config) = config else {
                 return Err(CliError::BadInput(
                     "error: no client certificate: pass --config FILE (or set CAFE_CONFIG), or \
                      --insecure for a hub started with --insecure"
@@ -121,20 +205,34 @@ impl HubArgs {
                 .tls_config(tls)
                 .map_err(|e| bad_url(error_chain(&e)))?;
         }
-        let channel = endpoint.connect().await.map_err(|e| {
-            CliError::Failed(format!(
-                "cannot reach the hub at {url}: {}",
-                error_chain(&e)
-            ))
-        })?;
-        let client = FederationClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(HubClient {
-            client,
-            url,
-            insecure: self.insecure,
-        })
+        Ok(endpoint)
+    }
+}
+
+/// What a replica says of itself.
+enum Role {
+    Leads,
+    /// The leader's URL, and the follower's store.
+    Follows(String, String),
+    Leaderless(String),
+    /// It cannot say (a hub from before replicas): talk to it.
+    Unknown,
+}
+
+async fn replica_role(channel: Channel) -> Role {
+    let mut client = pb::replica_client::ReplicaClient::new(channel);
+    match client.get_replica(unary(pb::GetReplicaRequest {})).await {
+        Ok(reply) => {
+            let info = reply.into_inner();
+            if info.role == "Leader" {
+                Role::Leads
+            } else if info.leader_url.is_empty() {
+                Role::Leaderless(info.trouble)
+            } else {
+                Role::Follows(info.leader_url, info.store)
+            }
+        }
+        Err(_) => Role::Unknown,
     }
 }
 

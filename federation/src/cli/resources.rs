@@ -60,6 +60,9 @@ pub enum GetKind {
         alias = "cafedeployment"
     )]
     Deployments,
+    /// The hub replicas of the configuration: role, store and the leader's lease.
+    #[value(alias = "hub", alias = "replicas")]
+    Hubs,
 }
 
 /// `cafectl get units|clusters|deployments [NAME] [-n NS] [-o ...]`.
@@ -279,8 +282,12 @@ pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
             "error: -n: only deployments have a namespace".to_owned(),
         ));
     }
+    if args.kind == GetKind::Hubs {
+        return get_hubs(hub, args).await;
+    }
     let mut client = hub.connect().await?;
     match args.kind {
+        GetKind::Hubs => unreachable_kind(),
         GetKind::Clusters => get_clusters(&mut client, args).await,
         GetKind::Units => {
             let kind = pb::ResourceKind::LogicalUnit;
@@ -455,6 +462,107 @@ async fn get_clusters(client: &mut HubClient, args: &GetArgs) -> Result<String, 
     render(&Items { items: &items }, args.output, || {
         cluster_table(&items)
     })
+}
+
+fn unreachable_kind() -> Result<String, CliError> {
+    Err(CliError::Failed("internal error: get hubs".to_owned()))
+}
+
+/// One hub replica, as `get hubs` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubItem {
+    /// The URL of the configuration.
+    pub url: String,
+    /// `Leader`, `Follower` or `Unreachable`.
+    pub role: String,
+    /// The replica's store.
+    pub store: String,
+    /// The leader's URL, as this replica knows it.
+    pub leader: String,
+    /// How long the leader has held its lease, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_age_seconds: Option<f64>,
+    /// On the leader: how long ago its last lease renewal was confirmed, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_renewed_seconds_ago: Option<f64>,
+    /// Why the replica cannot be reached, or has no leader.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[allow(clippy::cast_precision_loss)] // Ages in ms, far below 2^52.
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// `cafectl get hubs`: asks every configured replica who it is.
+async fn get_hubs(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
+    let mut items = Vec::new();
+    for (url, endpoint) in hub.replica_endpoints()? {
+        let mut item = HubItem {
+            url: url.clone(),
+            role: "Unreachable".to_owned(),
+            store: String::new(),
+            leader: String::new(),
+            lease_age_seconds: None,
+            lease_renewed_seconds_ago: None,
+            message: String::new(),
+        };
+        match endpoint.connect().await {
+            Err(e) => item.message = crate::error_chain(&e),
+            Ok(channel) => {
+                let mut client = pb::replica_client::ReplicaClient::new(channel);
+                match client.get_replica(unary(pb::GetReplicaRequest {})).await {
+                    Err(status) => item.message = status.message().to_owned(),
+                    Ok(reply) => {
+                        let info = reply.into_inner();
+                        item.role = info.role;
+                        item.store = info.store;
+                        item.leader = info.leader_url;
+                        item.message = info.trouble;
+                        if info.leader_since_ms > 0 {
+                            item.lease_age_seconds =
+                                Some(seconds(info.now_ms - info.leader_since_ms));
+                        }
+                        if item.role == "Leader" {
+                            item.lease_renewed_seconds_ago =
+                                Some(seconds(info.lease_renewed_ago_ms));
+                        }
+                    }
+                }
+            }
+        }
+        items.push(item);
+    }
+    render(&Items { items: &items }, args.output, || hub_table(&items))
+}
+
+fn hub_table(items: &[HubItem]) -> String {
+    let mut rows = vec![header(&[
+        "URL",
+        "ROLE",
+        "STORE",
+        "LEADER",
+        "LEASE-AGE",
+        "RENEWED",
+    ])];
+    let age = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"));
+    rows.extend(items.iter().map(|h| {
+        vec![
+            h.url.clone(),
+            h.role.clone(),
+            or_dash(&h.store),
+            or_dash(&h.leader),
+            age(h.lease_age_seconds),
+            age(h.lease_renewed_seconds_ago),
+        ]
+    }));
+    let mut out = table(&rows);
+    for h in items.iter().filter(|h| !h.message.is_empty()) {
+        out.push_str(&format!("{}: {}\n", h.url, h.message));
+    }
+    out
 }
 
 fn cluster_table(items: &[ClusterItem]) -> String {

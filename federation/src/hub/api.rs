@@ -45,8 +45,9 @@ impl From<HubError> for Status {
             HubError::FailedPrecondition(_) | HubError::Command(_) => {
                 Status::failed_precondition(error.to_string())
             }
+            // With the causes: "store commit failed" alone does not say that etcd is away.
             HubError::Store(_) | HubError::Corrupt { .. } | HubError::Encode(_) => {
-                Status::internal(error.to_string())
+                Status::internal(crate::error_chain(&error))
             }
             HubError::Stopped(_) => Status::unavailable(error.to_string()),
         }

@@ -25,8 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The response metadata naming the leader's URL, on a follower's UNAVAILABLE.
-pub const LEADER_METADATA: &str = "cafe-leader";
+pub use cafe_proto::protocol::LEADER_METADATA;
 
 /// How a replica uses etcd.
 #[derive(Debug, Clone)]
@@ -62,7 +61,13 @@ impl Role {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let leader = self.store.leader();
+        // A copy that cannot follow the store cannot tell who leads.
+        let leader = self
+            .store
+            .trouble()
+            .is_none()
+            .then(|| self.store.leader())
+            .flatten();
         let mut info = pb::ReplicaInfo {
             url: self.url.clone(),
             role: if leading.is_some() {

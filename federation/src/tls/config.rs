@@ -13,6 +13,8 @@ use super::material::{HUB_TLS_DOMAIN, client_tls_config};
 ///
 /// ```yaml
 /// hub: https://127.0.0.1:7443
+/// # or, for several hub replicas (cafectl finds the leader):
+/// # hubs: [https://hub-0:7443, https://hub-1:7443, https://hub-2:7443]
 /// ca: ca.pem
 /// cert: admin.pem
 /// key: admin-key.pem
@@ -23,7 +25,11 @@ use super::material::{HUB_TLS_DOMAIN, client_tls_config};
 #[serde(deny_unknown_fields)]
 pub struct CafectlConfig {
     /// The hub's URL, `https://HOST:PORT` (`http://` only for a hub started with `--insecure`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hub: String,
+    /// The URLs of several hub replicas, instead of `hub`: cafectl talks to the leader.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hubs: Vec<String>,
     /// The CA certificate that verifies the hub.
     pub ca: PathBuf,
     /// The client certificate (its subject is the user's name and role).
@@ -44,7 +50,7 @@ impl CafectlConfig {
             path: path.to_owned(),
             source,
         })?;
-        check_hub_url(&config.hub, &path.display().to_string())?;
+        config.check_urls(&path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new(""));
         for file in [&mut config.ca, &mut config.cert, &mut config.key] {
             if file.is_relative() {
@@ -52,6 +58,28 @@ impl CafectlConfig {
             }
         }
         Ok(config)
+    }
+
+    /// The hub replicas' URLs: `hubs`, or else `hub`.
+    pub fn urls(&self) -> Vec<String> {
+        if self.hubs.is_empty() {
+            vec![self.hub.clone()]
+        } else {
+            self.hubs.clone()
+        }
+    }
+
+    fn check_urls(&self, what: &str) -> Result<(), TlsError> {
+        if self.hub.is_empty() && self.hubs.is_empty() {
+            return check_hub_url("", &format!("{what}: hub (or hubs)"));
+        }
+        if !self.hub.is_empty() {
+            check_hub_url(&self.hub, what)?;
+        }
+        for url in &self.hubs {
+            check_hub_url(url, &format!("{what}: hubs"))?;
+        }
+        Ok(())
     }
 
     /// The client TLS configuration for these credentials, verifying the hub as
@@ -64,7 +92,7 @@ impl CafectlConfig {
 /// Writes `config` to `path` as YAML, paths as given (relative ones are read back relative to
 /// `path`'s directory).
 pub fn write_cafectl_config(path: &Path, config: &CafectlConfig) -> Result<(), TlsError> {
-    check_hub_url(&config.hub, "the cafectl configuration")?;
+    config.check_urls("the cafectl configuration")?;
     let text = serde_yaml::to_string(config).map_err(|source| TlsError::SerializeConfig {
         path: path.to_owned(),
         source,
@@ -103,6 +131,7 @@ mod tests {
             &path,
             &CafectlConfig {
                 hub: "https://127.0.0.1:7443".into(),
+                hubs: Vec::new(),
                 ca: "ca.pem".into(),
                 cert: "sub/admin.pem".into(),
                 key: "/abs/admin-key.pem".into(),

@@ -163,6 +163,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, TlsError> {
             dir.join(config_file_name(role)),
             CafectlConfig {
                 hub: opts.hub_url.clone(),
+                hubs: Vec::new(),
                 ca: CA_CERT_FILE.into(),
                 cert: cert.into(),
                 key: key.into(),
@@ -242,6 +243,7 @@ pub fn issue_user(
             path.clone(),
             CafectlConfig {
                 hub,
+                hubs: Vec::new(),
                 ca: CA_CERT_FILE.into(),
                 cert: USER_CERT_FILE.into(),
                 key: USER_KEY_FILE.into(),

@@ -99,8 +99,21 @@ fn read(dir: &std::path::Path, file: &str) -> Result<String, LinkError> {
 }
 
 impl HubEndpoint {
-    fn endpoint(&self) -> Result<Endpoint, LinkError> {
-        let (url, tls) = match self {
+    /// The hub replicas' URLs: `url` holds one, or several separated by commas.
+    pub fn urls(&self) -> Vec<String> {
+        let url = match self {
+            Self::Tls { url, .. } | Self::TlsPem { url, .. } | Self::Insecure { url } => url,
+        };
+        url.split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The endpoint of the replica at `url`, with this endpoint's credentials.
+    fn endpoint_for(&self, url: &str) -> Result<Endpoint, LinkError> {
+        let (_, tls) = match self {
             Self::Tls { url, dir } => {
                 let pem = (
                     read(dir, "ca.pem")?,
@@ -120,6 +133,7 @@ impl HubEndpoint {
             ),
             Self::Insecure { url } => (url, None),
         };
+        let url = url.to_owned();
         let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|_| LinkError::BadEndpoint(url.clone()))?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -163,11 +177,39 @@ pub async fn run_link<S: ClusterSide>(
     board: StatusBoard,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), LinkError> {
-    let endpoint = config.hub.endpoint()?;
+    let urls = config.hub.urls();
+    // Every URL is checked before the first dial: a bad one is a configuration error.
+    let endpoints = urls
+        .iter()
+        .map(|url| config.hub.endpoint_for(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    if endpoints.is_empty() {
+        return Err(LinkError::BadEndpoint("no hub URL".to_owned()));
+    }
     tokio::pin!(shutdown);
     let mut backoff = MIN_BACKOFF;
+    let mut next = 0;
+    let mut redirect: Option<String> = None;
     loop {
-        let session = run_session(&config, &endpoint, side.as_ref(), &board, &mut backoff);
+        let redirected = redirect.is_some();
+        let (url, endpoint) = match redirect.take() {
+            Some(url) => match urls.iter().position(|u| *u == url) {
+                Some(index) => (url, endpoints[index].clone()),
+                None => match config.hub.endpoint_for(&url) {
+                    Ok(endpoint) => (url, endpoint),
+                    Err(_) => (urls[next].clone(), endpoints[next].clone()),
+                },
+            },
+            None => (urls[next].clone(), endpoints[next].clone()),
+        };
+        let session = run_session(
+            &config,
+            &url,
+            &endpoint,
+            side.as_ref(),
+            &board,
+            &mut backoff,
+        );
         let ended = tokio::select! {
             () = &mut shutdown => SessionEnd::Shutdown,
             ended = session => ended,
@@ -175,15 +217,57 @@ pub async fn run_link<S: ClusterSide>(
         if let SessionEnd::Shutdown = ended {
             return Ok(());
         }
-        let delay = jittered(backoff);
-        tracing::warn!(cluster = %config.cluster, reason = %ended, retry_in = ?delay, "hub link down; the cluster keeps its last state");
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(delay) => {}
+        // A follower replica answers UNAVAILABLE, naming the leader when it knows one: go there
+        // at once. Without a leader yet (an election is under way), ask the replicas again soon,
+        // without backing off further: the new leader must find its agents quickly.
+        let (delay, grow) = match &ended {
+            SessionEnd::Refused(status) if status.code() == tonic::Code::Unavailable => {
+                match status
+                    .metadata()
+                    .get(protocol::LEADER_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(leader) if leader != url => {
+                        tracing::info!(cluster = %config.cluster, from = %url, leader, "the hub replica is a follower; moving to the leader");
+                        redirect = Some(leader.to_owned());
+                        (Duration::ZERO, false)
+                    }
+                    _ => {
+                        next = (next + 1) % urls.len();
+                        (jittered(FOLLOWER_RETRY), false)
+                    }
+                }
+            }
+            // The leader a follower named is gone (its lease has not expired yet): an election
+            // is near, ask the replicas again soon.
+            _ if redirected => (jittered(FOLLOWER_RETRY), false),
+            _ => {
+                next = (next + 1) % urls.len();
+                // The next replica at once; the whole list again only after a backoff.
+                if next == 0 {
+                    (jittered(backoff), true)
+                } else {
+                    (Duration::ZERO, false)
+                }
+            }
+        };
+        if !delay.is_zero() || !matches!(ended, SessionEnd::Refused(_)) {
+            tracing::warn!(cluster = %config.cluster, hub = %url, reason = %ended, retry_in = ?delay, "hub link down; the cluster keeps its last state");
+        }
+        if grow {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        if !delay.is_zero() {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
         }
     }
 }
+
+/// How soon a replica list with no leader yet is asked again.
+const FOLLOWER_RETRY: Duration = Duration::from_millis(500);
 
 /// Between half and all of `base`, so that many agents do not reconnect in step.
 fn jittered(base: Duration) -> Duration {
@@ -197,6 +281,7 @@ fn agent_message(kind: AgentKind) -> pb::AgentMessage {
 
 async fn run_session<S: ClusterSide>(
     config: &LinkConfig,
+    url: &str,
     endpoint: &Endpoint,
     side: &S,
     board: &StatusBoard,
@@ -240,7 +325,7 @@ async fn run_session<S: ClusterSide>(
         Ok(Err(status)) => return SessionEnd::Refused(status),
         Err(_) => return SessionEnd::Slow("opening the stream", limit),
     };
-    tracing::info!(cluster = %config.cluster, "connected to the hub");
+    tracing::info!(cluster = %config.cluster, hub = %url, "connected to the hub");
     // Everything known is reported again: the hub may have restarted and forgotten.
     board.mark_all();
     // Cluster writes run beside the conversation with the hub, so that a slow API server never
@@ -253,7 +338,7 @@ async fn run_session<S: ClusterSide>(
         batches: &hub_batches,
     };
     tokio::select! {
-        end = talk(inbound, ops_tx, outbound, board, backoff) => end,
+        end = talk(url, inbound, ops_tx, outbound, board, backoff) => end,
         end = apply_ops(side, ops_rx, applied, board, outbound) => end,
     }
 }
@@ -307,6 +392,7 @@ enum Op {
 /// Reads the hub's messages (passing slice changes to the applier), and sends heartbeats and the
 /// debounced slice statuses.
 async fn talk(
+    hub: &str,
     mut inbound: tonic::Streaming<pb::HubMessage>,
     ops: mpsc::Sender<Op>,
     outbound: Outbound<'_>,
@@ -345,9 +431,23 @@ async fn talk(
                         continue;
                     }
                     Some(HubKind::Heartbeat(_)) | None => continue,
-                    Some(HubKind::Upsert(slice)) => Op::Upsert(Box::new(slice)),
-                    Some(HubKind::Delete(delete)) => Op::Delete(delete),
-                    Some(HubKind::Batch(batch)) => Op::Batch(batch),
+                    Some(HubKind::Upsert(slice)) => {
+                        tracing::info!(hub, slice = %slice.id, generation = slice.generation, "slice received");
+                        Op::Upsert(Box::new(slice))
+                    }
+                    Some(HubKind::Delete(delete)) => {
+                        tracing::info!(hub, slice = %delete.id, generation = delete.generation, "slice removal received");
+                        Op::Delete(delete)
+                    }
+                    Some(HubKind::Batch(batch)) => {
+                        for slice in &batch.upserts {
+                            tracing::info!(hub, slice = %slice.id, generation = slice.generation, "slice received");
+                        }
+                        for delete in &batch.deletes {
+                            tracing::info!(hub, slice = %delete.id, generation = delete.generation, "slice removal received");
+                        }
+                        Op::Batch(batch)
+                    }
                     Some(HubKind::SnapshotComplete(complete)) => Op::SnapshotComplete(complete),
                 };
                 if ops.send(op).await.is_err() {

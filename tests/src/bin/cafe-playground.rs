@@ -34,6 +34,10 @@ enum Command {
         /// control planes built by scripts/control-plane.sh, with simulated nodes).
         #[arg(long, default_value = "sim")]
         clusters: Backend,
+        /// Hub replicas: 1 (on redb) or more (on 3 etcd members, built by
+        /// scripts/control-plane.sh; one replica leads).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=7))]
+        hubs: u16,
     },
     /// Run a narrated release (groups, pause, continue, completion, a rollback) and exit.
     Demo {
@@ -43,6 +47,9 @@ enum Command {
         /// What runs the member clusters: `sim` or `kube` (see `up`).
         #[arg(long, default_value = "sim")]
         clusters: Backend,
+        /// Hub replicas (see `up`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=7))]
+        hubs: u16,
     },
     /// Run cafe-hub with the given arguments.
     #[command(disable_help_flag = true)]
@@ -101,18 +108,22 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error),
             }
         }
-        Command::Up { dir, clusters } => {
-            match runtime().and_then(|rt| rt.block_on(up(dir, clusters))) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => fail(&error),
-            }
-        }
-        Command::Demo { dir, clusters } => {
-            match runtime().and_then(|rt| rt.block_on(demo(dir, clusters))) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => fail(&error),
-            }
-        }
+        Command::Up {
+            dir,
+            clusters,
+            hubs,
+        } => match runtime().and_then(|rt| rt.block_on(up(dir, clusters, usize::from(hubs)))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        },
+        Command::Demo {
+            dir,
+            clusters,
+            hubs,
+        } => match runtime().and_then(|rt| rt.block_on(demo(dir, clusters, usize::from(hubs)))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        },
     }
 }
 
@@ -130,24 +141,39 @@ fn init_logging() {
         .init();
 }
 
-async fn start(dir: PathBuf, backend: Backend) -> anyhow::Result<Playground> {
+async fn start(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<Playground> {
     let binary = std::env::current_exe().context("cannot find this executable")?;
     let what = match backend {
         Backend::Sim => "4 simulated clusters",
         Backend::Kube => "4 real control planes with simulated nodes",
     };
+    let hub = if hubs > 1 {
+        format!("3 etcd members, {hubs} hub replicas")
+    } else {
+        "a hub".to_owned()
+    };
     println!(
-        "starting a hub, {what} and their agents in {} ...",
+        "starting {hub}, {what} and their agents in {} ...",
         dir.display()
     );
-    Playground::start(PlaygroundOptions::new(dir, binary).with_backend(backend)).await
+    let options = PlaygroundOptions::new(dir, binary)
+        .with_backend(backend)
+        .with_hubs(hubs);
+    Playground::start(options).await
 }
 
-async fn up(dir: PathBuf, backend: Backend) -> anyhow::Result<()> {
+async fn up(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<()> {
     let dir = std::path::absolute(&dir)?;
-    let playground = start(dir.clone(), backend).await?;
+    let playground = start(dir.clone(), backend, hubs).await?;
     println!("\nThe playground is up.");
-    println!("  hub:          {}", playground.hub_url);
+    if let Some(etcd) = &playground.etcd {
+        println!("  etcd:         {}", etcd.urls().join(","));
+        for url in &playground.hub_urls {
+            println!("  hub replica:  {url}");
+        }
+    } else {
+        println!("  hub:          {}", playground.hub_url);
+    }
     for (name, cluster) in &playground.clusters {
         println!(
             "  cluster {name}: {} (kubeconfig {})",
@@ -167,6 +193,9 @@ async fn up(dir: PathBuf, backend: Backend) -> anyhow::Result<()> {
         dir.join("cafectl.yaml").display()
     );
     println!("  cafectl get clusters");
+    if hubs > 1 {
+        println!("  cafectl get hubs");
+    }
     println!("  cafectl apply -f deploy/examples/demo.yaml");
     println!("  cafectl status payments -n finance --watch");
     println!(
@@ -179,13 +208,13 @@ async fn up(dir: PathBuf, backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(dir: Option<PathBuf>, backend: Backend) -> anyhow::Result<()> {
+async fn demo(dir: Option<PathBuf>, backend: Backend, hubs: usize) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = match dir {
         Some(dir) => std::path::absolute(dir)?,
         None => temp.path().to_owned(),
     };
-    let playground = start(dir, backend).await?;
+    let playground = start(dir, backend, hubs).await?;
     let result = cafe_tests::demo::run(&playground).await;
     playground.shutdown().await;
     result?;

@@ -16,6 +16,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// linearizable request; the call moves on to the next member.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a call goes on trying the members in turn.
+const RETRY_BUDGET: Duration = Duration::from_secs(6);
+
+/// The pause after every member has refused once.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// The largest reply accepted: a range over every record of a large federation.
 const MAX_REPLY_BYTES: usize = 512 * 1024 * 1024;
 
@@ -183,9 +189,14 @@ impl EtcdClient {
         F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        // Members are tried in turn until one answers or the budget is spent: an etcd leader
+        // election (a member lost) takes a second or two, during which every member refuses.
+        let started = tokio::time::Instant::now();
         let mut reason = String::new();
-        for attempt in 0..self.channels.len() {
+        let mut attempt = 0;
+        while attempt < self.channels.len() || started.elapsed() < RETRY_BUDGET {
             let (index, channel) = self.channel(attempt);
+            attempt += 1;
             match tokio::time::timeout(CALL_TIMEOUT, call(channel)).await {
                 Ok(Ok(response)) => {
                     self.current.store(index, Ordering::Relaxed);
@@ -204,6 +215,9 @@ impl EtcdClient {
                 Err(_) => {
                     reason = format!("{}: no answer within {CALL_TIMEOUT:?}", self.urls[index])
                 }
+            }
+            if attempt % self.channels.len() == 0 {
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
         Err(EtcdError::Unreachable {
@@ -288,9 +302,16 @@ impl EtcdClient {
                 };
                 // The request stream stays open: etcd cancels a watch whose client stream ends.
                 let requests = tokio_stream::once(request).chain(tokio_stream::pending());
+                let mut request = tonic::Request::new(requests);
+                // etcd's "require leader": the member ends the watch when it has no raft leader,
+                // rather than keep a stream that can tell nothing new (a lost quorum).
+                request.metadata_mut().insert(
+                    "hasleader",
+                    tonic::metadata::MetadataValue::from_static("true"),
+                );
                 WatchClient::new(channel)
                     .max_decoding_message_size(MAX_REPLY_BYTES)
-                    .watch(requests)
+                    .watch(request)
                     .await
             }
         })
