@@ -25,6 +25,23 @@ async fn start_replicated(proxied: Vec<usize>) -> Setup {
         .await
         .expect("the playground starts");
     assert_eq!(playground.leader().await, Some(0), "replica 0 leads first");
+    // cafectl lists the replicas of its configuration: one leads, the others follow it.
+    let (code, stdout, stderr) =
+        common::cafectl(&playground, Role::Viewer, &["get", "hubs", "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let hubs: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let items = hubs["items"].as_array().expect("items");
+    let roles: Vec<&str> = items.iter().filter_map(|h| h["role"].as_str()).collect();
+    assert_eq!(roles, ["Leader", "Follower", "Follower"], "{stdout}");
+    for hub in items {
+        assert_eq!(hub["leader"], playground.hub_urls[0].as_str());
+        assert!(
+            hub["store"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("etcd ("))
+        );
+        assert!(hub["leaseAgeSeconds"].as_f64().is_some(), "{hub}");
+    }
     Setup { playground, dir }
 }
 

@@ -184,11 +184,7 @@ impl SharedListener {
     ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static
     {
         futures::stream::unfold(Arc::clone(&self.0), |listener| async move {
-            let accepted = listener.accept().await.map(|(stream, _)| {
-                // As tonic's own listener does: small messages must not wait for Nagle.
-                let _ = stream.set_nodelay(true);
-                stream
-            });
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
             Some((accepted, listener))
         })
     }

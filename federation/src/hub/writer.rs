@@ -82,6 +82,12 @@ fn commit_group(shared: &Shared, group: Vec<Submission>) {
     let Err((error, replies)) = try_group(shared, group) else {
         return;
     };
+    if shared.failure.borrow().is_some() {
+        // The hub stopped (another writer took over, or the store's answer is unknown): nothing
+        // more is committed.
+        refuse(&error, replies);
+        return;
+    }
     tracing::warn!(%error, events = copies.len(), "deciding the failed group's events one at a time");
     let mut copies: Vec<Option<Event>> = copies.into_iter().map(Some).collect();
     for (index, reply) in replies {
@@ -136,8 +142,13 @@ fn try_group(
         let fence = std::slice::from_ref(&shared.fence);
         if let Err(error) = shared.store.commit_if(fence, &effects.writes) {
             tracing::error!(%error, writes = effects.writes.len(), "store commit failed; the group's decisions are dropped");
-            if matches!(error, StoreError::Conflict { .. }) {
-                // Another hub writes the store now: this one must not go on as if it did.
+            if matches!(
+                error,
+                StoreError::Conflict { .. } | StoreError::Unavailable { .. }
+            ) {
+                // Another hub writes the store now, or the store may hold a commit this model
+                // lacks: this one must not go on as if it did. (A replica then exits and a leader
+                // loads the store again.)
                 shared.fail(&error.to_string());
             }
             let replies = answers
@@ -162,6 +173,10 @@ fn copy_error(error: &StoreError) -> StoreError {
         StoreError::Conflict { table, key } => StoreError::Conflict {
             table,
             key: key.clone(),
+        },
+        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
+            store: store.clone(),
+            reason: reason.clone(),
         },
         other => StoreError::Io {
             operation: "commit",

@@ -112,6 +112,16 @@ pub enum StoreError {
         /// The key.
         key: String,
     },
+    /// The store did not answer in time: the commit may or may not have been applied.
+    #[error(
+        "the store ({store}) did not answer; whether the last commit was applied is unknown: {reason}"
+    )]
+    Unavailable {
+        /// Which store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
     /// A read or write failed.
     #[error("store {operation} failed")]
     Io {

@@ -89,6 +89,25 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// A client certificate named `name` (for etcd's `--client-cert-auth`).
+    pub(crate) fn issue_client(&self, name: &str) -> Result<KeyedCert, SimError> {
+        let key = KeyPair::generate().map_err(|e| generate("a client key", e))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| generate("a client certificate", e))?;
+        Ok(KeyedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
 /// A service-account token signing key pair: (private key PEM, public key PEM).
 pub(crate) fn service_account_keys() -> Result<(String, String), SimError> {
     let key = KeyPair::generate().map_err(|e| generate("a service-account key", e))?;

@@ -49,12 +49,34 @@ pub struct HubProcess {
     pub pki: PathBuf,
     /// The hub's log (stderr).
     pub log: PathBuf,
+    /// The etcd cluster of a hub on etcd.
+    etcd: Option<cafe_sim::control_plane::etcd::EtcdCluster>,
     _dir: tempfile::TempDir,
 }
 
+/// The store the benchmark's hub runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BenchStore {
+    /// One redb file (the default hub).
+    #[default]
+    Redb,
+    /// Three etcd members on this machine; the hub is the elected leader of its replica set.
+    Etcd,
+}
+
+impl BenchStore {
+    /// The store's name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redb => "redb",
+            Self::Etcd => "etcd",
+        }
+    }
+}
+
 impl HubProcess {
-    /// Makes certificates and starts `binary hub serve` on a free loopback port.
-    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+    /// Makes certificates and starts `binary hub serve` on a free loopback port, on `store`.
+    pub async fn start(binary: &Path, store: BenchStore) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot make the hub's temporary directory")?;
         let pki = dir.path().join("pki");
         let mut options = InitOptions::new(&pki);
@@ -62,11 +84,29 @@ impl HubProcess {
         init(&options).context("cannot create the hub's certificates")?;
         let log = dir.path().join("hub.log");
         let log_file = std::fs::File::create(&log)?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["hub", "serve", "--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .args(["--metrics-listen", "127.0.0.1:0"]);
+        let etcd = match store {
+            BenchStore::Redb => {
+                command.arg("--data-dir").arg(dir.path().join("data"));
+                None
+            }
+            BenchStore::Etcd => {
+                let etcd =
+                    cafe_sim::control_plane::etcd::EtcdCluster::start(dir.path().join("etcd"), 3)
+                        .await
+                        .context(
+                            "cannot start etcd (build it with scripts/control-plane.sh build)",
+                        )?;
+                command
+                    .args(["--store", "etcd", "--etcd-endpoints"])
+                    .arg(etcd.urls().join(","));
+                Some(etcd)
+            }
+        };
+        let mut child = command
             .arg("--tls-dir")
             .arg(&pki)
             .stdin(Stdio::null())
@@ -104,15 +144,47 @@ impl HubProcess {
         let (Some(grpc), Some(metrics)) = (grpc, metrics) else {
             bail!("the hub named no address");
         };
-        Ok(Self {
+        let hub = Self {
             child,
             pid,
             grpc,
             metrics,
             pki,
             log,
+            etcd,
             _dir: dir,
-        })
+        };
+        if hub.etcd.is_some() {
+            hub.wait_leading().await?;
+        }
+        Ok(hub)
+    }
+
+    /// Waits until the replica leads (it campaigns after it names its addresses).
+    async fn wait_leading(&self) -> anyhow::Result<()> {
+        let config = CafectlConfig::load(&self.pki.join(config_file_name(Role::Admin)))?;
+        let until = tokio::time::Instant::now() + STARTUP_DEADLINE;
+        loop {
+            let channel = tonic::transport::Endpoint::from_shared(self.url())?
+                .tls_config(config.client_tls_config()?)?
+                .connect()
+                .await;
+            if let Ok(channel) = channel {
+                let mut client = pb::replica_client::ReplicaClient::new(channel);
+                if let Ok(info) = client.get_replica(pb::GetReplicaRequest {}).await
+                    && info.get_ref().role == "Leader"
+                {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > until {
+                bail!(
+                    "the hub did not lead within {STARTUP_DEADLINE:?}; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `https://127.0.0.1:PORT`.

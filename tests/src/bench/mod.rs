@@ -10,6 +10,7 @@ pub mod agents;
 pub mod failover;
 pub mod fanout;
 pub mod hub_process;
+pub mod leader;
 pub mod release;
 pub mod report;
 pub mod rollout;
@@ -56,7 +57,10 @@ pub enum Scenario {
     Failover,
     /// A 200-pod in-place update in one simulated cluster against the ideal.
     Rollout,
-    /// All of the above, one after the other.
+    /// Three hub replicas on three etcd members, with a playground's agents: the leader killed
+    /// `--runs` times; the time until another leads and until every agent is connected to it.
+    Leader,
+    /// All of the above but `leader`, one after the other.
     All,
 }
 
@@ -83,6 +87,10 @@ pub struct Options {
     pub pods: usize,
     /// The executable run as `EXE hub serve ...` (cafe-playground).
     pub hub_binary: PathBuf,
+    /// The hub's store.
+    pub store: hub_process::BenchStore,
+    /// Runs of the scenarios that repeat a measurement (`leader`).
+    pub runs: usize,
 }
 
 impl Options {
@@ -118,8 +126,12 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
         Scenario::Release => release::run(options).await?,
         Scenario::Failover => failover::run(options).await?,
         Scenario::Rollout => rollout::run(options).await?,
+        Scenario::Leader => leader::run(options).await?,
         Scenario::All => bail!("`all` is run scenario by scenario"),
     };
+    if scenario != Scenario::Rollout && scenario != Scenario::Leader {
+        report.set("store", options.store.as_str());
+    }
     report.set(
         "loadAverageBefore",
         load.map_or(serde_json::Value::Null, round1),
@@ -150,7 +162,7 @@ pub struct World {
 impl World {
     /// Starts the hub, registers `options.clusters` units and connects their agents.
     pub async fn start(options: &Options) -> anyhow::Result<Self> {
-        let hub = HubProcess::start(&options.hub_binary).await?;
+        let hub = HubProcess::start(&options.hub_binary, options.store).await?;
         let mut client = hub.admin().await?;
         for batch in topology::unit_documents(options.clusters).chunks(APPLY_BATCH * 10) {
             apply(&mut client, batch.to_vec())

@@ -39,6 +39,12 @@ struct Cli {
     /// The cafe-playground executable (default: next to this one).
     #[arg(long)]
     hub_binary: Option<PathBuf>,
+    /// The hub's store: redb, or etcd (three members on this machine).
+    #[arg(long, value_enum, default_value_t)]
+    store: cafe_tests::bench::hub_process::BenchStore,
+    /// Runs of `leader`.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -80,6 +86,8 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         units_per_deployment: cli.units_per_deployment,
         pods: cli.pods,
         hub_binary,
+        store: cli.store,
+        runs: cli.runs,
     };
     for scenario in cli.scenario.expand() {
         let report = run(scenario, &options).await?;

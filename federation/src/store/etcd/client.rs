@@ -64,6 +64,8 @@ pub enum EtcdError {
         endpoints: String,
         /// The last member's answer.
         reason: String,
+        /// Whether no member answered at all (rather than one refusing the request).
+        retried: bool,
     },
 }
 
@@ -111,11 +113,16 @@ impl EtcdClient {
             });
         }
         let tls_config = if tls.is_set() {
-            let mut config = ClientTlsConfig::new().with_enabled_roots();
-            if let Some(ca) = &tls.ca {
-                config = ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(read(ca, "--etcd-ca")?));
-            }
+            let Some(ca) = &tls.ca else {
+                return Err(EtcdError::Config {
+                    field: "--etcd-ca",
+                    reason: "the CA that verifies the etcd members is required with \
+                             --etcd-cert and --etcd-key"
+                        .to_owned(),
+                });
+            };
+            let mut config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(ca, "--etcd-ca")?));
             match (&tls.cert, &tls.key) {
                 (Some(cert), Some(key)) => {
                     config = config.identity(Identity::from_pem(
@@ -207,6 +214,7 @@ impl EtcdClient {
                         operation,
                         endpoints: self.endpoints(),
                         reason: format!("{}: {}", self.urls[index], status.message()),
+                        retried: false,
                     });
                 }
                 Ok(Err(status)) => {
@@ -224,6 +232,7 @@ impl EtcdClient {
             operation,
             endpoints: self.endpoints(),
             reason,
+            retried: true,
         })
     }
 

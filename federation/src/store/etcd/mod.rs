@@ -308,7 +308,17 @@ impl EtcdStore {
             failure: Vec::new(),
         };
         let client = self.client.clone();
-        let reply = self.block(async move { client.txn(request).await })??;
+        let reply = match self.block(async move { client.txn(request).await })? {
+            Ok(reply) => reply,
+            // No member answered: the transaction may have been applied all the same.
+            Err(error @ EtcdError::Unreachable { retried: true, .. }) => {
+                return Err(StoreError::Unavailable {
+                    store: format!("etcd at {}", self.client.endpoints()),
+                    reason: error.to_string(),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         if let Some(header) = &reply.header {
             self.note_revision(header.revision);
         }

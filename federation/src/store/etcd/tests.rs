@@ -211,3 +211,103 @@ async fn one_replica_leads_and_a_deposed_leader_is_fenced() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redb_hub_migrates_to_etcd_and_a_backup_of_etcd_restores_elsewhere() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = etcd(&dir).await;
+    let redb_dir = dir.path().join("redb");
+    {
+        let redb = crate::store::RedbStore::open(&redb_dir).expect("opens");
+        redb.commit(&[
+            Write::put(Table::Units, "u1", b"{\"unit\":1}".to_vec()),
+            Write::put(Table::Deployments, "ns/app", b"{\"d\":1}".to_vec()),
+            Write::put(
+                Table::Meta,
+                crate::hub::records::WRITER_KEY,
+                b"old-hub".to_vec(),
+            ),
+        ])
+        .expect("commit");
+    }
+    crate::backup::migrate(&redb_dir, options(&cluster), false)
+        .await
+        .expect("migrates");
+    let migrated = Arc::new(EtcdStore::open(options(&cluster)).await.expect("opens"));
+    let m = Arc::clone(&migrated);
+    let (units, meta) = blocking(move || {
+        (
+            m.load(Table::Units).expect("load"),
+            m.load(Table::Meta).expect("load"),
+        )
+    })
+    .await;
+    assert_eq!(units, [("u1".to_owned(), b"{\"unit\":1}".to_vec())]);
+    assert!(
+        meta.is_empty(),
+        "the old hub's writer token stays behind: {meta:?}"
+    );
+    // A second migration into the same store is refused: nothing is overwritten unasked.
+    let again = crate::backup::migrate(&redb_dir, options(&cluster), false).await;
+    assert!(again.is_err_and(|e| e.contains("holds 2 records")));
+    // etcd to a file and back into another prefix.
+    let args = |prefix: &str| crate::hub_cli::StoreArgs {
+        store: crate::hub_cli::StoreKind::Etcd,
+        data_dir: None,
+        etcd_endpoints: cluster.urls(),
+        etcd: crate::hub_cli::EtcdArgs {
+            etcd_prefix: prefix.to_owned(),
+            etcd_ca: None,
+            etcd_cert: None,
+            etcd_key: None,
+            etcd_max_txn_ops: 128,
+        },
+    };
+    let file = dir.path().join("backup.json");
+    crate::backup::backup(&args("/cafe"), &file)
+        .await
+        .expect("backs up");
+    crate::backup::restore(&args("/copy"), &file, false)
+        .await
+        .expect("restores");
+    let mut copy = options(&cluster);
+    copy.prefix = "/copy".to_owned();
+    let copy = EtcdStore::open(copy).await.expect("opens");
+    let deployments = blocking(move || copy.load(Table::Deployments).expect("load")).await;
+    assert_eq!(deployments, [("ns/app".to_owned(), b"{\"d\":1}".to_vec())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_etcd_with_client_certificates_serves_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = EtcdCluster::start_tls(dir.path().join("etcd"), 1)
+        .await
+        .expect("etcd starts");
+    let files = cluster.client_tls().expect("TLS files").clone();
+    let mut secure = options(&cluster);
+    assert!(secure.endpoints[0].starts_with("https://"));
+    // Without a client certificate etcd refuses the connection: the store does not open.
+    secure.tls = EtcdTls {
+        ca: Some(files.ca.clone()),
+        cert: None,
+        key: None,
+    };
+    assert!(EtcdStore::open(secure.clone()).await.is_err());
+    secure.tls = EtcdTls {
+        ca: Some(files.ca),
+        cert: Some(files.cert),
+        key: Some(files.key),
+    };
+    let store = Arc::new(EtcdStore::open(secure).await.expect("opens over TLS"));
+    let s = Arc::clone(&store);
+    blocking(move || crate::store::tests::exercise(s.as_ref())).await;
+    // An http:// member next to TLS flags is a configuration error naming the flag.
+    let mut mixed = options(&cluster);
+    mixed.endpoints = vec!["http://127.0.0.1:1".to_owned()];
+    mixed.tls = store.options.tls.clone();
+    let error = EtcdStore::open(mixed).await.expect_err("refused");
+    assert!(
+        crate::error_chain(&error).contains("--etcd-endpoints"),
+        "{error}"
+    );
+}
