@@ -3,7 +3,8 @@
 //!
 //! The file: `{"format": 1, "createdMs": ..., "source": "...", "tables": {"units": {KEY: VALUE},
 //! ...}}`, values as the store holds them (JSON documents, or text for counters). The writer key
-//! (the redb hub's token, or the etcd leader's record) is left out: it belongs to a running hub.
+//! (the redb hub's token, or the etcd leader's record) and the etcd store's transaction sequence
+//! are left out: they belong to a running store.
 
 use crate::hub_cli::StoreArgs;
 use crate::store::{EtcdOptions, EtcdStore, RedbStore, Store, Table, Write};
@@ -30,8 +31,11 @@ pub struct Backup {
 
 type Tables = BTreeMap<Table, BTreeMap<String, Vec<u8>>>;
 
+/// The keys that belong to a running store rather than to the hub's state: the writer key (a
+/// redb hub's token, the etcd leader's record) and the etcd store's transaction sequence.
 fn is_writer_key(table: Table, key: &str) -> bool {
-    table == Table::Meta && key == crate::hub::records::WRITER_KEY
+    table == Table::Meta
+        && (key == crate::hub::records::WRITER_KEY || key == crate::store::etcd::SEQUENCE_KEY)
 }
 
 impl Backup {

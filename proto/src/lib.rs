@@ -68,6 +68,10 @@ pub mod protocol {
     /// The response metadata in which a follower hub replica names the leader's URL, on the
     /// UNAVAILABLE it answers agents and cafectl with.
     pub const LEADER_METADATA: &str = "cafe-leader";
+    /// The response metadata that marks a hub replica's refusal as a follower's.
+    pub const ROLE_METADATA: &str = "cafe-role";
+    /// The value of [`ROLE_METADATA`] on a follower's refusal.
+    pub const FOLLOWER_ROLE: &str = "follower";
 
     /// Most items in one batch message (`SliceBatch`, `StatusBatch`, `AckBatch`).
     pub const BATCH_MAX_ITEMS: usize = 256;

@@ -590,6 +590,18 @@ impl Playground {
         }
     }
 
+    /// Whether the leading hub sees every cluster connected.
+    pub async fn all_connected(&self) -> bool {
+        let Ok(mut client) = self.client(Role::Viewer).await else {
+            return false;
+        };
+        let Ok(list) = client.list_clusters(pb::ListClustersRequest {}).await else {
+            return false;
+        };
+        let clusters = list.into_inner().clusters;
+        clusters.len() == self.clusters.len() && clusters.iter().all(|c| c.state == "Connected")
+    }
+
     async fn register_units(&self) -> anyhow::Result<()> {
         let documents = self
             .units

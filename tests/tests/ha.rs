@@ -5,11 +5,9 @@ mod common;
 
 use cafe_federation::tls::Role;
 use cafe_sim::member::Backend;
-use cafe_tests::demo::DEMO_YAML;
-use cafe_tests::driver::{apply_yaml, awaiting_confirm, command, deployment, settled, wait_status};
+use cafe_tests::driver::{awaiting_confirm, deployment, wait_status};
 use cafe_tests::playground::{Playground, PlaygroundOptions};
 use common::{STEP, Setup, pods};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The replicas' lease TTL in these tests: the default.
@@ -60,87 +58,12 @@ where
     }
 }
 
-/// Whether the leader sees every cluster connected.
-async fn all_connected(playground: &Playground) -> bool {
-    let Ok(mut client) = playground.client(Role::Viewer).await else {
-        return false;
-    };
-    let Ok(list) = client
-        .list_clusters(cafe_proto::v1::ListClustersRequest {})
-        .await
-    else {
-        return false;
-    };
-    let clusters = list.into_inner().clusters;
-    clusters.len() == playground.clusters.len() && clusters.iter().all(|c| c.state == "Connected")
-}
-
-/// Starts v2 of the demo and waits until group 1 is under way.
-async fn release_to_group_1(playground: &Playground) {
-    let reference = deployment("finance", "payments");
-    let mut client = playground.client(Role::Operator).await.expect("client");
-    apply_yaml(
-        &mut client,
-        &DEMO_YAML.replace("payments:1.0.0", "payments:1.1.0"),
-    )
-    .await
-    .expect("apply v2");
-    wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
-        .await
-        .expect("group 0 done");
-    client
-        .r#continue(command(&reference, Some(0)))
-        .await
-        .expect("continue");
-    wait_status(
-        &mut client,
-        &reference,
-        STEP,
-        |_| {},
-        |s| s.phase == "Progressing" && s.batch == 1,
-    )
-    .await
-    .expect("group 1");
-}
-
-/// Finishes the release from group 1 and checks that every pod was updated exactly once and no
-/// request was lost.
-async fn finish_release(playground: &Playground, before: &BTreeMap<String, common::PodView>) {
-    let reference = deployment("finance", "payments");
-    let mut client = playground.client(Role::Operator).await.expect("client");
-    let status = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
-        .await
-        .expect("group 1 finishes");
-    assert_eq!(status.batch, 1, "the release resumes at group 1");
-    client
-        .r#continue(command(&reference, Some(1)))
-        .await
-        .expect("continue");
-    let done = wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("v2 everywhere");
-    let after = pods(playground, "finance").await;
-    assert_eq!(after.len(), before.len());
-    for (name, pod) in &after {
-        let old = before
-            .get(name)
-            .unwrap_or_else(|| panic!("pod {name} is new"));
-        assert_eq!(
-            pod.restarts,
-            old.restarts + 1,
-            "{name} must be updated exactly once"
-        );
-        assert_eq!(pod.revision, done.current_revision);
-    }
-    assert_eq!(playground.traffic().1, 0, "lost requests");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_mid_group_is_replaced_within_the_ttl_and_the_release_resumes() {
     let mut setup = start_replicated(Vec::new()).await;
     let (_, _) = common::deploy_demo(&setup.playground).await;
     let before = pods(&setup.playground, "finance").await;
-    release_to_group_1(&setup.playground).await;
+    common::release_to_group_1(&setup.playground).await;
 
     let killed_at = Instant::now();
     setup
@@ -160,13 +83,13 @@ async fn the_leader_killed_mid_group_is_replaced_within_the_ttl_and_the_release_
         killed_at,
         Duration::from_secs(10),
         "the agents' reconnection",
-        || all_connected(playground),
+        || playground.all_connected(),
     )
     .await;
     println!("leader change {leader_change:?}, every agent connected {reconnect:?} after the kill");
     // The killed replica comes back as a follower.
     setup.playground.spawn_hub(0).expect("restart replica 0");
-    finish_release(&setup.playground, &before).await;
+    common::finish_release(&setup.playground, &before).await;
     assert_ne!(setup.playground.leader().await, Some(0));
     setup.playground.shutdown().await;
 }
@@ -180,7 +103,7 @@ async fn the_release_survives_one_etcd_member_and_waits_out_a_lost_quorum() {
 
     // One member of three gone: the release goes on.
     setup.playground.etcd.as_mut().expect("etcd").kill(0).await;
-    release_to_group_1(&setup.playground).await;
+    common::release_to_group_1(&setup.playground).await;
     let mut client = setup
         .playground
         .client(Role::Operator)
@@ -241,10 +164,10 @@ async fn the_release_survives_one_etcd_member_and_waits_out_a_lost_quorum() {
     })
     .await;
     within(back, STEP, "the agents' reconnection", || {
-        all_connected(playground)
+        playground.all_connected()
     })
     .await;
-    finish_release(&setup.playground, &before).await;
+    common::finish_release(&setup.playground, &before).await;
     setup.playground.shutdown().await;
 }
 
@@ -276,7 +199,7 @@ async fn a_leader_cut_off_from_etcd_stops_before_another_leads() {
     let mut setup = start_replicated(vec![0]).await;
     let (_, _) = common::deploy_demo(&setup.playground).await;
     let before = pods(&setup.playground, "finance").await;
-    release_to_group_1(&setup.playground).await;
+    common::release_to_group_1(&setup.playground).await;
 
     let cut_at = Instant::now();
     for proxy in &setup.playground.proxies[&0] {
@@ -304,10 +227,10 @@ async fn a_leader_cut_off_from_etcd_stops_before_another_leads() {
         "the old leader stops before the new one leads"
     );
     within(cut_at, STEP, "the agents' reconnection", || {
-        all_connected(playground)
+        playground.all_connected()
     })
     .await;
-    finish_release(&setup.playground, &before).await;
+    common::finish_release(&setup.playground, &before).await;
 
     // Who sent what, when: the senders' periods never overlap.
     let receipts = receipts(&setup.playground);
@@ -335,7 +258,7 @@ async fn a_backup_taken_during_a_release_restores_into_an_empty_store_at_the_sam
     let reference = deployment("finance", "payments");
     let (mut client, _) = common::deploy_demo(&setup.playground).await;
     let before = pods(&setup.playground, "finance").await;
-    release_to_group_1(&setup.playground).await;
+    common::release_to_group_1(&setup.playground).await;
     wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
         .await
         .expect("group 1 done");
@@ -401,7 +324,7 @@ async fn a_backup_taken_during_a_release_restores_into_an_empty_store_at_the_sam
         .expect("the replicas start");
     let playground = &setup.playground;
     within(Instant::now(), STEP, "the agents' reconnection", || {
-        all_connected(playground)
+        playground.all_connected()
     })
     .await;
     let mut client = setup
@@ -414,6 +337,6 @@ async fn a_backup_taken_during_a_release_restores_into_an_empty_store_at_the_sam
         .expect("status");
     assert_eq!(status.batch, 1, "the restored hub is at the same group");
     assert!(awaiting_confirm(&status), "{status:?}");
-    finish_release(&setup.playground, &before).await;
+    common::finish_release(&setup.playground, &before).await;
     setup.playground.shutdown().await;
 }

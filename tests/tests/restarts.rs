@@ -15,76 +15,24 @@ use common::STEP;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_hub_resumes_at_the_same_group_and_updates_no_pod_twice() {
     let mut setup = start().await;
-    let reference = deployment("finance", "payments");
-    let (mut client, _) = common::deploy_demo(&setup.playground).await;
+    let (_, _) = common::deploy_demo(&setup.playground).await;
     let before = pods(&setup.playground, "finance").await;
-
-    apply_yaml(
-        &mut client,
-        &DEMO_YAML.replace("payments:1.0.0", "payments:1.1.0"),
-    )
-    .await
-    .expect("apply v2");
-    wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
-        .await
-        .expect("group 0 done");
-    client
-        .r#continue(command(&reference, Some(0)))
-        .await
-        .expect("continue");
     // Kill the hub while group 1 is under way.
-    wait_status(
-        &mut client,
-        &reference,
-        STEP,
-        |_| {},
-        |s| s.phase == "Progressing" && s.batch == 1,
-    )
-    .await
-    .expect("group 1");
+    common::release_to_group_1(&setup.playground).await;
     setup.playground.kill_hub().await.expect("kill -9 the hub");
     setup
         .playground
         .start_hub()
         .await
         .expect("the hub restarts");
-    let mut client = setup
-        .playground
-        .client(Role::Operator)
-        .await
-        .expect("client");
     let names: Vec<String> = setup.playground.clusters.keys().cloned().collect();
     setup
         .playground
         .wait_connected(&names, true)
         .await
         .expect("agents reconnect");
-    let status = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_confirm)
-        .await
-        .expect("group 1 finishes");
-    assert_eq!(status.batch, 1, "the restarted hub must resume at group 1");
-    client
-        .r#continue(command(&reference, Some(1)))
-        .await
-        .expect("continue");
-    let done = wait_status(&mut client, &reference, STEP, |_| {}, settled)
-        .await
-        .expect("v2 everywhere");
-
-    let after = pods(&setup.playground, "finance").await;
-    assert_eq!(after.len(), before.len());
-    for (name, pod) in &after {
-        let old = before
-            .get(name)
-            .unwrap_or_else(|| panic!("pod {name} is new"));
-        assert_eq!(
-            pod.restarts,
-            old.restarts + 1,
-            "{name} must be updated exactly once"
-        );
-        assert_eq!(pod.revision, done.current_revision);
-    }
-    assert_eq!(setup.playground.traffic().1, 0, "lost requests");
+    // The restarted hub resumes at group 1 and updates every pod exactly once, losing nothing.
+    common::finish_release(&setup.playground, &before).await;
     setup.playground.shutdown().await;
 }
 

@@ -67,23 +67,31 @@ impl HubArgs {
         self.hub.is_some() || self.config_path().is_some()
     }
 
-    /// Reads the configuration and connects to the hub.
-    pub async fn connect(&self) -> Result<HubClient, CliError> {
-        let config_path = self.config_path();
-        let bad_config = |e: &crate::tls::TlsError| {
-            let path = config_path
-                .as_deref()
-                .unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
-            CliError::BadInput(format!(
-                "error: {} (cafectl configuration {})",
-                error_chain(e),
-                path.display()
-            ))
-        };
-        let config = match &config_path {
-            Some(path) => Some(CafectlConfig::load(path).map_err(|e| bad_config(&e))?),
-            None => None,
-        };
+    /// The configuration, if there is one.
+    fn config(&self) -> Result<Option<CafectlConfig>, CliError> {
+        match self.config_path() {
+            Some(path) => CafectlConfig::load(&path)
+                .map(Some)
+                .map_err(|e| self.bad_config(&e)),
+            None => Ok(None),
+        }
+    }
+
+    fn bad_config(&self, error: &crate::tls::TlsError) -> CliError {
+        let path = self
+            .config_path()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        CliError::BadInput(format!(
+            "error: {} (cafectl configuration {})",
+            error_chain(error),
+            path.display()
+        ))
+    }
+
+    /// The replicas' URLs (`--hub`, else the configuration's `hubs` or `hub`) and their endpoints,
+    /// with the configuration's credentials.
+    pub fn replica_endpoints(&self) -> Result<Vec<(String, Endpoint)>, CliError> {
+        let config = self.config()?;
         let urls: Vec<String> = match (&self.hub, &config) {
             (Some(url), _) => url.split(',').map(|u| u.trim().to_owned()).collect(),
             (None, Some(config)) => config.urls(),
@@ -94,14 +102,22 @@ impl HubArgs {
                 )));
             }
         };
-        let mut endpoints = Vec::with_capacity(urls.len());
-        for url in &urls {
-            endpoints.push(self.endpoint(url, config.as_ref(), &bad_config)?);
-        }
+        urls.into_iter()
+            .map(|url| {
+                let endpoint = self.endpoint(&url, config.as_ref())?;
+                Ok((url, endpoint))
+            })
+            .collect()
+    }
+
+    /// Reads the configuration and connects to the leading hub replica.
+    pub async fn connect(&self) -> Result<HubClient, CliError> {
+        let replicas = self.replica_endpoints()?;
+
         // The first replica that answers says who leads; a follower names the leader, which
         // may be a URL of its own (a replica's advertised address) rather than one of the list.
         let mut trouble = Vec::new();
-        for (url, endpoint) in urls.iter().zip(endpoints) {
+        for (url, endpoint) in &replicas {
             let channel = match endpoint.connect().await {
                 Ok(channel) => channel,
                 Err(e) => {
@@ -118,7 +134,8 @@ impl HubArgs {
                     return Ok(self.client(channel, url.clone()));
                 }
                 Role::Follows(leader, store) => {
-                    let endpoint = self.endpoint(&leader, config.as_ref(), &bad_config)?;
+                    // The leader's endpoint: the same credentials, its own URL.
+                    let endpoint = self.endpoint(&leader, self.config()?.as_ref())?;
                     match endpoint.connect().await {
                         Ok(channel) => return Ok(self.client(channel, leader)),
                         Err(e) => trouble.push(format!(
@@ -145,39 +162,7 @@ impl HubArgs {
         }
     }
 
-    /// The configured replicas' URLs and their endpoints, for `get hubs`.
-    pub fn replica_endpoints(&self) -> Result<Vec<(String, Endpoint)>, CliError> {
-        let config_path = self.config_path();
-        let bad_config = |e: &crate::tls::TlsError| {
-            CliError::BadInput(format!("error: {} (cafectl configuration)", error_chain(e)))
-        };
-        let config = match &config_path {
-            Some(path) => Some(CafectlConfig::load(path).map_err(|e| bad_config(&e))?),
-            None => None,
-        };
-        let urls: Vec<String> = match (&self.hub, &config) {
-            (Some(url), _) => url.split(',').map(|u| u.trim().to_owned()).collect(),
-            (None, Some(config)) => config.urls(),
-            (None, None) => {
-                return Err(CliError::BadInput(
-                    "error: no hub to talk to: pass --config FILE or --hub URL".to_owned(),
-                ));
-            }
-        };
-        urls.into_iter()
-            .map(|url| {
-                let endpoint = self.endpoint(&url, config.as_ref(), &bad_config)?;
-                Ok((url, endpoint))
-            })
-            .collect()
-    }
-
-    fn endpoint(
-        &self,
-        url: &str,
-        config: Option<&CafectlConfig>,
-        bad_config: &dyn Fn(&crate::tls::TlsError) -> CliError,
-    ) -> Result<Endpoint, CliError> {
+    fn endpoint(&self, url: &str, config: Option<&CafectlConfig>) -> Result<Endpoint, CliError> {
         let bad_url =
             |reason: String| CliError::BadInput(format!("error: hub URL {url}: {reason}"));
         let mut endpoint = Endpoint::from_shared(url.to_owned())
@@ -200,7 +185,9 @@ impl HubArgs {
                     "it must be https:// (or pass --insecure for a plaintext hub)".to_owned(),
                 ));
             }
-            let tls = config.client_tls_config().map_err(|e| bad_config(&e))?;
+            let tls = config
+                .client_tls_config()
+                .map_err(|e| self.bad_config(&e))?;
             endpoint = endpoint
                 .tls_config(tls)
                 .map_err(|e| bad_url(error_chain(&e)))?;

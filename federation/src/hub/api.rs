@@ -552,9 +552,11 @@ impl pb::federation_server::Federation for FederationService {
             0 => 100,
             n => n as usize,
         };
-        let entries = self
-            .hub
-            .audit_log(limit)?
+        // The store may wait for its copy of etcd to catch up: off the async workers.
+        let hub = self.hub.clone();
+        let entries = tokio::task::spawn_blocking(move || hub.audit_log(limit))
+            .await
+            .map_err(|e| Status::internal(format!("the audit read failed: {e}")))??
             .into_iter()
             .map(|r| pb::AuditEntry {
                 time: r.time,

@@ -118,11 +118,21 @@ impl Role {
                 if let Ok(value) = leader.url.parse() {
                     status.metadata_mut().insert(LEADER_METADATA, value);
                 }
-                status
+                follower_refusal(status)
             }
-            _ => tonic::Status::unavailable(self.no_leader()),
+            _ => follower_refusal(tonic::Status::unavailable(self.no_leader())),
         }
     }
+}
+
+/// Marks `status` as a follower replica's (`cafe-role: follower`): agents ask the replicas again
+/// soon after it, rather than back off as from a hub that is down.
+fn follower_refusal(mut status: tonic::Status) -> tonic::Status {
+    status.metadata_mut().insert(
+        cafe_proto::protocol::ROLE_METADATA,
+        tonic::metadata::MetadataValue::from_static(cafe_proto::protocol::FOLLOWER_ROLE),
+    );
+    status
 }
 
 /// A service that answers every call with the follower's refusal, in the name of `S`.
@@ -194,14 +204,7 @@ pub async fn serve(
         leading: Mutex::new(None),
     });
     ready(listeners.bound);
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            cancel.cancel();
-        });
-    }
+    let cancel = super::server::cancelled_by(shutdown);
     tracing::info!(%url, store = %store.endpoints(), "cafe-hub follows; campaigning for the lead");
     let follower_stop = CancellationToken::new();
     let follower = tokio::spawn(follow(
@@ -220,12 +223,15 @@ pub async fn serve(
         }
     };
     follower_stop.cancel();
-    // A follower holds no long streams (it refuses them): it drains at once.
-    if tokio::time::timeout(Duration::from_secs(2), follower)
+    // A follower holds no long streams (it refuses them): it drains at once. If not, it is
+    // stopped: two servers must not take turns accepting on one listener.
+    let mut follower = follower;
+    if tokio::time::timeout(Duration::from_secs(2), &mut follower)
         .await
         .is_err()
     {
-        tracing::warn!("the follower's server did not drain within 2 s");
+        tracing::warn!("the follower's server did not drain within 2 s; stopping it");
+        follower.abort();
     }
     let fence = leadership.fence.clone();
     let loader = Arc::clone(&store);
@@ -249,7 +255,11 @@ pub async fn serve(
         let leadership = Arc::clone(&leadership);
         async move { leadership.lost().await }
     };
-    lead(hub, &listeners, &options, info, cancel, lost).await
+    let served = lead(hub, &listeners, &options, info, cancel, lost).await;
+    // However the lead ended (shutdown, a lost lease, a refused commit), this replica acts no
+    // more: its lease goes now, so that a successor need not wait for it to expire.
+    leadership.resign().await;
+    served
 }
 
 /// Serves a follower's answers on `listeners` until `stop` is cancelled.

@@ -133,14 +133,7 @@ pub async fn serve_hub(
         ..Default::default()
     });
     ready(listeners.bound);
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            cancel.cancel();
-        });
-    }
+    let cancel = cancelled_by(shutdown);
     lead(
         hub,
         &listeners,
@@ -150,6 +143,19 @@ pub async fn serve_hub(
         std::future::pending(),
     )
     .await
+}
+
+/// A token cancelled when `shutdown` resolves.
+pub(super) fn cancelled_by(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        token.cancel();
+    });
+    cancel
 }
 
 /// Now, in ms since the epoch.
@@ -377,7 +383,8 @@ pub(super) async fn lead(
                 stopping = true;
                 cancel.cancel();
             }
-            reason = &mut lost, if !stopping => {
+            // Armed while draining too: a replica that loses the lead stops at once, whatever.
+            reason = &mut lost => {
                 // At once, without draining: the streams end now (the hub tells them), and the
                 // process goes before anything else can be sent.
                 hub.stop(&reason);

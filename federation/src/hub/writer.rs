@@ -117,6 +117,14 @@ fn try_group(
 ) -> Result<(), (StoreError, Vec<(usize, Reply)>)> {
     let span = tracing::debug_span!("group commit", events = group.len());
     let _entered = span.enter();
+    if let Some(reason) = shared.failure.borrow().clone() {
+        // A failed hub (another writer took over, or the store may hold a commit this model
+        // lacks) decides and commits nothing more.
+        for (_, reply) in group {
+            let _ = reply.send(Err(HubError::Stopped(reason.clone())));
+        }
+        return Ok(());
+    }
     let published = shared.snapshot();
     let mut working = Core::clone(&published);
     let mut effects = Effects::default();

@@ -221,7 +221,7 @@ pub async fn run_link<S: ClusterSide>(
         // at once. Without a leader yet (an election is under way), ask the replicas again soon,
         // without backing off further: the new leader must find its agents quickly.
         let (delay, grow) = match &ended {
-            SessionEnd::Refused(status) if status.code() == tonic::Code::Unavailable => {
+            SessionEnd::Refused(status) if is_follower(status) => {
                 match status
                     .metadata()
                     .get(protocol::LEADER_METADATA)
@@ -230,7 +230,13 @@ pub async fn run_link<S: ClusterSide>(
                     Some(leader) if leader != url => {
                         tracing::info!(cluster = %config.cluster, from = %url, leader, "the hub replica is a follower; moving to the leader");
                         redirect = Some(leader.to_owned());
-                        (Duration::ZERO, false)
+                        // At once, unless this was a redirect already: no chain of them spins.
+                        let delay = if redirected {
+                            jittered(FOLLOWER_RETRY)
+                        } else {
+                            Duration::ZERO
+                        };
+                        (delay, false)
                     }
                     _ => {
                         next = (next + 1) % urls.len();
@@ -264,6 +270,16 @@ pub async fn run_link<S: ClusterSide>(
             }
         }
     }
+}
+
+/// Whether the hub answered as a follower replica (UNAVAILABLE marked `cafe-role: follower`): an
+/// election is near or done, so the replicas are asked again soon rather than after a backoff.
+fn is_follower(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && status
+            .metadata()
+            .get(protocol::ROLE_METADATA)
+            .is_some_and(|v| v.to_str().ok() == Some(protocol::FOLLOWER_ROLE))
 }
 
 /// How soon a replica list with no leader yet is asked again.

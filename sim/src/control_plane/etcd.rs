@@ -64,16 +64,7 @@ impl EtcdCluster {
 
     async fn start_with(dir: impl AsRef<Path>, size: usize, tls: bool) -> Result<Self, SimError> {
         let bin = binaries()?.join("etcd");
-        let dir = std::path::absolute(dir.as_ref()).map_err(io_error(format!(
-            "bad directory {}",
-            dir.as_ref().display()
-        )))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(io_error(format!("cannot empty {}", dir.display())))?;
-        }
-        std::fs::create_dir_all(dir.join("logs"))
-            .map_err(io_error(format!("cannot create {}", dir.display())))?;
+        let dir = super::fresh_dir(dir.as_ref())?;
         let mut members = Vec::with_capacity(size);
         for i in 0..size {
             members.push(Member {

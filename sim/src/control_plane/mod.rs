@@ -55,6 +55,19 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> SimError {
     }
 }
 
+/// `dir` as an absolute path, emptied, with a `logs` directory in it.
+fn fresh_dir(dir: &Path) -> Result<PathBuf, SimError> {
+    let dir =
+        std::path::absolute(dir).map_err(io_error(format!("bad directory {}", dir.display())))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(io_error(format!("cannot empty {}", dir.display())))?;
+    }
+    std::fs::create_dir_all(dir.join("logs"))
+        .map_err(io_error(format!("cannot create {}", dir.display())))?;
+    Ok(dir)
+}
+
 /// The directory holding `kube-apiserver`, `kube-controller-manager`, `kube-scheduler` and `etcd`.
 pub fn binaries() -> Result<PathBuf, SimError> {
     if let Some(dir) = std::env::var_os(BIN_ENV) {
@@ -91,18 +104,9 @@ impl ControlPlane {
     /// Starts etcd with its data and the clusters' files under `dir`.
     pub async fn start(dir: impl AsRef<Path>) -> Result<Self, SimError> {
         let bin = binaries()?;
-        let dir = std::path::absolute(dir.as_ref()).map_err(io_error(format!(
-            "bad directory {}",
-            dir.as_ref().display()
-        )))?;
         // A control plane starts empty: an earlier run's etcd data would bring its nodes, pods and
         // InPlaceSets back.
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(io_error(format!("cannot empty {}", dir.display())))?;
-        }
-        std::fs::create_dir_all(dir.join("logs"))
-            .map_err(io_error(format!("cannot create {}", dir.display())))?;
+        let dir = fresh_dir(dir.as_ref())?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{client_port}");

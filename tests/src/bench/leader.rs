@@ -14,20 +14,6 @@ use std::time::{Duration, Instant};
 /// How long one step may take.
 const STEP: Duration = Duration::from_secs(120);
 
-async fn all_connected(playground: &Playground) -> bool {
-    let Ok(mut client) = playground.client(Role::Viewer).await else {
-        return false;
-    };
-    let Ok(list) = client
-        .list_clusters(cafe_proto::v1::ListClustersRequest {})
-        .await
-    else {
-        return false;
-    };
-    let clusters = list.into_inner().clusters;
-    clusters.len() == playground.clusters.len() && clusters.iter().all(|c| c.state == "Connected")
-}
-
 async fn until<F, Fut>(since: Instant, what: &str, mut done: F) -> anyhow::Result<Duration>
 where
     F: FnMut() -> Fut,
@@ -84,7 +70,7 @@ async fn measure(mut playground: Playground, runs: usize) -> anyhow::Result<Repo
         })
         .await?;
         let connected = until(killed, "the agents' reconnection", || {
-            all_connected(&playground)
+            playground.all_connected()
         })
         .await?;
         leader_change.push(led);

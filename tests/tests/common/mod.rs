@@ -300,3 +300,81 @@ pub async fn wait_unit_empty(playground: &Playground, unit: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Starts v2 of the demo and waits until group 1 is under way.
+pub async fn release_to_group_1(playground: &Playground) {
+    let reference = cafe_tests::driver::deployment("finance", "payments");
+    let mut client = playground.client(Role::Operator).await.expect("client");
+    cafe_tests::driver::apply_yaml(
+        &mut client,
+        &cafe_tests::demo::DEMO_YAML.replace("payments:1.0.0", "payments:1.1.0"),
+    )
+    .await
+    .expect("apply v2");
+    cafe_tests::driver::wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        cafe_tests::driver::awaiting_confirm,
+    )
+    .await
+    .expect("group 0 done");
+    client
+        .r#continue(cafe_tests::driver::command(&reference, Some(0)))
+        .await
+        .expect("continue");
+    cafe_tests::driver::wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| s.phase == "Progressing" && s.batch == 1,
+    )
+    .await
+    .expect("group 1");
+}
+
+/// Finishes the release from group 1 and checks that every pod was updated exactly once and no
+/// request was lost.
+pub async fn finish_release(playground: &Playground, before: &BTreeMap<String, PodView>) {
+    let reference = cafe_tests::driver::deployment("finance", "payments");
+    let mut client = playground.client(Role::Operator).await.expect("client");
+    let status = cafe_tests::driver::wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        cafe_tests::driver::awaiting_confirm,
+    )
+    .await
+    .expect("group 1 finishes");
+    assert_eq!(status.batch, 1, "the release resumes at group 1");
+    client
+        .r#continue(cafe_tests::driver::command(&reference, Some(1)))
+        .await
+        .expect("continue");
+    let done = cafe_tests::driver::wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        cafe_tests::driver::settled,
+    )
+    .await
+    .expect("v2 everywhere");
+    let after = pods(playground, "finance").await;
+    assert_eq!(after.len(), before.len());
+    for (name, pod) in &after {
+        let old = before
+            .get(name)
+            .unwrap_or_else(|| panic!("pod {name} is new"));
+        assert_eq!(
+            pod.restarts,
+            old.restarts + 1,
+            "{name} must be updated exactly once"
+        );
+        assert_eq!(pod.revision, done.current_revision);
+    }
+    assert_eq!(playground.traffic().1, 0, "lost requests");
+}

@@ -221,7 +221,7 @@ impl EtcdClient {
                     reason = format!("{}: {}", self.urls[index], status.message());
                 }
                 Err(_) => {
-                    reason = format!("{}: no answer within {CALL_TIMEOUT:?}", self.urls[index])
+                    reason = format!("{}: no answer within {CALL_TIMEOUT:?}", self.urls[index]);
                 }
             }
             if attempt % self.channels.len() == 0 {

@@ -43,6 +43,7 @@ pub struct Leadership {
     /// The condition of every commit: the leader key still holds the record.
     pub fence: Condition,
     pub(super) lease: i64,
+    store: Arc<EtcdStore>,
     /// When the last renewal that etcd confirmed was sent.
     renewed: Arc<Mutex<Instant>>,
     lost: watch::Receiver<Option<String>>,
@@ -71,6 +72,20 @@ impl Leadership {
         match lost.wait_for(Option::is_some).await {
             Ok(reason) => reason.clone().unwrap_or_default(),
             Err(_) => "the lease keeper stopped".to_owned(),
+        }
+    }
+
+    /// Gives the lead up: stops renewing and revokes the lease (its key goes with it), best
+    /// effort and for 2 s at most.
+    pub async fn resign(&self) {
+        self.keeper.abort();
+        let revoked =
+            tokio::time::timeout(Duration::from_secs(2), self.store.client.revoke(self.lease))
+                .await;
+        if !matches!(revoked, Ok(Ok(()))) {
+            tracing::warn!(
+                "could not revoke the leader's lease; a successor waits for it to expire"
+            );
         }
     }
 
@@ -171,6 +186,7 @@ impl EtcdStore {
                 value: Some(value),
             },
             lease: lease.id,
+            store: Arc::clone(self),
             renewed,
             lost,
             keeper,

@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 pub const DEFAULT_MAX_TXN_BYTES: usize = 1024 * 1024;
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/cafe";
+/// The meta-table key of the store's transaction sequence (see [`EtcdStore`]'s commits).
+pub const SEQUENCE_KEY: &str = "txnSeq";
 /// How long a read waits for the copy to catch up with the last commit before it fails.
 const CATCH_UP: Duration = Duration::from_secs(5);
 /// The bytes of framing counted per operation of a transaction.
@@ -83,6 +85,8 @@ pub struct EtcdStore {
     /// Whether intents left by an earlier writer have been finished.
     recovered: AtomicBool,
     unfinished: Mutex<Option<Unfinished>>,
+    /// The last transaction sequence number this replica wrote (read from the store first).
+    sequence: Mutex<Option<u64>>,
     runtime: tokio::runtime::Handle,
     watch: tokio::task::JoinHandle<()>,
 }
@@ -178,6 +182,7 @@ impl EtcdStore {
             known: AtomicI64::new(revision),
             recovered: AtomicBool::new(false),
             unfinished: Mutex::new(None),
+            sequence: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
             watch,
         })
@@ -301,11 +306,66 @@ impl EtcdStore {
     }
 
     /// One transaction: `ops` if every condition holds.
-    fn txn(&self, conditions: &[Condition], ops: Vec<pb::RequestOp>) -> Result<(), StoreError> {
+    ///
+    /// Every such transaction also requires the sequence key ([`SEQUENCE_KEY`]) to hold the last
+    /// number this replica wrote, and writes the next. A transaction that a member did not
+    /// answer can then be sent again to another: if the first copy was applied, the second finds
+    /// the sequence moved on by exactly this transaction and reports success without writing;
+    /// a first copy applied late finds the sequence moved on by the second and writes nothing.
+    fn txn(&self, conditions: &[Condition], mut ops: Vec<pb::RequestOp>) -> Result<(), StoreError> {
+        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+        let mut sequence = self
+            .sequence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = match *sequence {
+            Some(last) => last,
+            None => self.current(|entries| {
+                entries
+                    .get(&format!("{}/{SEQUENCE_KEY}", Table::Meta.name()))
+                    .and_then(|v| String::from_utf8_lossy(v).parse::<u64>().ok())
+                    .unwrap_or(0)
+            })?,
+        };
+        let next = last + 1;
+        let sequence_key = self.table_key(Table::Meta, SEQUENCE_KEY);
+        let mut compare = self.compares(conditions);
+        compare.push(if last == 0 {
+            pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Version as i32,
+                key: sequence_key.clone(),
+                target_union: Some(TargetUnion::Version(0)),
+                range_end: Vec::new(),
+            }
+        } else {
+            pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Value as i32,
+                key: sequence_key.clone(),
+                target_union: Some(TargetUnion::Value(last.to_string().into_bytes())),
+                range_end: Vec::new(),
+            }
+        });
+        ops.push(put(sequence_key.clone(), next.to_string().into_bytes()));
+        // On failure, the sequence and the conditions' keys as they are, to tell an earlier copy
+        // of this transaction (applied) from another writer (a conflict).
+        let read = |key: Vec<u8>| pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+                key,
+                ..Default::default()
+            })),
+        };
+        let mut failure = vec![read(sequence_key)];
+        failure.extend(
+            conditions
+                .iter()
+                .map(|c| read(self.table_key(c.table, &c.key))),
+        );
         let request = pb::TxnRequest {
-            compare: self.compares(conditions),
+            compare,
             success: ops,
-            failure: Vec::new(),
+            failure,
         };
         let client = self.client.clone();
         let reply = match self.block(async move { client.txn(request).await })? {
@@ -319,17 +379,42 @@ impl EtcdStore {
             }
             Err(error) => return Err(error.into()),
         };
-        if let Some(header) = &reply.header {
-            self.note_revision(header.revision);
+        if reply.succeeded {
+            *sequence = Some(next);
+            if let Some(header) = &reply.header {
+                self.note_revision(header.revision);
+            }
+            return Ok(());
         }
-        if !reply.succeeded {
-            let first = conditions.first();
-            return Err(StoreError::Conflict {
-                table: first.map_or("meta", |c| c.table.name()),
-                key: first.map(|c| c.key.clone()).unwrap_or_default(),
-            });
+        let values: Vec<Option<(Vec<u8>, i64)>> = reply
+            .responses
+            .iter()
+            .map(|op| match &op.response {
+                Some(pb::response_op::Response::ResponseRange(range)) => range
+                    .kvs
+                    .first()
+                    .map(|kv| (kv.value.clone(), kv.mod_revision)),
+                _ => None,
+            })
+            .collect();
+        let fenced = conditions
+            .iter()
+            .zip(values.iter().skip(1))
+            .all(|(c, v)| v.as_ref().map(|(value, _)| value) == c.value.as_ref());
+        if fenced
+            && let Some(Some((value, revision))) = values.first()
+            && *value == next.to_string().into_bytes()
+        {
+            // An earlier copy of this very transaction was applied.
+            *sequence = Some(next);
+            self.note_revision(*revision);
+            return Ok(());
         }
-        Ok(())
+        let first = conditions.first();
+        Err(StoreError::Conflict {
+            table: first.map_or("meta", |c| c.table.name()),
+            key: first.map_or_else(|| SEQUENCE_KEY.to_owned(), |c| c.key.clone()),
+        })
     }
 
     /// Cuts `writes` into transactions within the limits.
@@ -340,8 +425,7 @@ impl EtcdStore {
         for (i, write) in writes.iter().enumerate() {
             let size = Self::op_bytes(write);
             if i > start
-                && (i - start >= self.options.max_txn_ops
-                    || bytes + size > self.options.max_txn_bytes)
+                && (i - start >= self.write_ops() || bytes + size > self.options.max_txn_bytes)
             {
                 chunks.push(&writes[start..i]);
                 start = i;
@@ -355,8 +439,13 @@ impl EtcdStore {
         chunks
     }
 
+    /// Writes per transaction: one operation goes to the sequence.
+    fn write_ops(&self) -> usize {
+        self.options.max_txn_ops.saturating_sub(1).max(1)
+    }
+
     fn fits(&self, writes: &[Write]) -> bool {
-        writes.len() <= self.options.max_txn_ops
+        writes.len() <= self.write_ops()
             && writes.iter().map(Self::op_bytes).sum::<usize>() <= self.options.max_txn_bytes
     }
 
@@ -445,16 +534,14 @@ impl EtcdStore {
             writes: writes.to_vec(),
         };
         if let Err(error) = self.finish(conditions, &unfinished) {
-            // Committed all the same: readers see it through the intent. The next commit finishes
-            // it first (or, if this replica no longer leads, the next leader does).
+            // Committed all the same: readers see it through the intent, and the caller is told
+            // it succeeded. The next commit finishes it first (or, if this replica no longer
+            // leads, its refused fence stops the hub and the next leader finishes it).
             tracing::warn!(%error, "a committed decision is not yet applied to the tables; it will be");
             *self
                 .unfinished
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(unfinished);
-            if matches!(error, StoreError::Conflict { .. }) {
-                return Err(error);
-            }
         }
         Ok(())
     }

@@ -244,7 +244,9 @@ async fn a_redb_hub_migrates_to_etcd_and_a_backup_of_etcd_restores_elsewhere() {
     .await;
     assert_eq!(units, [("u1".to_owned(), b"{\"unit\":1}".to_vec())]);
     assert!(
-        meta.is_empty(),
+        !meta
+            .iter()
+            .any(|(k, _)| k == crate::hub::records::WRITER_KEY),
         "the old hub's writer token stays behind: {meta:?}"
     );
     // A second migration into the same store is refused: nothing is overwritten unasked.
@@ -310,4 +312,36 @@ async fn a_tls_etcd_with_client_certificates_serves_the_store() {
         crate::error_chain(&error).contains("--etcd-endpoints"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_sent_twice_applies_once_and_a_late_copy_never_lands() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = etcd(&dir).await;
+    let store = Arc::new(EtcdStore::open(options(&cluster)).await.expect("opens"));
+    let s = Arc::clone(&store);
+    blocking(move || {
+        let set = |value: &str| Write::put(Table::Units, "u", value.as_bytes().to_vec());
+        s.commit(&[set("a")]).expect("commit a");
+        s.commit(&[set("b")]).expect("commit b");
+        let sequence = |n: u64| {
+            *s.sequence
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(n);
+        };
+        // b sent again (its first copy was applied, the answer lost): success, nothing written.
+        sequence(1);
+        s.commit(&[set("b")])
+            .expect("the second copy of b reports success");
+        // a sent again after b (a first copy applied late): refused, b stays.
+        sequence(0);
+        let late = s.commit(&[set("a")]);
+        assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
+        sequence(2);
+        assert_eq!(
+            s.load(Table::Units).expect("load"),
+            [("u".to_owned(), b"b".to_vec())]
+        );
+    })
+    .await;
 }
