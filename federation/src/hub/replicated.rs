@@ -255,10 +255,22 @@ pub async fn serve(
         let leadership = Arc::clone(&leadership);
         async move { leadership.lost().await }
     };
+    let compaction = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .compact_every(crate::store::etcd::COMPACTION_PERIOD)
+                .await;
+        })
+    };
     let served = lead(hub, &listeners, &options, info, cancel, lost).await;
-    // However the lead ended (shutdown, a lost lease, a refused commit), this replica acts no
-    // more: its lease goes now, so that a successor need not wait for it to expire.
-    leadership.resign().await;
+    compaction.abort();
+    // However else the lead ended (shutdown, a refused commit, a failure), this replica acts no
+    // more: its lease goes now, so that a successor need not wait for it to expire. A lost lead
+    // has already given its lease up (as far as etcd could be reached) and exits at once.
+    if !matches!(served, Err(ServeError::LostLead(_))) {
+        leadership.resign().await;
+    }
     served
 }
 

@@ -259,6 +259,25 @@ impl EtcdClient {
         .await
     }
 
+    /// `KV.Compact`: drops the history before `revision`. A revision already compacted is no error.
+    pub async fn compact(&self, revision: i64) -> Result<(), EtcdError> {
+        let result = self
+            .call("a compaction", |channel| async move {
+                KvClient::new(channel)
+                    .compact(pb::CompactionRequest {
+                        revision,
+                        physical: false,
+                    })
+                    .await
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(EtcdError::Unreachable { reason, .. }) if reason.contains("compacted") => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// `Lease.LeaseGrant`.
     pub async fn grant(&self, ttl: Duration) -> Result<pb::LeaseGrantResponse, EtcdError> {
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// What one transaction's keys and values stay under: etcd's default `--max-request-bytes` is
 /// 1.5 MiB, and the request's framing needs some of it.
 pub const DEFAULT_MAX_TXN_BYTES: usize = 1024 * 1024;
+/// How often the leader compacts etcd's history (the Kubernetes API server's default too).
+pub const COMPACTION_PERIOD: Duration = Duration::from_secs(300);
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/cafe";
 /// The meta-table key of the store's transaction sequence (see [`EtcdStore`]'s commits).
@@ -248,6 +250,28 @@ impl EtcdStore {
     /// A receiver that changes when the copy moves.
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
         self.mirror.subscribe()
+    }
+
+    /// Compacts etcd's history every `period`, each time to the revision the store had reached one
+    /// period before, as the Kubernetes API server does for its own etcd: without it every commit
+    /// (reports, heartbeats of streams, ticks) stays in etcd's history until its space quota
+    /// stops all writes. A replica's watch that falls further behind than a period lists again.
+    /// Runs until dropped; the leader runs it.
+    pub async fn compact_every(&self, period: Duration) {
+        let mut previous: Option<i64> = None;
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if let Some(revision) = previous {
+                match self.client.compact(revision).await {
+                    Ok(()) => tracing::debug!(revision, "compacted etcd's history"),
+                    Err(error) => tracing::warn!(%error, "cannot compact etcd's history"),
+                }
+            }
+            previous = Some(self.known.load(Ordering::SeqCst));
+        }
     }
 
     /// Why the copy is not current, when it is not.

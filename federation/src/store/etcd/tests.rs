@@ -345,3 +345,56 @@ async fn a_transaction_sent_twice_applies_once_and_a_late_copy_never_lands() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_compacts_history_and_a_follower_still_follows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = etcd(&dir).await;
+    let writer = Arc::new(EtcdStore::open(options(&cluster)).await.expect("opens"));
+    let follower = Arc::new(EtcdStore::open(options(&cluster)).await.expect("opens"));
+    let w = Arc::clone(&writer);
+    blocking(move || {
+        for i in 0..20 {
+            w.commit(&[Write::put(Table::Units, "u", format!("{i}").into_bytes())])
+                .expect("commit");
+        }
+    })
+    .await;
+    let compactor = {
+        let w = Arc::clone(&writer);
+        tokio::spawn(async move { w.compact_every(std::time::Duration::from_millis(100)).await })
+    };
+    // The history before the writes' last revision goes: an old revision can no longer be read.
+    let first = cafe_proto::etcd::etcdserverpb::RangeRequest {
+        key: b"/cafe/units/u".to_vec(),
+        revision: 2,
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while writer.client.range(first.clone()).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history was never compacted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    compactor.abort();
+    // The store goes on, and the follower's copy follows it.
+    let w = Arc::clone(&writer);
+    blocking(move || {
+        w.commit(&[Write::put(Table::Units, "u", b"last".to_vec())])
+            .expect("commit after compaction")
+    })
+    .await;
+    let revision = writer.known.load(Ordering::SeqCst);
+    let f = Arc::clone(&follower);
+    let caught_up = blocking(move || {
+        f.mirror
+            .wait_blocking(revision, std::time::Duration::from_secs(5))
+    })
+    .await;
+    assert!(caught_up, "the follower's copy stopped at the compaction");
+    let f = Arc::clone(&follower);
+    let units = blocking(move || f.mirror.read(|c| c.entries.get("units/u").cloned())).await;
+    assert_eq!(units.as_deref(), Some(&b"last"[..]));
+}
