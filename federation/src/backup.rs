@@ -187,9 +187,9 @@ impl Opened {
             writes.push(Write::put(table, key.clone(), value.clone().into_bytes()));
             count += 1;
         }
-        // Deletes and puts of one key: the put is last, so it wins. One commit: all or nothing
-        // (etcd takes it through an intent when it is larger than one transaction).
-        let writes = dedupe(writes);
+        // Deletes and puts of one key: the put is last, so it wins (every store applies a
+        // commit's writes in order). One commit: all or nothing (etcd takes it through an intent
+        // when it is larger than one transaction).
         let store = match self {
             Self::Redb(store, _) => Box::new(store) as Box<dyn Store>,
             Self::Etcd(store) => store as Box<dyn Store>,
@@ -200,15 +200,6 @@ impl Opened {
             .map_err(|e| crate::error_chain(&e))?;
         Ok(count)
     }
-}
-
-/// The last write of each key.
-fn dedupe(writes: Vec<Write>) -> Vec<Write> {
-    let mut last: BTreeMap<(Table, String), Write> = BTreeMap::new();
-    for write in writes {
-        last.insert((write.table, write.key.clone()), write);
-    }
-    last.into_values().collect()
 }
 
 /// `cafe-hub backup`.

@@ -134,3 +134,26 @@ pub fn summary(status: &DeploymentStatusView) -> String {
         units.join(", ")
     )
 }
+
+/// Polls `done` every 10 ms until it holds; how long that took from `since`, or an error naming
+/// `what` once `limit` has passed since `since`.
+pub async fn poll_until<F, Fut>(
+    since: std::time::Instant,
+    limit: Duration,
+    what: &str,
+    mut done: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if done().await {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > limit {
+            anyhow::bail!("{what} took longer than {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

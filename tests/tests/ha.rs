@@ -44,18 +44,14 @@ async fn start_replicated(proxied: Vec<usize>) -> Setup {
 }
 
 /// Polls until `done` holds, failing after `limit`; returns how long it took from `since`.
-async fn within<F, Fut>(since: Instant, limit: Duration, what: &str, mut done: F) -> Duration
+async fn within<F, Fut>(since: Instant, limit: Duration, what: &str, done: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    loop {
-        if done().await {
-            return since.elapsed();
-        }
-        assert!(since.elapsed() < limit, "{what} took longer than {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cafe_tests::driver::poll_until(since, limit, what, done)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,25 +199,4 @@ impl EtcdCluster {
         self.spawn(index)?;
         self.wait_healthy(index).await
     }
-
-    /// Sends `STOP` or `CONT` to member `index`.
-    pub fn signal(&self, index: usize, signal: &str) -> Result<(), SimError> {
-        match &self.members[index].process {
-            Some(process) => process.signal(signal),
-            None => Err(SimError::ControlPlane {
-                what: format!("{} is not running", self.members[index].name),
-                source: None,
-            }),
-        }
-    }
-
-    /// The number of members.
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// Whether the cluster has no members.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
 }

@@ -5,30 +5,14 @@
 
 use super::Options;
 use super::report::{Report, Samples};
-use crate::driver::{apply_yaml, awaiting_confirm, command, deployment, wait_status};
+use crate::driver::{apply_yaml, awaiting_confirm, command, deployment, poll_until, wait_status};
 use crate::playground::{Playground, PlaygroundOptions};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use cafe_federation::tls::Role;
 use std::time::{Duration, Instant};
 
 /// How long one step may take.
 const STEP: Duration = Duration::from_secs(120);
-
-async fn until<F, Fut>(since: Instant, what: &str, mut done: F) -> anyhow::Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    loop {
-        if done().await {
-            return Ok(since.elapsed());
-        }
-        if since.elapsed() > STEP {
-            bail!("{what} took longer than {STEP:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Runs the scenario.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
@@ -65,11 +49,11 @@ async fn measure(mut playground: Playground, runs: usize) -> anyhow::Result<Repo
         let leader = playground.leader().await.context("no replica leads")?;
         let killed = Instant::now();
         playground.kill_hub_replica(leader).await?;
-        let led = until(killed, "a new leader", || async {
+        let led = poll_until(killed, STEP, "a new leader", || async {
             playground.leader().await.is_some_and(|l| l != leader)
         })
         .await?;
-        let connected = until(killed, "the agents' reconnection", || {
+        let connected = poll_until(killed, STEP, "the agents' reconnection", || {
             playground.all_connected()
         })
         .await?;

@@ -131,7 +131,6 @@ impl EtcdStore {
         url: &str,
         ttl: Duration,
     ) -> Result<Option<Leadership>, super::EtcdError> {
-        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
         let sent = Instant::now();
         let lease = self.client.grant(ttl).await?;
         let record = LeaderRecord {
@@ -141,13 +140,7 @@ impl EtcdStore {
         };
         let value = serde_json::to_vec(&record).unwrap_or_default();
         let request = pb::TxnRequest {
-            compare: vec![pb::Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Version as i32,
-                key: leader_key(self),
-                target_union: Some(TargetUnion::Version(0)),
-                range_end: Vec::new(),
-            }],
+            compare: vec![super::holds(leader_key(self), None)],
             success: vec![pb::RequestOp {
                 request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
                     key: leader_key(self),

@@ -24,11 +24,11 @@ pub(super) struct Copy {
 }
 
 /// The copy, with ways to wait for it to reach a revision from sync and async code.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Mirror {
     copy: Mutex<Copy>,
     moved: Condvar,
-    revision: Option<watch::Sender<i64>>,
+    revision: watch::Sender<i64>,
 }
 
 /// The end of the key range of every key starting with `prefix`.
@@ -48,7 +48,7 @@ impl Mirror {
         Self {
             copy: Mutex::new(Copy::default()),
             moved: Condvar::new(),
-            revision: Some(watch::channel(0).0),
+            revision: watch::channel(0).0,
         }
     }
 
@@ -70,13 +70,11 @@ impl Mirror {
             copy.revision
         };
         self.moved.notify_all();
-        if let Some(tx) = &self.revision {
-            tx.send_if_modified(|r| {
-                let moved = *r != revision;
-                *r = revision;
-                moved
-            });
-        }
+        self.revision.send_if_modified(|r| {
+            let moved = *r != revision;
+            *r = revision;
+            moved
+        });
     }
 
     /// Blocks until the copy reflects `revision`, for at most `limit`; whether it does.
@@ -91,10 +89,7 @@ impl Mirror {
 
     /// A receiver of the copy's revision, to wait on it in async code.
     pub(super) fn subscribe(&self) -> watch::Receiver<i64> {
-        match &self.revision {
-            Some(tx) => tx.subscribe(),
-            None => watch::channel(0).1,
-        }
+        self.revision.subscribe()
     }
 
     fn relative(prefix: &str, key: &[u8]) -> Option<String> {

@@ -124,6 +124,22 @@ impl From<EtcdError> for StoreError {
     }
 }
 
+/// etcd's compare that `key` holds `value` (`None`: that it is absent, version 0).
+pub(super) fn holds(key: Vec<u8>, value: Option<Vec<u8>>) -> pb::Compare {
+    use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+    let (target, union) = match value {
+        Some(value) => (CompareTarget::Value, TargetUnion::Value(value)),
+        None => (CompareTarget::Version, TargetUnion::Version(0)),
+    };
+    pb::Compare {
+        result: CompareResult::Equal as i32,
+        target: target as i32,
+        key,
+        target_union: Some(union),
+        range_end: Vec::new(),
+    }
+}
+
 fn put(key: Vec<u8>, value: Vec<u8>) -> pb::RequestOp {
     pb::RequestOp {
         request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
@@ -295,25 +311,9 @@ impl EtcdStore {
     }
 
     fn compares(&self, conditions: &[Condition]) -> Vec<pb::Compare> {
-        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
         conditions
             .iter()
-            .map(|c| match &c.value {
-                Some(value) => pb::Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Value as i32,
-                    key: self.table_key(c.table, &c.key),
-                    target_union: Some(TargetUnion::Value(value.clone())),
-                    range_end: Vec::new(),
-                },
-                None => pb::Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Version as i32,
-                    key: self.table_key(c.table, &c.key),
-                    target_union: Some(TargetUnion::Version(0)),
-                    range_end: Vec::new(),
-                },
-            })
+            .map(|c| holds(self.table_key(c.table, &c.key), c.value.clone()))
             .collect()
     }
 
@@ -337,7 +337,6 @@ impl EtcdStore {
     /// the sequence moved on by exactly this transaction and reports success without writing;
     /// a first copy applied late finds the sequence moved on by the second and writes nothing.
     fn txn(&self, conditions: &[Condition], mut ops: Vec<pb::RequestOp>) -> Result<(), StoreError> {
-        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
         let mut sequence = self
             .sequence
             .lock()
@@ -354,23 +353,10 @@ impl EtcdStore {
         let next = last + 1;
         let sequence_key = self.table_key(Table::Meta, SEQUENCE_KEY);
         let mut compare = self.compares(conditions);
-        compare.push(if last == 0 {
-            pb::Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Version as i32,
-                key: sequence_key.clone(),
-                target_union: Some(TargetUnion::Version(0)),
-                range_end: Vec::new(),
-            }
-        } else {
-            pb::Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Value as i32,
-                key: sequence_key.clone(),
-                target_union: Some(TargetUnion::Value(last.to_string().into_bytes())),
-                range_end: Vec::new(),
-            }
-        });
+        compare.push(holds(
+            sequence_key.clone(),
+            (last > 0).then(|| last.to_string().into_bytes()),
+        ));
         ops.push(put(sequence_key.clone(), next.to_string().into_bytes()));
         // On failure, the sequence and the conditions' keys as they are, to tell an earlier copy
         // of this transaction (applied) from another writer (a conflict).
