@@ -19,8 +19,30 @@ pub(crate) struct Process {
     child: Mutex<Child>,
 }
 
-/// A free loopback port, found by binding port 0.
+/// The first port of the kernel's ephemeral range (outgoing connections take their local ports
+/// from it), or Linux's default when it cannot be read.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A free loopback port for a server that binds it later (and again after a restart).
+///
+/// It is picked below the kernel's ephemeral range: a port from that range (what binding port 0
+/// gives) can be taken in the meantime as the local port of any outgoing connection on the
+/// machine, and the server then fails to bind. Binding port 0 remains the fallback.
 pub fn free_port() -> Result<u16, SimError> {
+    use rand::RngExt as _;
+    let top = ephemeral_start();
+    let bottom = 10_000.min(top.saturating_sub(1));
+    for _ in 0..200 {
+        let port = rand::rng().random_range(bottom..top);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| SimError::Bind {
         addr: "127.0.0.1:0".into(),
         source,
