@@ -17,6 +17,13 @@ if ! command -v kubectl >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
 fi
 
+# Prometheus: the release-analysis tests gate groups on a real server (Debian's package).
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "installing prometheus (Debian's prometheus)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # The control plane: built once from Go modules and cached outside the clone, keyed by version.
 # Always: its etcd also runs the replicated hub's tests (three etcd members, three hub replicas).
 CAFE_CONTROL_PLANE_BIN="$(scripts/control-plane.sh build)"

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod cli;
 pub mod http;
+pub mod http_client;
 pub mod hub;
 pub mod hub_cli;
 pub mod names;

@@ -34,7 +34,24 @@ pub const SLICE_ID_UNIT_SEPARATOR: char = '@';
 
 /// The constants of the hub <-> agent protocol (DESIGN section 6), defined once for both sides.
 pub mod protocol {
+    use sha2::Digest as _;
     use std::time::Duration;
+
+    /// The longest label value, which the InPlaceSet name also becomes (on its pods).
+    const MAX_LABEL_VALUE: usize = 63;
+
+    /// The InPlaceSet name of a deployment's slice in a unit: `deployment-unit`, shortened with a hash
+    /// when longer than a label value may be.
+    pub fn inplaceset_name(deployment: &str, unit: &str) -> String {
+        let name = format!("{deployment}-{unit}");
+        if name.len() <= MAX_LABEL_VALUE {
+            return name;
+        }
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+        let keep = MAX_LABEL_VALUE - hash.len() - 1;
+        format!("{}-{hash}", name[..keep].trim_end_matches('-'))
+    }
 
     pub use super::SLICE_ID_UNIT_SEPARATOR;
 

@@ -43,7 +43,7 @@ impl SimCluster {
             addr,
             store,
             faults: FaultState::new(),
-            traffic: TrafficCounters::default(),
+            traffic: TrafficCounters::new(config.behaviours.clone()),
             shutdown: CancellationToken::new(),
             config,
         });

@@ -50,6 +50,9 @@ pub struct SimConfig {
     pub crash_interval: Duration,
     /// Interval of BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
+    /// How the application answers requests to the pods of each image (see
+    /// [`crate::application`]); images not listed answer 200 at once.
+    pub behaviours: std::collections::BTreeMap<String, crate::Behaviour>,
 }
 
 impl SimConfig {
@@ -167,6 +170,7 @@ impl Default for SimConfig {
             watch_history: DEFAULT_WATCH_HISTORY,
             crash_interval: DEFAULT_CRASH_INTERVAL,
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
+            behaviours: std::collections::BTreeMap::new(),
         }
     }
 }

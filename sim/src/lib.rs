@@ -134,6 +134,7 @@
 //!   a shorter message of the same form. Only the reason, `Unschedulable`, is relied on.
 
 mod api;
+pub mod application;
 mod apply;
 mod cluster;
 mod config;
@@ -155,6 +156,7 @@ mod store;
 mod time;
 mod traffic;
 
+pub use application::{Behaviour, ImageBehaviour, parse_behaviour};
 pub use cluster::SimCluster;
 pub use config::{
     DEFAULT_BOOKMARK_INTERVAL, DEFAULT_CRASH_INTERVAL, DEFAULT_DEREGISTRATION_DELAY,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::application::{Application, Behaviour, ServingPod};
 use crate::host::Host;
 use crate::store::meta::{finalizers, is_deleting, name_of, namespace_of, uid_of};
 use crate::store::{ObjKey, Subresource};
@@ -36,14 +37,24 @@ pub struct TrafficCounts {
     pub lost: u64,
 }
 
-/// Shared counters.
-#[derive(Debug, Default)]
+/// Shared counters, and the application that answers the requests that are not lost.
+#[derive(Debug)]
 pub(crate) struct TrafficCounters {
     sent: AtomicU64,
     lost: AtomicU64,
+    pub(crate) app: Arc<Application>,
 }
 
 impl TrafficCounters {
+    /// Counters at 0, with images behaving as `behaviours` says.
+    pub(crate) fn new(behaviours: std::collections::BTreeMap<String, Behaviour>) -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            app: Arc::new(Application::new(behaviours)),
+        }
+    }
+
     /// The current figures.
     pub(crate) fn counts(&self) -> TrafficCounts {
         TrafficCounts {
@@ -89,6 +100,28 @@ struct PodView {
 }
 
 impl PodView {
+    /// The pod as the application answering its requests sees it.
+    fn serving_pod<'a>(&'a self, uid: &'a str) -> ServingPod<'a> {
+        let label = |name: &str| {
+            self.object
+                .pointer(&format!("/metadata/labels/{}", name.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        ServingPod {
+            uid,
+            namespace: &self.key.namespace,
+            name: &self.key.name,
+            image: self
+                .object
+                .pointer("/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            inplaceset: label("cafe.io/inplaceset"),
+            revision: label("cafe.io/revision"),
+        }
+    }
+
     fn of(pod: &Arc<Value>) -> Self {
         let condition = |t: &str| {
             pod.pointer("/status/conditions")
@@ -152,9 +185,12 @@ impl Balancer {
         for (uid, t) in &self.targets {
             if let Target::Registered { key, .. } = t {
                 sent += 1;
-                if !pods.get(uid).is_some_and(|p| p.serving) {
-                    lost += 1;
-                    tracing::debug!(balancer = %self.finalizer, pod = %key.name, "request lost");
+                match pods.get(uid).filter(|p| p.serving) {
+                    Some(pod) => traffic.app.answer(&pod.serving_pod(uid)),
+                    None => {
+                        lost += 1;
+                        tracing::debug!(balancer = %self.finalizer, pod = %key.name, "request lost");
+                    }
                 }
             }
         }

@@ -158,3 +158,73 @@ async fn undrained_in_place_update_loses_requests() {
     assert_eq!(cluster.traffic().lost, lost, "a ready pod loses nothing");
     cluster.shutdown().await;
 }
+
+/// The value of the `cafe_sim_requests_total` series of `pod` with `code` in a `/metrics` body.
+fn requests(metrics: &str, pod: &str, code: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("cafe_sim_requests_total{"))
+        .filter(|l| {
+            l.contains(&format!("pod=\"{pod}\"")) && l.contains(&format!("code=\"{code}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn an_image_with_an_error_ratio_answers_500s_without_losing_requests() {
+    let (cluster, client) = start_member(config("behaviours")).await;
+    let addr = cluster.control_addr();
+    // Bad input is refused, naming the field.
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/sim/v1/behaviours",
+        r#"{"image": "nginx:1", "errorRatio": 1.5}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("errorRatio"), "{body}");
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/sim/v1/behaviours",
+        r#"{"image": "nginx:1", "errorRatio": 0.25, "latencyMs": 20}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    serving_pod(&cluster, &pods, "web-0").await;
+    let metrics = eventually("500s in /metrics", DEADLINE, || async {
+        let (_, _, body) = http(addr, "GET", "/metrics", "").await;
+        (requests(&body, "web-0", "500") >= 25).then_some(body)
+    })
+    .await;
+    let errors = requests(&metrics, "web-0", "500");
+    let ok = requests(&metrics, "web-0", "200");
+    // A quarter of the answered requests erred (give or take the request answered while the
+    // series were read).
+    let n = errors + ok;
+    assert!(
+        errors * 4 + 8 >= n && errors * 4 <= n + 8,
+        "{errors} errors of {n}"
+    );
+    assert!(
+        metrics.contains("cafe_sim_request_duration_seconds_bucket"),
+        "the latency histogram is served"
+    );
+    // Answered with errors, not lost.
+    assert_eq!(cluster.traffic().lost, 0);
+    // The application's own check fails the revision (the pod has no revision label: "").
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/sim/v1/check",
+        r#"{"namespace": "default", "revision": ""}"#,
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("\"maxErrorRatio\":0.01"), "{body}");
+    cluster.shutdown().await;
+}

@@ -14,6 +14,10 @@ pub const DEMO_YAML: &str = include_str!("../../deploy/examples/demo.yaml");
 /// How long one step of the demo may take.
 const STEP_DEADLINE: Duration = Duration::from_secs(120);
 
+fn print_status(status: &cafe_federation::release::DeploymentStatusView) {
+    println!("    {}", summary(status));
+}
+
 fn say(text: &str) {
     println!("\n==> {text}");
 }
@@ -22,11 +26,65 @@ fn with_image(image: &str) -> String {
     DEMO_YAML.replace("registry.example/payments:1.0.0", image)
 }
 
+/// The error-ratio query of the demo and the tests: the share of a unit's requests on the update
+/// revision answered with 5xx over the last 10 s.
+pub const ERROR_RATIO_QUERY: &str = "sum(rate(cafe_sim_requests_total{namespace=\"{{namespace}}\",inplaceset=\"{{inplaceset}}\",revision=\"{{revision}}\",code=~\"5..\"}[10s])) / sum(rate(cafe_sim_requests_total{namespace=\"{{namespace}}\",inplaceset=\"{{inplaceset}}\",revision=\"{{revision}}\"}[10s]))";
+
+/// What verifies a release: a Prometheus metric or the playground's webhook gate.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// The error ratio per unit, from Prometheus at this URL.
+    Prometheus(String),
+    /// The check gate at this URL: 2xx when the revision's error ratio is at most 1%.
+    Webhook(String),
+}
+
+impl Gate {
+    /// Prometheus when the playground has it, else the webhook gate.
+    pub fn of(playground: &Playground) -> Self {
+        match &playground.prometheus {
+            Some(p) => Self::Prometheus(p.url.clone()),
+            None => Self::Webhook(playground.check_gate.url.clone()),
+        }
+    }
+
+    /// The `metrics:` entry, indented for `strategy.analysis`.
+    pub fn metric_yaml(&self) -> String {
+        match self {
+            Self::Prometheus(url) => format!(
+                "      - name: error-ratio\n        scope: Unit\n        prometheus:\n          address: {url}\n          query: '{ERROR_RATIO_QUERY}'\n        successCondition: \"result <= 0.01\"\n        failureCondition: \"result > 0.05\"\n"
+            ),
+            Self::Webhook(url) => format!(
+                "      - name: smoke\n        scope: Unit\n        webhook:\n          url: {url}?maxErrorRatio=0.01\n          timeoutSeconds: 5\n"
+            ),
+        }
+    }
+}
+
+/// The demo's deployment running `image`, with `analysis` (YAML lines under `analysis:`, already
+/// indented by 4) added to its strategy.
+pub fn with_analysis(image: &str, analysis: &str) -> String {
+    with_image(image).replace(
+        "    minReadySeconds: 1\n",
+        &format!("    minReadySeconds: 1\n    analysis:\n{analysis}"),
+    )
+}
+
+/// An analysis of `count` measurements 1 s apart, with `gate`'s metric and `on_failure`. It starts
+/// after 3 s and tolerates 3 inconclusive measurements: a new pod's series needs two scrapes before
+/// a rate has a sample.
+pub fn analysis_yaml(gate: &Gate, count: u32, on_failure: &str) -> String {
+    format!(
+        "      interval: 1s\n      count: {count}\n      initialDelay: 3s\n      inconclusiveLimit: 3\n      onFailure: {on_failure}\n      metrics:\n{}",
+        gate.metric_yaml()
+    )
+}
+
 /// Runs the demo on a started playground. Fails when anything does not go as narrated.
 pub async fn run(playground: &Playground) -> anyhow::Result<()> {
     let reference = deployment("finance", "payments");
     let mut operator = playground.client(Role::Operator).await?;
-    let print = |s: &cafe_federation::release::DeploymentStatusView| println!("    {}", summary(s));
+    let print = print_status;
 
     say("Deploying finance/payments 1.0.0: 10 pods over 4 units in 2 regions");
     apply_yaml(&mut operator, DEMO_YAML).await?;
@@ -105,6 +163,8 @@ pub async fn run(playground: &Playground) -> anyhow::Result<()> {
         );
     }
 
+    analysis_scene(playground, &mut operator, &reference, &good_revision).await?;
+
     let (sent, lost) = playground.traffic();
     say(&format!(
         "Traffic during the whole demo: {sent} requests sent, {lost} lost"
@@ -112,5 +172,78 @@ pub async fn run(playground: &Playground) -> anyhow::Result<()> {
     if lost > 0 {
         bail!("{lost} requests were lost");
     }
+    Ok(())
+}
+
+/// The scene of a version whose pods are healthy but which answers 8% of requests with errors in
+/// one region: its analysis fails in the first group, and the hub rolls it back by itself.
+async fn analysis_scene(
+    playground: &Playground,
+    operator: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+    reference: &cafe_proto::v1::DeploymentRef,
+    good_revision: &str,
+) -> anyhow::Result<()> {
+    let bad = "registry.example/payments:1.3.0";
+    let gate = Gate::of(playground);
+    let how = match &gate {
+        Gate::Prometheus(url) => {
+            format!("the error ratio per unit, queried from Prometheus at {url}")
+        }
+        Gate::Webhook(url) => format!(
+            "the application's own check (a webhook at {url}); install Debian's prometheus to use Prometheus"
+        ),
+    };
+    say(&format!(
+        "Releasing 1.3.0: healthy pods, but in region cn-hangzhou it answers 8% of requests with \
+         errors. Every group is verified by {how}"
+    ));
+    for cluster in ["hz-dc1", "hz-dc2"] {
+        playground
+            .set_behaviour(
+                bad,
+                Some(cluster),
+                cafe_sim::Behaviour {
+                    error_ratio: 0.08,
+                    latency_ms: 0,
+                },
+            )
+            .await?;
+    }
+    apply_yaml(
+        operator,
+        &with_analysis(bad, &analysis_yaml(&gate, 3, "Rollback")),
+    )
+    .await?;
+    let rolled = wait_status(
+        operator,
+        reference,
+        STEP_DEADLINE,
+        |_| {},
+        |s| {
+            s.reason == "AnalysisFailed"
+                || s.phase == "Stable" && s.current_revision != good_revision
+        },
+    )
+    .await?;
+    print_status(&rolled);
+    println!("    why: {}", rolled.message);
+    if rolled.batch != 0 {
+        bail!(
+            "the analysis failed in group {}, not the first",
+            rolled.batch
+        );
+    }
+    let status = wait_status(operator, reference, STEP_DEADLINE, |_| {}, settled).await?;
+    print_status(&status);
+    if status.current_revision != good_revision || status.reason != "RolledBack" {
+        bail!(
+            "expected a rollback to {good_revision}, got {} ({})",
+            status.current_revision,
+            status.reason
+        );
+    }
+    say(&format!(
+        "Rolled back automatically: every unit runs revision {good_revision} again"
+    ));
     Ok(())
 }

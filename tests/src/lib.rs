@@ -5,4 +5,5 @@ pub mod bench;
 pub mod demo;
 pub mod driver;
 pub mod fault_proxy;
+pub mod monitoring;
 pub mod playground;

@@ -87,6 +87,38 @@ pub struct PlaygroundOptions {
     pub proxied_hubs: Vec<usize>,
     /// The replicas' lease TTL (etcd only).
     pub lease_ttl_seconds: u64,
+    /// How images behave in the simulated application: `(image, cluster or every cluster, how)`.
+    pub behaviours: Vec<PlacedBehaviour>,
+    /// Start a Prometheus server scraping every cluster (`DIR/prometheus.url`).
+    pub prometheus: bool,
+}
+
+/// A behaviour of one image, in one cluster or in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedBehaviour {
+    /// The image.
+    pub image: String,
+    /// The cluster; `None`: every cluster.
+    pub cluster: Option<String>,
+    /// How its pods answer.
+    pub behaviour: cafe_sim::Behaviour,
+}
+
+/// Parses `IMAGE[@CLUSTER]=errorRatio:0.08,latencyMs:20`. An `@` followed by a name without `:`
+/// or `/` names a cluster; an image digest (`@sha256:...`) does not.
+pub fn parse_placed_behaviour(text: &str) -> Result<PlacedBehaviour, String> {
+    let (target, behaviour) = cafe_sim::parse_behaviour(text)?;
+    let (image, cluster) = match target.rsplit_once('@') {
+        Some((image, cluster)) if !cluster.contains([':', '/']) && !cluster.is_empty() => {
+            (image.to_owned(), Some(cluster.to_owned()))
+        }
+        _ => (target, None),
+    };
+    Ok(PlacedBehaviour {
+        image,
+        cluster,
+        behaviour,
+    })
 }
 
 impl PlaygroundOptions {
@@ -102,6 +134,8 @@ impl PlaygroundOptions {
             hubs: 1,
             proxied_hubs: Vec::new(),
             lease_ttl_seconds: cafe_federation::store::etcd::election::DEFAULT_LEASE_TTL.as_secs(),
+            behaviours: Vec::new(),
+            prometheus: false,
         }
     }
 
@@ -165,6 +199,10 @@ pub struct Playground {
     pub clusters: BTreeMap<String, PlaygroundCluster>,
     /// What runs them.
     pub backend: Backend,
+    /// The Prometheus server of [`PlaygroundOptions::prometheus`].
+    pub prometheus: Option<crate::monitoring::Prometheus>,
+    /// The webhook gate over every cluster's application check (`DIR/check.url`).
+    pub check_gate: crate::monitoring::CheckGate,
     members: Option<Members>,
     binary: PathBuf,
     hub_ports: Vec<u16>,
@@ -221,17 +259,33 @@ impl Playground {
             .await
             .with_context(|| format!("cannot start the {} backend", options.backend))?;
         let mut clusters = BTreeMap::new();
+        for placed in &options.behaviours {
+            if let Some(cluster) = &placed.cluster
+                && !options.units.iter().any(|u| &u.cluster == cluster)
+            {
+                bail!(
+                    "--behaviour {}@{cluster}: no cluster {cluster} in the playground",
+                    placed.image
+                );
+            }
+        }
         for plan in &options.units {
             let cluster = cafe_federation::names::ClusterName::new(plan.cluster.clone())?;
             let bundle = issue_agent(&pki, &cluster, None)?;
+            let mut config = SimConfig::new(&plan.cluster)
+                .with_zones([plan.unit.clone()])
+                .with_nodes(3)
+                .with_start_delay(options.start_delay)
+                .with_traffic_finalizer(LB_FINALIZER);
+            for placed in &options.behaviours {
+                if placed.cluster.as_ref().is_none_or(|c| c == &plan.cluster) {
+                    config
+                        .behaviours
+                        .insert(placed.image.clone(), placed.behaviour);
+                }
+            }
             let member = members
-                .start(
-                    SimConfig::new(&plan.cluster)
-                        .with_zones([plan.unit.clone()])
-                        .with_nodes(3)
-                        .with_start_delay(options.start_delay)
-                        .with_traffic_finalizer(LB_FINALIZER),
-                )
+                .start(config)
                 .await
                 .with_context(|| format!("cannot start member cluster {}", plan.cluster))?;
             let AgentAccess {
@@ -270,6 +324,20 @@ impl Playground {
             dir.join("clusters.json"),
             serde_json::to_string_pretty(&entries)? + "\n",
         )?;
+        let controls: BTreeMap<String, String> = entries
+            .iter()
+            .map(|e| (e.name.clone(), e.control.clone()))
+            .collect();
+        let check_gate = crate::monitoring::CheckGate::start(controls.clone()).await?;
+        std::fs::write(dir.join("check.url"), format!("{}\n", check_gate.url))?;
+        let prometheus = if options.prometheus {
+            let prometheus =
+                crate::monitoring::Prometheus::start(&dir.join("prometheus"), &controls).await?;
+            std::fs::write(dir.join("prometheus.url"), format!("{}\n", prometheus.url))?;
+            Some(prometheus)
+        } else {
+            None
+        };
         let (etcd, proxies) = if replicas > 1 {
             let etcd = cafe_sim::control_plane::etcd::EtcdCluster::start(dir.join("etcd"), 3)
                 .await
@@ -295,6 +363,8 @@ impl Playground {
             units: options.units,
             clusters,
             backend: options.backend,
+            prometheus,
+            check_gate,
             members: Some(members),
             binary: options.binary,
             hub_ports,
@@ -651,6 +721,34 @@ impl Playground {
         })
     }
 
+    /// Makes `image` behave as `behaviour` in `cluster` (every cluster when `None`), through each
+    /// cluster's `POST /sim/v1/behaviours`.
+    pub async fn set_behaviour(
+        &self,
+        image: &str,
+        cluster: Option<&str>,
+        behaviour: cafe_sim::Behaviour,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "image": image,
+            "errorRatio": behaviour.error_ratio,
+            "latencyMs": behaviour.latency_ms,
+        });
+        for (name, c) in &self.clusters {
+            if cluster.is_some_and(|wanted| wanted != name) {
+                continue;
+            }
+            let url = format!("{}/sim/v1/behaviours", c.cluster.control_url());
+            let answer =
+                cafe_federation::http_client::post_json(&url, &body, Duration::from_secs(5))
+                    .await?;
+            if answer.status != 200 {
+                bail!("{url} answered {}: {}", answer.status, answer.body);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the agents, the hub and the clusters.
     pub async fn shutdown(mut self) {
         let names: Vec<String> = self.clusters.keys().cloned().collect();
@@ -658,6 +756,9 @@ impl Playground {
             let _ = self.kill_agent(&name).await;
         }
         let _ = self.kill_hub().await;
+        if let Some(prometheus) = self.prometheus.take() {
+            prometheus.stop().await;
+        }
         for (_, cluster) in std::mem::take(&mut self.clusters) {
             cluster.cluster.shutdown().await;
         }

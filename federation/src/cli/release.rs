@@ -230,6 +230,41 @@ pub fn status_table(view: &DeploymentStatusView) -> String {
             out.push_str(&format!("{}: {problem}\n", unit.unit));
         }
     }
+    if let Some(analysis) = &view.analysis {
+        out.push_str(&analysis_text(analysis));
+    }
+    out
+}
+
+/// The analysis part of `cafectl status`: how it stands, then every measurement.
+fn analysis_text(analysis: &crate::release::AnalysisStatusView) -> String {
+    // Groups are shown 1-based, as in the status line.
+    let mut out = format!(
+        "analysis of group {}: {}",
+        analysis.group + 1,
+        analysis.phase
+    );
+    if !analysis.message.is_empty() {
+        out.push_str(&format!(" ({})", analysis.message));
+    }
+    out.push('\n');
+    if analysis.measurements.is_empty() {
+        return out;
+    }
+    let mut rows = vec![header(&[
+        "METRIC", "UNIT", "VALUE", "RESULT", "TIME", "MESSAGE",
+    ])];
+    rows.extend(analysis.measurements.iter().map(|m| {
+        vec![
+            m.metric.clone(),
+            m.unit.clone().unwrap_or_else(|| "-".to_owned()),
+            m.value.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            m.result.clone(),
+            m.time.clone(),
+            m.message.clone(),
+        ]
+    }));
+    out.push_str(&table(&rows));
     out
 }
 
@@ -401,6 +436,19 @@ mod tests {
                 evacuated: false,
                 problems: vec!["pod x: ImagePullBackOff".into()],
             }],
+            analysis: Some(crate::release::AnalysisStatusView {
+                group: 0,
+                phase: "Failed".into(),
+                message: "metric error-ratio in unit sh-az1: value 0.08".into(),
+                measurements: vec![crate::release::MeasurementView {
+                    metric: "error-ratio".into(),
+                    unit: Some("sh-az1".into()),
+                    value: Some(0.08),
+                    result: "Failed".into(),
+                    time: "2026-12-02T06:00:00Z".into(),
+                    message: String::new(),
+                }],
+            }),
         };
         let text = status_table(&view);
         let lines: Vec<&str> = text.lines().collect();
@@ -418,5 +466,20 @@ mod tests {
             ["sh-az1", "sh-dc1", "yes", "5", "5", "1", "1", "1"]
         );
         assert_eq!(lines[4], "sh-az1: pod x: ImagePullBackOff");
+        assert_eq!(
+            lines[5],
+            "analysis of group 1: Failed (metric error-ratio in unit sh-az1: value 0.08)"
+        );
+        assert!(lines[6].starts_with("METRIC"), "{text}");
+        assert_eq!(
+            lines[7].split_whitespace().collect::<Vec<_>>(),
+            [
+                "error-ratio",
+                "sh-az1",
+                "0.08",
+                "Failed",
+                "2026-12-02T06:00:00Z"
+            ]
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Conversions between the hub's domain values and the wire types, at the gRPC boundary.
 
-use crate::release::{DeploymentStatusView, Phase, SliceSpec, UnitStatusView};
+use crate::release::{
+    AnalysisStatusView, DeploymentStatusView, MeasurementView, Phase, SliceSpec, UnitStatusView,
+};
 use crate::resources::UpgradeKind;
 use cafe_proto::v1 as pb;
 use prost::Message as _;
@@ -116,6 +118,23 @@ pub fn status_to_proto(phase: Phase, view: &DeploymentStatusView) -> pb::Deploym
                 problems: u.problems.clone(),
             })
             .collect(),
+        analysis: view.analysis.as_ref().map(|a| pb::AnalysisStatus {
+            group: a.group,
+            phase: a.phase.clone(),
+            message: a.message.clone(),
+            measurements: a
+                .measurements
+                .iter()
+                .map(|m| pb::MeasurementStatus {
+                    metric: m.metric.clone(),
+                    unit: m.unit.clone().unwrap_or_default(),
+                    value: m.value,
+                    result: m.result.clone(),
+                    time: m.time.clone(),
+                    message: m.message.clone(),
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -156,6 +175,23 @@ pub fn status_from_proto(status: &pb::DeploymentStatus) -> DeploymentStatusView 
                 problems: u.problems.clone(),
             })
             .collect(),
+        analysis: status.analysis.as_ref().map(|a| AnalysisStatusView {
+            group: a.group,
+            phase: a.phase.clone(),
+            message: a.message.clone(),
+            measurements: a
+                .measurements
+                .iter()
+                .map(|m| MeasurementView {
+                    metric: m.metric.clone(),
+                    unit: (!m.unit.is_empty()).then(|| m.unit.clone()),
+                    value: m.value,
+                    result: m.result.clone(),
+                    time: m.time.clone(),
+                    message: m.message.clone(),
+                })
+                .collect(),
+        }),
     }
 }
 

@@ -13,8 +13,9 @@ use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRe
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::plan::{HoldInput, Plan, hold, plan_deployment};
 use crate::release::{
-    Advance, DeploymentStatusView, Observed, ReleaseState, UnitProgress, UnitStatusView, WaitClock,
-    desired_slices,
+    Advance, AnalysisOutcome, AnalysisStatusView, DeploymentStatusView, Measurement,
+    MeasurementResult, Observed, ReleaseState, RollbackReason, Stage, UnitProgress, UnitStatusView,
+    WaitClock, desired_slices,
 };
 use crate::resources::{FieldErrors, LogicalUnit, UnitPhase};
 use crate::store::{Table, Write};
@@ -191,6 +192,33 @@ pub struct Effects {
     pub connected_delta: i64,
     /// Units whose new capacity became ready, with how long it took (ms), for the metrics.
     pub restored: Vec<(UnitName, i64)>,
+    /// Results of analysis measurements recorded, for the metrics.
+    pub measurements: Vec<MeasurementResult>,
+}
+
+/// Measurements taken for one analysis run, on their way to the model.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The deployment.
+    pub key: DeploymentKey,
+    /// The update revision they were taken for.
+    pub revision: String,
+    /// The group.
+    pub group: usize,
+    /// The run's start (see [`crate::release::AnalysisRun::started_ms`]).
+    pub started_ms: i64,
+    /// One round: every series measured once.
+    pub measurements: Vec<Measurement>,
+}
+
+/// The group and outcome of an analysis that `next` ends and `before` had not.
+fn analysis_ended(before: &ReleaseState, next: &ReleaseState) -> Option<(usize, AnalysisOutcome)> {
+    let outcome = |s: &ReleaseState| {
+        s.analysis()
+            .and_then(|r| r.outcome.clone().map(|o| (r.group, o)))
+    };
+    let after = outcome(next)?;
+    (outcome(before).as_ref() != Some(&after)).then_some(after)
 }
 
 impl Effects {
@@ -200,6 +228,7 @@ impl Effects {
         self.clusters.extend(other.clusters);
         self.connected_delta += other.connected_delta;
         self.restored.extend(other.restored);
+        self.measurements.extend(other.measurements);
     }
 }
 
@@ -764,6 +793,10 @@ impl Core {
 
     /// What the release needs to know of each unit.
     fn progress(&self, key: &DeploymentKey, plan: &Plan) -> Vec<UnitProgress> {
+        let group = self
+            .deployments
+            .get(key)
+            .and_then(|r| plan.batches.get(r.release.batch()));
         plan.units
             .iter()
             .map(|unit| {
@@ -774,6 +807,7 @@ impl Core {
                     evacuated: unit.evacuated,
                     replicas: unit.replicas,
                     target: self.slice_target(&id),
+                    changed: group.is_some_and(|g| g.changes(&unit.unit)),
                     observed,
                 }
             })
@@ -838,9 +872,86 @@ impl Core {
             reason = %next.reason(),
             "release transition"
         );
+        let Some(record) = self.deployments.get(key) else {
+            return Ok(Effects::default());
+        };
+        let ended = analysis_ended(&record.release, &next);
+        let rolled_back_by_analysis =
+            matches!(
+                next.stage(),
+                Stage::RollingBack {
+                    reason: RollbackReason::AnalysisFailed,
+                    ..
+                }
+            ) && !matches!(record.release.stage(), Stage::RollingBack { .. });
+        let restore = rolled_back_by_analysis
+            .then(|| {
+                next.history
+                    .get(&next.update_revision)
+                    .map(|r| r.template.clone())
+            })
+            .flatten();
         self.set_release(key, next);
+        if let Some(template) = restore {
+            // As `cafectl rollback` does: the spec returns to the template units return to.
+            self.restore_template(key, template);
+        }
         let mut effects = self.sync_planned(key, Some(Ok(plan)))?;
         self.write_record(key, &mut effects)?;
+        if let Some((group, outcome)) = ended {
+            tracing::info!(deployment = %key, group, result = outcome.result.reason(), message = %outcome.message, "analysis ended");
+            self.audit(
+                &mut effects,
+                "hub",
+                &format!("analysis {key} group {group}"),
+                &format!("{}: {}", outcome.result.reason(), outcome.message),
+            )?;
+        }
+        Ok(effects)
+    }
+
+    /// Writes `template` back into the deployment's spec (a rollback), with a new generation.
+    pub(super) fn restore_template(
+        &mut self,
+        key: &DeploymentKey,
+        template: k8s_openapi::api::core::v1::PodTemplateSpec,
+    ) {
+        if let Some(record) = self.record_mut(key) {
+            let deployment = Arc::make_mut(&mut record.deployment);
+            deployment.spec.template = template;
+            deployment.metadata.generation = Some(deployment.metadata.generation.unwrap_or(1) + 1);
+        }
+    }
+
+    /// Adds measurements to the deployment's current analysis run and moves the release on them.
+    /// Measurements of a run that is not current any more (the group moved on, another hub began
+    /// a new run) are dropped.
+    pub(super) fn measured(&mut self, taken: Measured) -> Result<Effects, HubError> {
+        let Measured {
+            key,
+            revision,
+            group,
+            started_ms,
+            measurements,
+        } = taken;
+        let mut effects = Effects::default();
+        let Some(record) = self.deployments.get(&key) else {
+            return Ok(effects);
+        };
+        let results: Vec<MeasurementResult> = measurements.iter().map(|m| m.result).collect();
+        let Some(next) =
+            record
+                .release
+                .with_measurements(&revision, group, started_ms, measurements)
+        else {
+            tracing::debug!(deployment = %key, group, "measurements of an analysis run that is over dropped");
+            return Ok(effects);
+        };
+        self.set_release(&key, next);
+        effects.measurements = results;
+        effects.merge(self.evaluate(&key)?);
+        // The measurements are durable whether or not they moved the release.
+        self.write_record(&key, &mut effects)?;
         Ok(effects)
     }
 
@@ -907,6 +1018,9 @@ impl Core {
             update_revision: release.update_revision.clone(),
             message: release.message().to_owned(),
             units,
+            analysis: release
+                .analysis()
+                .map(|run| AnalysisStatusView::of(run, super::clock::rfc3339)),
         })
     }
 

@@ -5,7 +5,7 @@
 //! network; the store's writer ([`super::writer`]) commits the writes and only then publishes the
 //! changed model.
 
-use super::core::{Core, Effects, Heard, Observation};
+use super::core::{Core, Effects, Heard, Measured, Observation};
 use super::failover::{EvacuationTarget, FailoverOutcome};
 use super::{Applied, HubError};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
@@ -96,6 +96,8 @@ pub enum Event {
         /// The stream's session number.
         session: u64,
     },
+    /// The analysis runner took a round of measurements.
+    Measured(Measured),
     /// An agent confirmed that it removed a slice.
     RemovalAcked {
         /// The cluster.
@@ -177,6 +179,7 @@ impl Core {
             Event::Failback { unit, reason, who } => self.failback(&unit, &reason, &who),
             Event::Reports(reports) => self.reports(reports),
             Event::Tick => self.tick(),
+            Event::Measured(taken) => Ok(Decision::new(Answer::Done, self.measured(taken)?)),
             Event::Connected {
                 cluster,
                 session,

@@ -1,6 +1,8 @@
 //! The hub's Prometheus metrics.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -22,6 +24,13 @@ pub struct HubMetrics {
     connected_clusters: Gauge,
     slices_sent: Counter,
     restores: Histogram,
+    measurements: Family<ResultLabel, Counter>,
+}
+
+/// The `result` label of analysis measurements.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
 }
 
 impl Default for HubMetrics {
@@ -32,6 +41,7 @@ impl Default for HubMetrics {
             connected_clusters: Gauge::default(),
             slices_sent: Counter::default(),
             restores: Histogram::new(RESTORE_BUCKETS),
+            measurements: Family::default(),
         }
     }
 }
@@ -65,6 +75,20 @@ impl HubMetrics {
             "Time from an evacuation or failback to the new capacity ready in every deployment",
             self.restores.clone(),
         );
+        registry.register(
+            "analysis_measurements",
+            "Analysis measurements recorded, by result (Successful, Failed, Inconclusive, Error)",
+            self.measurements.clone(),
+        );
+    }
+
+    /// An analysis measurement with `result` was recorded.
+    pub fn analysis_measured(&self, result: &str) {
+        self.measurements
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// A store commit took `elapsed`.

@@ -5,6 +5,7 @@
 //! commits to the store, and only then publishes: readers and streams see a model the store
 //! already holds, and never wait for a commit to read it.
 
+pub mod analysis;
 pub mod api;
 pub mod clock;
 pub mod convert;
@@ -208,6 +209,9 @@ impl Shared {
         if effects.connected_delta != 0 {
             self.metrics
                 .connected_clusters_delta(effects.connected_delta);
+        }
+        for result in &effects.measurements {
+            self.metrics.analysis_measured(result.as_str());
         }
         for (_, took_ms) in &effects.restored {
             self.metrics
@@ -587,6 +591,11 @@ impl Hub {
     /// Agents reported slice statuses (see [`Core::decide`]): all in one decision, so one commit.
     pub async fn report_many(&self, reports: Vec<PendingReport>) -> Result<(), HubError> {
         self.submit(Event::Reports(reports)).await.map(|_| ())
+    }
+
+    /// Records a round of analysis measurements (see [`analysis`]).
+    pub async fn measured(&self, measured: core::Measured) -> Result<(), HubError> {
+        self.submit(Event::Measured(measured)).await.map(|_| ())
     }
 
     /// Checks the time-based transitions that are due, notes restored failover capacity, and runs

@@ -232,13 +232,8 @@ impl Core {
         };
         if let Some(next) = &outcome.next {
             self.set_release(key, next.clone());
-            if let Some(template) = &outcome.restore_template
-                && let Some(record) = self.record_mut(key)
-            {
-                let deployment = Arc::make_mut(&mut record.deployment);
-                deployment.spec.template = template.clone();
-                deployment.metadata.generation =
-                    Some(deployment.metadata.generation.unwrap_or(1) + 1);
+            if let Some(template) = &outcome.restore_template {
+                self.restore_template(key, template.clone());
             }
             effects.merge(self.sync_slices(key)?);
             self.write_record(key, &mut effects)?;

@@ -346,6 +346,14 @@ pub(super) async fn lead(
             .instrument(tracing::info_span!("coordinator")),
         );
     }
+    {
+        let hub = hub.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            super::analysis::run_analysis(hub, cancel.cancelled_owned()).await;
+            Ok(())
+        });
+    }
     if let Some(listener) = listeners.metrics.clone() {
         let mut registry = Registry::default();
         hub.metrics().register(&mut registry);

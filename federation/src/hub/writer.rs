@@ -188,19 +188,7 @@ fn copy_error(error: &StoreError) -> StoreError {
         },
         other => StoreError::Io {
             operation: "commit",
-            source: error_chain(other).into(),
+            source: crate::error_chain(other).into(),
         },
     }
-}
-
-/// An error with its causes.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -55,6 +55,11 @@ pub struct GroupStep {
 }
 
 impl Group {
+    /// Whether this group updates pods of `unit`.
+    pub fn changes(&self, unit: &UnitName) -> bool {
+        self.units.iter().any(|s| &s.unit == unit && s.size > 0)
+    }
+
     /// The cumulative target of `unit` after this group; 0 for a unit not in the plan.
     pub fn target_of(&self, unit: &UnitName) -> i32 {
         self.units

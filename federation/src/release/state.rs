@@ -5,9 +5,10 @@
 //! with failing pods, a pause without a group) can be represented. What only a running hub needs
 //! (how long the group has waited, [`WaitClock`]) is kept out of the durable record.
 
+use super::analysis::{AnalysisRun, Measurement, OutcomeResult, Verdict};
 use super::revision::History;
 use crate::names::UnitName;
-use crate::resources::{PauseMode, Strategy};
+use crate::resources::{OnFailure, PauseMode, Strategy};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -60,6 +61,12 @@ pub enum Reason {
     RollingBack,
     /// The rollback finished.
     RolledBack,
+    /// The group is healthy; its metrics and webhooks are being measured.
+    Analyzing,
+    /// A metric of the group's analysis failed.
+    AnalysisFailed,
+    /// The group's analysis was inconclusive too often; a human decides.
+    AnalysisInconclusive,
 }
 
 impl fmt::Display for Reason {
@@ -90,6 +97,8 @@ pub enum ProgressReason {
     AutoPausing,
     /// An operator retried the failed group.
     Retrying,
+    /// The group is healthy and its analysis is under way.
+    Analyzing,
 }
 
 /// Why a release is paused.
@@ -99,6 +108,17 @@ pub enum PauseReason {
     AwaitingConfirm,
     /// An operator paused the release mid-group.
     PausedByOperator,
+    /// The analysis was inconclusive too often: `continue` accepts the group, `rollback` returns.
+    AnalysisInconclusive,
+}
+
+/// Why a release rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackReason {
+    /// An operator asked for it, or the template returned to the stable revision.
+    Requested,
+    /// The group's analysis failed with `onFailure: Rollback`.
+    AnalysisFailed,
 }
 
 /// Why a group failed, with what failed.
@@ -113,6 +133,11 @@ pub enum Failure {
     ProgressDeadlineExceeded {
         /// The units still waiting.
         waiting: Vec<String>,
+    },
+    /// A metric of the analysis failed (`onFailure: Pause`).
+    AnalysisFailed {
+        /// The metric, the unit and the value.
+        message: String,
     },
 }
 
@@ -155,6 +180,8 @@ pub enum Stage {
     RollingBack {
         /// When the rollback started (ms since the epoch).
         since_ms: i64,
+        /// Why.
+        reason: RollbackReason,
     },
 }
 
@@ -183,16 +210,22 @@ impl Stage {
                 ProgressReason::WaitingForUnits => Reason::WaitingForUnits,
                 ProgressReason::AutoPausing => Reason::AutoPausing,
                 ProgressReason::Retrying => Reason::Retrying,
+                ProgressReason::Analyzing => Reason::Analyzing,
             },
             Self::Paused { reason, .. } => match reason {
                 PauseReason::AwaitingConfirm => Reason::AwaitingConfirm,
                 PauseReason::PausedByOperator => Reason::PausedByOperator,
+                PauseReason::AnalysisInconclusive => Reason::AnalysisInconclusive,
             },
             Self::Failed { failure, .. } => match failure {
                 Failure::PodsFailing { .. } => Reason::PodsFailing,
                 Failure::ProgressDeadlineExceeded { .. } => Reason::ProgressDeadlineExceeded,
+                Failure::AnalysisFailed { .. } => Reason::AnalysisFailed,
             },
-            Self::RollingBack { .. } => Reason::RollingBack,
+            Self::RollingBack { reason, .. } => match reason {
+                RollbackReason::Requested => Reason::RollingBack,
+                RollbackReason::AnalysisFailed => Reason::AnalysisFailed,
+            },
         }
     }
 
@@ -258,6 +291,8 @@ pub struct ReleaseState {
     stage: Stage,
     /// A readable account of the last transition.
     message: String,
+    /// The analysis of the current group, kept until another group (or revision) starts.
+    analysis: Option<AnalysisRun>,
 }
 
 /// The record form of [`ReleaseState`].
@@ -277,6 +312,9 @@ struct StoredRelease {
     /// The failing pods or waiting units of a failed group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     failing: Vec<String>,
+    /// The analysis of the current group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    analysis: Option<AnalysisRun>,
 }
 
 impl From<ReleaseState> for StoredRelease {
@@ -287,10 +325,11 @@ impl From<ReleaseState> for StoredRelease {
                 healthy_since_ms,
                 ..
             } => (*since_ms, *healthy_since_ms, Vec::new()),
-            Stage::RollingBack { since_ms } => (*since_ms, None, Vec::new()),
+            Stage::RollingBack { since_ms, .. } => (*since_ms, None, Vec::new()),
             Stage::Failed { failure, .. } => match failure {
                 Failure::PodsFailing { pods } => (0, None, pods.clone()),
                 Failure::ProgressDeadlineExceeded { waiting } => (0, None, waiting.clone()),
+                Failure::AnalysisFailed { message } => (0, None, vec![message.clone()]),
             },
             Stage::Stable { .. } | Stage::Paused { .. } => (0, None, Vec::new()),
         };
@@ -305,6 +344,7 @@ impl From<ReleaseState> for StoredRelease {
             group_started_ms,
             healthy_since_ms,
             failing,
+            analysis: state.analysis,
         }
     }
 }
@@ -333,6 +373,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
                     Reason::WaitingForUnits => ProgressReason::WaitingForUnits,
                     Reason::AutoPausing => ProgressReason::AutoPausing,
                     Reason::Retrying => ProgressReason::Retrying,
+                    Reason::Analyzing => ProgressReason::Analyzing,
                     other => return Err(illegal(Phase::Progressing, other)),
                 },
             },
@@ -341,6 +382,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
                 reason: match reason {
                     Reason::AwaitingConfirm => PauseReason::AwaitingConfirm,
                     Reason::PausedByOperator => PauseReason::PausedByOperator,
+                    Reason::AnalysisInconclusive => PauseReason::AnalysisInconclusive,
                     other => return Err(illegal(Phase::Paused, other)),
                 },
             },
@@ -356,8 +398,19 @@ impl TryFrom<StoredRelease> for ReleaseState {
                     waiting: stored.failing,
                 },
             },
+            (Phase::Failed, Reason::AnalysisFailed) => Stage::Failed {
+                group,
+                failure: Failure::AnalysisFailed {
+                    message: stored.failing.join("; "),
+                },
+            },
             (Phase::RollingBack, Reason::RollingBack) => Stage::RollingBack {
                 since_ms: stored.group_started_ms,
+                reason: RollbackReason::Requested,
+            },
+            (Phase::RollingBack, Reason::AnalysisFailed) => Stage::RollingBack {
+                since_ms: stored.group_started_ms,
+                reason: RollbackReason::AnalysisFailed,
             },
             (phase, reason) => return Err(illegal(phase, reason)),
         };
@@ -367,6 +420,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
             update_revision: stored.update_revision,
             stage,
             message: stored.message,
+            analysis: stored.analysis,
         })
     }
 }
@@ -386,6 +440,8 @@ pub struct UnitProgress {
     pub replicas: i32,
     /// Pods that must run the update revision in the current group.
     pub target: i32,
+    /// Whether the current group updates pods in this unit: its analysis measures it.
+    pub changed: bool,
     /// The agent's latest report, when its cluster is connected and the report is fresh (it describes
     /// the slice generation the hub sent last). `None`: unknown health, which is not health.
     pub observed: Option<Observed>,
@@ -495,6 +551,16 @@ pub enum CommandError {
     /// A stable deployment with a single revision has nothing to roll back to.
     #[error("there is no earlier revision to roll back to")]
     NothingToRollBack,
+    /// `continue` on a group whose analysis failed.
+    #[error(
+        "group {group}'s analysis failed ({message}): continue is refused; retry measures again, rollback returns to the stable revision"
+    )]
+    AnalysisFailed {
+        /// The group.
+        group: usize,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// What a look at the units' reports decided.
@@ -522,6 +588,7 @@ impl ReleaseState {
                 reason: StableReason::Created,
             },
             message: String::new(),
+            analysis: None,
         }
     }
 
@@ -573,10 +640,14 @@ impl ReleaseState {
         ];
         next.history.record(template, now_ms, &pinned);
         next.update_revision = name.clone();
+        next.analysis = None;
         Some(if name == self.current_revision {
             // The template went back to what the units ran: return there at once.
             next.with(
-                Stage::RollingBack { since_ms: now_ms },
+                Stage::RollingBack {
+                    since_ms: now_ms,
+                    reason: RollbackReason::Requested,
+                },
                 format!("template returned to revision {name}"),
             )
         } else {
@@ -602,16 +673,30 @@ impl ReleaseState {
             Stage::Stable { .. } | Stage::Paused { .. } | Stage::Failed { .. } => {
                 (Advance::Unchanged, clock)
             }
-            Stage::RollingBack { .. } => {
+            Stage::RollingBack { reason, .. } => {
                 if !active().all(UnitProgress::fully_updated) {
                     return (Advance::Unchanged, clock);
                 }
+                let message = match reason {
+                    RollbackReason::Requested => {
+                        format!("rolled back to revision {}", self.update_revision)
+                    }
+                    // Keep why: the status still names the metric, the unit and the value.
+                    RollbackReason::AnalysisFailed => format!(
+                        "rolled back to revision {} after the analysis failed: {}",
+                        self.update_revision,
+                        self.analysis
+                            .as_ref()
+                            .and_then(|r| r.outcome.as_ref())
+                            .map_or("", |o| o.message.as_str())
+                    ),
+                };
                 let mut next = self.with(
                     Stage::Stable {
                         group: 0,
                         reason: StableReason::RolledBack,
                     },
-                    format!("rolled back to revision {}", self.update_revision),
+                    message,
                 );
                 next.current_revision = self.update_revision.clone();
                 (Advance::Moved(next), clock)
@@ -677,24 +762,128 @@ impl ReleaseState {
                     let next = self.with(progressing(Some(since), reason), self.message.clone());
                     return (Self::noted_if_changed(self, next), clock);
                 }
+                let mut confirmed = false;
+                let mut passed = None;
+                if let Some(analysis) = &strategy.analysis {
+                    let measured: Vec<UnitName> = active()
+                        .filter(|u| u.changed)
+                        .map(|u| u.unit.clone())
+                        .collect();
+                    let Some(run) = self.analysis.as_ref().filter(|r| r.group == group) else {
+                        let mut next = self.with(
+                            progressing(Some(since), ProgressReason::Analyzing),
+                            format!("group {group} is healthy; analysis started"),
+                        );
+                        next.analysis = Some(AnalysisRun::new(group, now_ms));
+                        return (Advance::Moved(next), clock);
+                    };
+                    match run.verdict(analysis, &measured) {
+                        Verdict::Pending => {
+                            let message = format!(
+                                "group {group} is healthy; analysis: {} of {} measurements",
+                                run.rounds(),
+                                analysis.count
+                            );
+                            let next = self
+                                .with(progressing(Some(since), ProgressReason::Analyzing), message);
+                            return if reason == ProgressReason::Analyzing {
+                                (Self::noted_if_changed(self, next), clock)
+                            } else {
+                                (Advance::Moved(next), clock)
+                            };
+                        }
+                        Verdict::Failed(why) => {
+                            let message = format!("analysis of group {group} failed: {why}");
+                            let ended = Some(run.ended(OutcomeResult::Failed, why.clone()));
+                            let mut next = match analysis.on_failure {
+                                OnFailure::Pause => self.with(
+                                    Stage::Failed {
+                                        group,
+                                        failure: Failure::AnalysisFailed { message: why },
+                                    },
+                                    message,
+                                ),
+                                OnFailure::Rollback => {
+                                    let mut next = self.with(
+                                        Stage::RollingBack {
+                                            since_ms: now_ms,
+                                            reason: RollbackReason::AnalysisFailed,
+                                        },
+                                        format!(
+                                            "{message}; rolling back to revision {}",
+                                            self.current_revision
+                                        ),
+                                    );
+                                    next.update_revision = self.current_revision.clone();
+                                    next
+                                }
+                            };
+                            next.analysis = ended;
+                            return (Advance::Moved(next), clock);
+                        }
+                        Verdict::Inconclusive(why) => {
+                            let ended = Some(run.ended(OutcomeResult::Inconclusive, why.clone()));
+                            let mut next = self.with(
+                                Stage::Paused {
+                                    group,
+                                    reason: PauseReason::AnalysisInconclusive,
+                                },
+                                format!(
+                                    "analysis of group {group} is inconclusive: {why}; continue \
+                                     accepts the group, rollback returns"
+                                ),
+                            );
+                            next.analysis = ended;
+                            return (Advance::Moved(next), clock);
+                        }
+                        Verdict::Passed => {
+                            confirmed = run.accepted;
+                            if run.outcome.as_ref().map(|o| o.result) != Some(OutcomeResult::Passed)
+                            {
+                                let why = if run.accepted {
+                                    "accepted by an operator".to_owned()
+                                } else {
+                                    format!("{} rounds of measurements passed", run.rounds())
+                                };
+                                passed = Some(run.ended(OutcomeResult::Passed, why));
+                            }
+                        }
+                    }
+                }
+                let with_outcome;
+                let this: &Self = match passed {
+                    Some(run) => {
+                        with_outcome = Self {
+                            analysis: Some(run),
+                            ..self.clone()
+                        };
+                        &with_outcome
+                    }
+                    None => self,
+                };
                 if group + 1 >= groups {
-                    let mut next = self.with(
+                    let mut next = this.with(
                         Stage::Stable {
                             group,
                             reason: StableReason::Complete,
                         },
-                        format!("revision {} runs in every unit", self.update_revision),
+                        format!("revision {} runs in every unit", this.update_revision),
                     );
-                    next.current_revision = self.update_revision.clone();
+                    next.current_revision = this.update_revision.clone();
                     return (Advance::Moved(next), clock);
                 }
                 match strategy.pause {
+                    // An operator accepted the group already: the next one starts now.
+                    PauseMode::Manual if confirmed => (
+                        Advance::Moved(this.next_group(group, now_ms)),
+                        WaitClock::started(now_ms),
+                    ),
                     PauseMode::Manual => {
                         let message = format!(
                             "group {group} is done; continue to start group {}",
                             group + 1
                         );
-                        let next = self.with(
+                        let next = this.with(
                             Stage::Paused {
                                 group,
                                 reason: PauseReason::AwaitingConfirm,
@@ -708,7 +897,7 @@ impl ReleaseState {
                             i64::from(strategy.min_ready_seconds + strategy.auto_pause_seconds)
                                 * 1000;
                         if healthy_for < wait {
-                            let next = self.with(
+                            let next = this.with(
                                 progressing(Some(since), ProgressReason::AutoPausing),
                                 format!("group {group} is healthy; next group soon"),
                             );
@@ -718,16 +907,65 @@ impl ReleaseState {
                                 (Advance::Moved(next), clock)
                             };
                         }
-                        let next = group + 1;
-                        let state = self.with(
-                            Stage::progressing(next, now_ms, ProgressReason::WaitingForUnits),
-                            format!("group {next} started"),
-                        );
-                        (Advance::Moved(state), WaitClock::started(now_ms))
+                        (
+                            Advance::Moved(this.next_group(group, now_ms)),
+                            WaitClock::started(now_ms),
+                        )
                     }
                 }
             }
         }
+    }
+
+    /// This state with the group after `group` just started. The last group's analysis stays for
+    /// the status until this group's begins.
+    fn next_group(&self, group: usize, now_ms: i64) -> Self {
+        let next = group + 1;
+        self.with(
+            Stage::progressing(next, now_ms, ProgressReason::WaitingForUnits),
+            format!("group {next} started"),
+        )
+    }
+
+    /// The analysis of the current group, if it has one.
+    pub fn analysis(&self) -> Option<&AnalysisRun> {
+        self.analysis.as_ref()
+    }
+
+    /// Whether the release waits for measurements of the analysis run that began at `started_ms`
+    /// for `group` of `revision`.
+    pub fn analysing(&self, revision: &str, group: usize, started_ms: i64) -> bool {
+        matches!(
+            self.stage,
+            Stage::Progressing {
+                reason: ProgressReason::Analyzing,
+                group: g,
+                ..
+            } if g == group
+        ) && self.update_revision == revision
+            && self
+                .analysis
+                .as_ref()
+                .is_some_and(|r| r.group == group && r.started_ms == started_ms)
+    }
+
+    /// The state with `measurements` added to the current run; `None` when the run they were taken
+    /// for is not the current one any more (the group moved on, a restart began a new one).
+    pub fn with_measurements(
+        &self,
+        revision: &str,
+        group: usize,
+        started_ms: i64,
+        measurements: Vec<Measurement>,
+    ) -> Option<Self> {
+        if !self.analysing(revision, group, started_ms) {
+            return None;
+        }
+        let mut next = self.clone();
+        if let Some(run) = next.analysis.as_mut() {
+            run.measurements.extend(measurements);
+        }
+        Some(next)
     }
 
     /// `Noted(next)`, or `Unchanged` when `next` is this state.
@@ -768,23 +1006,48 @@ impl ReleaseState {
             (ReleaseCommand::Pause, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to pause"))
             }
-            (ReleaseCommand::Continue, Stage::Paused { reason, .. }) => {
-                let next = match reason {
-                    PauseReason::AwaitingConfirm => group + 1,
-                    PauseReason::PausedByOperator => group,
-                };
-                CommandOutcome::to(self.with(
-                    Stage::progressing(next, now_ms, ProgressReason::WaitingForUnits),
-                    format!("group {next} started"),
-                ))
+            (ReleaseCommand::Continue, Stage::Paused { reason, .. }) => match reason {
+                PauseReason::AwaitingConfirm => CommandOutcome::to(self.next_group(group, now_ms)),
+                PauseReason::PausedByOperator => CommandOutcome::to(self.with(
+                    Stage::progressing(group, now_ms, ProgressReason::WaitingForUnits),
+                    format!("group {group} resumed"),
+                )),
+                PauseReason::AnalysisInconclusive => {
+                    let mut next = self.with(
+                        Stage::progressing(group, now_ms, ProgressReason::WaitingForUnits),
+                        format!("group {group} accepted by an operator"),
+                    );
+                    if let Some(run) = next.analysis.as_mut() {
+                        run.accepted = true;
+                        run.outcome = None;
+                    }
+                    CommandOutcome::to(next)
+                }
+            },
+            (
+                ReleaseCommand::Continue,
+                Stage::Failed {
+                    failure: Failure::AnalysisFailed { message },
+                    ..
+                },
+            ) => {
+                return Err(CommandError::AnalysisFailed {
+                    group,
+                    message: message.clone(),
+                });
             }
             (ReleaseCommand::Continue, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to continue"))
             }
-            (ReleaseCommand::Retry, Stage::Failed { .. }) => CommandOutcome::to(self.with(
-                Stage::progressing(group, now_ms, ProgressReason::Retrying),
-                format!("retrying group {group}"),
-            )),
+            (ReleaseCommand::Retry, Stage::Failed { .. }) => {
+                // A fresh analysis: the measurements that failed do not count again.
+                let mut next = self.with(
+                    Stage::progressing(group, now_ms, ProgressReason::Retrying),
+                    format!("retrying group {group}"),
+                );
+                next.analysis = None;
+                CommandOutcome::to(next)
+            }
             (ReleaseCommand::Retry, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to retry"))
             }
@@ -828,7 +1091,10 @@ impl ReleaseState {
             )));
         }
         let mut next = self.with(
-            Stage::RollingBack { since_ms: now_ms },
+            Stage::RollingBack {
+                since_ms: now_ms,
+                reason: RollbackReason::Requested,
+            },
             format!("rolling back to revision {name}"),
         );
         next.update_revision = name;
@@ -845,7 +1111,7 @@ impl ReleaseState {
             Stage::Progressing {
                 group, since_ms, ..
             } => Some((*group, *since_ms)),
-            Stage::RollingBack { since_ms } => Some((0, *since_ms)),
+            Stage::RollingBack { since_ms, .. } => Some((0, *since_ms)),
             _ => None,
         };
         since(&next.stage).is_some() && since(&next.stage) != since(&self.stage)

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One deployment's release status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatusView {
     /// The deployment's name.
@@ -26,6 +26,80 @@ pub struct DeploymentStatusView {
     pub message: String,
     /// Per unit.
     pub units: Vec<UnitStatusView>,
+    /// The analysis of the current group (or of the last one analysed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatusView>,
+}
+
+/// The analysis of one group, as `cafectl status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatusView {
+    /// The group analysed.
+    pub group: i32,
+    /// Running, Passed, Failed or Inconclusive.
+    pub phase: String,
+    /// How it ended.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Oldest first.
+    pub measurements: Vec<MeasurementView>,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementView {
+    /// The metric.
+    pub metric: String,
+    /// The unit; absent for `scope: Deployment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The value; absent when there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Successful, Failed, Inconclusive or Error.
+    pub result: String,
+    /// RFC 3339.
+    pub time: String,
+    /// Why, for results other than Successful.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl AnalysisStatusView {
+    /// The view of `run`.
+    pub fn of(run: &super::AnalysisRun, rfc3339: impl Fn(i64) -> String) -> Self {
+        Self {
+            group: i32::try_from(run.group).unwrap_or(i32::MAX),
+            phase: run
+                .outcome
+                .as_ref()
+                .map_or("Running", |o| match o.result {
+                    super::OutcomeResult::Passed => "Passed",
+                    super::OutcomeResult::Failed => "Failed",
+                    super::OutcomeResult::Inconclusive => "Inconclusive",
+                })
+                .to_owned(),
+            message: run
+                .outcome
+                .as_ref()
+                .map(|o| o.message.clone())
+                .unwrap_or_default(),
+            measurements: run
+                .measurements
+                .iter()
+                .map(|m| MeasurementView {
+                    metric: m.metric.clone(),
+                    unit: m.unit.as_ref().map(ToString::to_string),
+                    value: m.value,
+                    result: m.result.to_string(),
+                    time: rfc3339(m.time_ms),
+                    message: m.message.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One unit's part of the status.

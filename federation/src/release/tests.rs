@@ -129,6 +129,7 @@ impl Fixture {
                 evacuated: false,
                 replicas: s.replicas,
                 target: s.replicas - s.partition,
+                changed: true,
                 observed: observe(s),
             })
             .collect()

@@ -1,5 +1,6 @@
 //! CafeDeployment: one application spread over logical units.
 
+use super::analysis::Analysis;
 use super::error::{Collector, FieldErrors};
 use super::meta::{API_VERSION, DEFAULT_NAMESPACE, Metadata};
 use super::quantity::ReplicaCount;
@@ -195,6 +196,9 @@ pub struct Strategy {
     /// The region order for Sequential; must list every region in play.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionName>,
+    /// Metrics and webhooks every group must pass before it counts as done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
 }
 
 fn default_batches() -> u32 {
@@ -220,6 +224,7 @@ impl Default for Strategy {
             progress_deadline_seconds: default_progress_deadline(),
             region_order: RegionOrder::default(),
             regions: Vec::new(),
+            analysis: None,
         }
     }
 }
@@ -548,6 +553,9 @@ impl Strategy {
                 "only applies with regionOrder: Sequential",
             ),
             _ => {}
+        }
+        if let Some(analysis) = &self.analysis {
+            analysis.validate(errors);
         }
         let mut seen = BTreeSet::new();
         for (i, region) in self.regions.iter().enumerate() {

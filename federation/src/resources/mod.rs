@@ -1,6 +1,7 @@
 //! The hub's resources (DESIGN section 3): typed documents, parsed once at the edge, with
 //! validation errors that name the field.
 
+mod analysis;
 mod deployment;
 mod error;
 mod manifest;
@@ -8,6 +9,10 @@ mod meta;
 mod quantity;
 mod unit;
 
+pub use analysis::{
+    Analysis, Condition, DurationText, Metric, MetricScope, OnFailure, PROMETHEUS_TIMEOUT_SECONDS,
+    PrometheusMetric, QUERY_VARIABLES, WebhookMetric, expand,
+};
 pub use deployment::{
     CAFE_DEPLOYMENT_KIND, CafeDeployment, CafeDeploymentSpec, DEFAULT_DRAIN_SECONDS,
     DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_READINESS_GATE, FailoverScope, MAX_REPLICAS,

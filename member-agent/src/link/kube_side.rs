@@ -11,7 +11,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// InPlaceSet annotation: the slice it was written for.
@@ -33,21 +32,7 @@ pub const UNIT_LABEL: &str = "cafe.io/unit";
 pub const LINK_FIELD_MANAGER: &str = "cafe-agent-link";
 /// How often the deletion of a drained InPlaceSet the API server refused is tried again.
 const DELETE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
-/// The longest label value, which the InPlaceSet name also becomes (on its pods).
-const MAX_LABEL_VALUE: usize = 63;
-
-/// The InPlaceSet name of a deployment's slice in a unit: `deployment-unit`, shortened with a hash
-/// when longer than a label value may be.
-pub fn inplaceset_name(deployment: &str, unit: &str) -> String {
-    let name = format!("{deployment}-{unit}");
-    if name.len() <= MAX_LABEL_VALUE {
-        return name;
-    }
-    let digest = Sha256::digest(name.as_bytes());
-    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    let keep = MAX_LABEL_VALUE - hash.len() - 1;
-    format!("{}-{hash}", name[..keep].trim_end_matches('-'))
-}
+pub use cafe_proto::protocol::inplaceset_name;
 
 /// The reporting controller of the link's Events.
 pub const LINK_EVENT_REPORTER: &str = "cafe.io/agent-link";

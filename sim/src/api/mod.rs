@@ -35,6 +35,7 @@ pub(crate) fn router(state: Arc<ClusterState>) -> Router {
             get(control::get_faults).post(control::post_faults),
         )
         .route("/sim/v1/nodes/{name}/ready", post(control::set_node_ready))
+        .merge(crate::application::routes(Arc::clone(&state.traffic.app)))
         .fallback(api_entry)
         .with_state(state)
 }

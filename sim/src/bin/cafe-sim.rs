@@ -41,6 +41,10 @@ struct SimulationArgs {
     /// A simulated load balancer's pod finalizer (repeatable).
     #[arg(long = "traffic-finalizer")]
     traffic_finalizers: Vec<String>,
+    /// How the pods of an image answer requests, as IMAGE=errorRatio:0.08,latencyMs:20
+    /// (repeatable; `POST /sim/v1/behaviours` changes them later).
+    #[arg(long = "behaviour", value_parser = cafe_sim::parse_behaviour)]
+    behaviours: Vec<(String, cafe_sim::Behaviour)>,
 }
 
 impl SimulationArgs {
@@ -50,6 +54,7 @@ impl SimulationArgs {
             .with_zones(self.zones)
             .with_start_delay(Duration::from_millis(self.start_delay_ms));
         config.traffic_finalizers = self.traffic_finalizers;
+        config.behaviours = self.behaviours.into_iter().collect();
         config
     }
 }

@@ -165,8 +165,8 @@ impl SimNodes {
         }
         let host = RemoteHost {
             client,
+            traffic: Arc::new(TrafficCounters::new(config.behaviours.clone())),
             config: Arc::new(config),
-            traffic: Arc::new(TrafficCounters::default()),
             shutdown: shutdown.clone(),
             pods,
             nodes,
@@ -357,6 +357,9 @@ fn control_router(control: Control) -> Router {
         .route("/sim/v1/traffic", get(get_traffic))
         .route("/sim/v1/faults", get(get_faults).post(post_faults))
         .route("/sim/v1/nodes/{name}/ready", post(post_node_ready))
+        .merge(crate::application::routes(Arc::clone(
+            &control.host.traffic.app,
+        )))
         .with_state(control)
 }
 

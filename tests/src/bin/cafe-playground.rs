@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use cafe_sim::member::Backend;
-use cafe_tests::playground::{Playground, PlaygroundOptions};
+use cafe_tests::playground::{PlacedBehaviour, Playground, PlaygroundOptions};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +38,12 @@ enum Command {
         /// scripts/control-plane.sh; one replica leads).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=7))]
         hubs: u16,
+        #[command(flatten)]
+        monitoring: Monitoring,
+        /// Start a Prometheus server (Debian's `prometheus`) scraping every cluster's simulated
+        /// application every second; its URL goes to DIR/prometheus.url.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Run a narrated release (groups, pause, continue, completion, a rollback) and exit.
     Demo {
@@ -50,6 +56,8 @@ enum Command {
         /// Hub replicas (see `up`).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=7))]
         hubs: u16,
+        #[command(flatten)]
+        monitoring: Monitoring,
     },
     /// Run cafe-hub with the given arguments.
     #[command(disable_help_flag = true)]
@@ -69,6 +77,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// How the simulated application behaves.
+#[derive(Debug, Clone, clap::Args)]
+struct Monitoring {
+    /// How the pods of an image answer requests, in every cluster or in one:
+    /// IMAGE[@CLUSTER]=errorRatio:0.08,latencyMs:20 (repeatable).
+    #[arg(long = "behaviour", value_parser = cafe_tests::playground::parse_placed_behaviour)]
+    behaviours: Vec<PlacedBehaviour>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -112,7 +129,17 @@ fn main() -> ExitCode {
             dir,
             clusters,
             hubs,
-        } => match runtime().and_then(|rt| rt.block_on(up(dir, clusters, usize::from(hubs)))) {
+            monitoring,
+            prometheus,
+        } => match runtime().and_then(|rt| {
+            rt.block_on(up(
+                dir,
+                clusters,
+                usize::from(hubs),
+                monitoring.behaviours,
+                prometheus,
+            ))
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&error),
         },
@@ -120,7 +147,15 @@ fn main() -> ExitCode {
             dir,
             clusters,
             hubs,
-        } => match runtime().and_then(|rt| rt.block_on(demo(dir, clusters, usize::from(hubs)))) {
+            monitoring,
+        } => match runtime().and_then(|rt| {
+            rt.block_on(demo(
+                dir,
+                clusters,
+                usize::from(hubs),
+                monitoring.behaviours,
+            ))
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&error),
         },
@@ -141,7 +176,17 @@ fn init_logging() {
         .init();
 }
 
-async fn start(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<Playground> {
+async fn start(
+    dir: PathBuf,
+    backend: Backend,
+    hubs: usize,
+    behaviours: Vec<PlacedBehaviour>,
+    prometheus: bool,
+) -> anyhow::Result<Playground> {
+    if prometheus {
+        // Before anything starts: the flag fails at once without the binary.
+        cafe_tests::monitoring::prometheus_binary()?;
+    }
     let binary = std::env::current_exe().context("cannot find this executable")?;
     let what = match backend {
         Backend::Sim => "4 simulated clusters",
@@ -156,15 +201,23 @@ async fn start(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<Pl
         "starting {hub}, {what} and their agents in {} ...",
         dir.display()
     );
-    let options = PlaygroundOptions::new(dir, binary)
+    let mut options = PlaygroundOptions::new(dir, binary)
         .with_backend(backend)
         .with_hubs(hubs);
+    options.behaviours = behaviours;
+    options.prometheus = prometheus;
     Playground::start(options).await
 }
 
-async fn up(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<()> {
+async fn up(
+    dir: PathBuf,
+    backend: Backend,
+    hubs: usize,
+    behaviours: Vec<PlacedBehaviour>,
+    prometheus: bool,
+) -> anyhow::Result<()> {
     let dir = std::path::absolute(&dir)?;
-    let playground = start(dir.clone(), backend, hubs).await?;
+    let playground = start(dir.clone(), backend, hubs, behaviours, prometheus).await?;
     println!("\nThe playground is up.");
     if let Some(etcd) = &playground.etcd {
         println!("  etcd:         {}", etcd.urls().join(","));
@@ -185,6 +238,13 @@ async fn up(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<()> {
         "  clusters:     {} ({} backend)",
         dir.join("clusters.json").display(),
         playground.backend
+    );
+    if let Some(prometheus) = &playground.prometheus {
+        println!("  prometheus:   {} (DIR/prometheus.url)", prometheus.url);
+    }
+    println!(
+        "  check gate:   {} (a webhook for spec.strategy.analysis)",
+        playground.check_gate.url
     );
     println!("  logs:         {}", dir.join("logs").display());
     println!("\nTry:");
@@ -208,13 +268,21 @@ async fn up(dir: PathBuf, backend: Backend, hubs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(dir: Option<PathBuf>, backend: Backend, hubs: usize) -> anyhow::Result<()> {
+async fn demo(
+    dir: Option<PathBuf>,
+    backend: Backend,
+    hubs: usize,
+    behaviours: Vec<PlacedBehaviour>,
+) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = match dir {
         Some(dir) => std::path::absolute(dir)?,
         None => temp.path().to_owned(),
     };
-    let playground = start(dir, backend, hubs).await?;
+    // The demo verifies its releases with Prometheus when it is installed, else with the
+    // application's own check endpoint as a webhook.
+    let prometheus = cafe_tests::monitoring::prometheus_binary().is_ok();
+    let playground = start(dir, backend, hubs, behaviours, prometheus).await?;
     let result = cafe_tests::demo::run(&playground).await;
     playground.shutdown().await;
     result?;
