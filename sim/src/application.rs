@@ -12,6 +12,7 @@
 //! target): it fails when a revision's requests erred more than `maxErrorRatio`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::{Query, State};
@@ -141,10 +142,30 @@ pub(crate) struct Application {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<DurationLabels, Histogram>,
-    /// Requests answered per pod uid, which decides deterministically which of them err.
-    answered: Mutex<HashMap<String, u64>>,
+    /// Each pod's series, by uid, taken from the families once per pod and revision: answering a
+    /// request (100 a second per pod) allocates nothing.
+    pods: Mutex<HashMap<String, PodSeries>>,
     /// Per namespace and revision: requests answered and those answered with 500.
-    by_revision: Mutex<HashMap<(String, String), (u64, u64)>>,
+    by_revision: Mutex<HashMap<(String, String), Arc<RevisionTotals>>>,
+}
+
+/// Requests a revision answered, and how many with 500.
+#[derive(Debug, Default)]
+struct RevisionTotals {
+    answered: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One pod's series on its current revision.
+#[derive(Debug)]
+struct PodSeries {
+    revision: String,
+    /// Requests this pod answered on this revision: decides deterministically which of them err.
+    answered: u64,
+    ok: Counter,
+    errors: Counter,
+    duration: Histogram,
+    totals: Arc<RevisionTotals>,
 }
 
 impl Application {
@@ -171,7 +192,7 @@ impl Application {
             registry,
             requests,
             durations,
-            answered: Mutex::default(),
+            pods: Mutex::default(),
             by_revision: Mutex::default(),
         }
     }
@@ -207,26 +228,8 @@ impl Application {
             .collect()
     }
 
-    /// `pod` answers one request.
-    pub(crate) fn answer(&self, pod: &ServingPod<'_>) {
-        let behaviour = self.behaviour(pod.image);
-        let n = {
-            let mut answered = self
-                .answered
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let count = answered.entry(pod.uid.to_owned()).or_default();
-            *count += 1;
-            *count
-        };
-        // Exactly `error_ratio` of each pod's requests err, spread evenly: request n errs when it
-        // carries the running count of errors over a whole number.
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-        let errs = {
-            let r = behaviour.error_ratio;
-            (n as f64 * r).floor() > ((n - 1) as f64 * r).floor()
-        };
-        let code = if errs { "500" } else { "200" };
+    /// The series of `pod` on its revision, made on its first request there.
+    fn series_of(&self, pod: &ServingPod<'_>) -> PodSeries {
         let labels = |code: &str| RequestLabels {
             namespace: pod.namespace.to_owned(),
             pod: pod.name.to_owned(),
@@ -234,29 +237,73 @@ impl Application {
             revision: pod.revision.to_owned(),
             code: code.to_owned(),
         };
+        let totals = Arc::clone(
+            self.by_revision
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry((pod.namespace.to_owned(), pod.revision.to_owned()))
+                .or_default(),
+        );
         // Both codes' series exist from the first request, as instrumented applications initialise
-        // them: a ratio of 500s to all requests is then 0, not "no data", while nothing errs.
-        let _ = self.requests.get_or_create(&labels("500"));
-        self.requests.get_or_create(&labels(code)).inc();
-        #[allow(clippy::cast_precision_loss)]
-        let seconds = BASE_LATENCY_SECONDS + behaviour.latency_ms as f64 / 1000.0;
-        self.durations
+        // them: a ratio of 500s to all requests is then 0, not "no data", while nothing errs. (One
+        // statement each: a family's guard must be gone before the next series is created.)
+        let ok = self.requests.get_or_create(&labels("200")).clone();
+        let errors = self.requests.get_or_create(&labels("500")).clone();
+        let duration = self
+            .durations
             .get_or_create(&DurationLabels {
                 namespace: pod.namespace.to_owned(),
                 pod: pod.name.to_owned(),
                 inplaceset: pod.inplaceset.to_owned(),
                 revision: pod.revision.to_owned(),
             })
-            .observe(seconds);
-        let mut by_revision = self
-            .by_revision
+            .clone();
+        PodSeries {
+            revision: pod.revision.to_owned(),
+            answered: 0,
+            ok,
+            errors,
+            duration,
+            totals,
+        }
+    }
+
+    /// `pod` answers one request.
+    pub(crate) fn answer(&self, pod: &ServingPod<'_>) {
+        let behaviour = self.behaviour(pod.image);
+        let mut pods = self
+            .pods
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let totals = by_revision
-            .entry((pod.namespace.to_owned(), pod.revision.to_owned()))
-            .or_default();
-        totals.0 += 1;
-        totals.1 += u64::from(errs);
+        if pods
+            .get(pod.uid)
+            .is_none_or(|series| series.revision != pod.revision)
+        {
+            let series = self.series_of(pod);
+            pods.insert(pod.uid.to_owned(), series);
+        }
+        let Some(series) = pods.get_mut(pod.uid) else {
+            return;
+        };
+        series.answered += 1;
+        let n = series.answered;
+        // Exactly `error_ratio` of each pod's requests err, spread evenly: request n errs when it
+        // carries the running count of errors over a whole number.
+        #[allow(clippy::cast_precision_loss)]
+        let errs = {
+            let r = behaviour.error_ratio;
+            (n as f64 * r).floor() > ((n - 1) as f64 * r).floor()
+        };
+        if errs {
+            series.errors.inc();
+            series.totals.errors.fetch_add(1, Ordering::Relaxed);
+        } else {
+            series.ok.inc();
+        }
+        series.totals.answered.fetch_add(1, Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = BASE_LATENCY_SECONDS + behaviour.latency_ms as f64 / 1000.0;
+        series.duration.observe(seconds);
     }
 
     fn totals(&self, namespace: &str, revision: &str) -> (u64, u64) {
@@ -264,8 +311,12 @@ impl Application {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&(namespace.to_owned(), revision.to_owned()))
-            .copied()
-            .unwrap_or_default()
+            .map_or((0, 0), |t| {
+                (
+                    t.answered.load(Ordering::Relaxed),
+                    t.errors.load(Ordering::Relaxed),
+                )
+            })
     }
 
     fn encode(&self) -> Result<String, std::fmt::Error> {

@@ -36,6 +36,18 @@ async fn start(prometheus: bool) -> (Playground, tempfile::TempDir) {
     (playground, dir)
 }
 
+/// Makes `tag`'s pods in cluster hz-dc1 answer `ratio` of their requests with 500.
+async fn errors_in_hz_dc1(playground: &Playground, tag: &str, ratio: f64) {
+    let behaviour = Behaviour {
+        error_ratio: ratio,
+        latency_ms: 0,
+    };
+    playground
+        .set_behaviour(&image(tag), Some("hz-dc1"), behaviour)
+        .await
+        .unwrap();
+}
+
 fn reference() -> pb::DeploymentRef {
     deployment("finance", "payments")
 }
@@ -172,17 +184,7 @@ async fn prometheus_gates_every_group_and_rolls_a_bad_version_back() {
 
     // 8% errors in one cluster: group 0 fails, and the hub rolls back by itself. No unit ever gets
     // more than group 0's one updated pod.
-    playground
-        .set_behaviour(
-            &image("1.2.0"),
-            Some("hz-dc1"),
-            Behaviour {
-                error_ratio: 0.08,
-                latency_ms: 0,
-            },
-        )
-        .await
-        .unwrap();
+    errors_in_hz_dc1(&playground, "1.2.0", 0.08).await;
     apply_yaml(
         &mut operator,
         &with_analysis(&image("1.2.0"), &analysis_yaml(&gate, 3, "Rollback")),
@@ -298,17 +300,7 @@ async fn prometheus_gates_every_group_and_rolls_a_bad_version_back() {
     roll_back_to(&mut operator, &good).await;
 
     // onFailure: Pause stops at the failed group; continue is refused; retry measures again.
-    playground
-        .set_behaviour(
-            &image("1.4.0"),
-            Some("hz-dc1"),
-            Behaviour {
-                error_ratio: 0.08,
-                latency_ms: 0,
-            },
-        )
-        .await
-        .unwrap();
+    errors_in_hz_dc1(&playground, "1.4.0", 0.08).await;
     let failed = apply_until_reason(
         &mut operator,
         &with_analysis(&image("1.4.0"), &analysis_yaml(&gate, 2, "Pause")),
@@ -325,10 +317,7 @@ async fn prometheus_gates_every_group_and_rolls_a_bad_version_back() {
     assert!(refused.message().contains("retry"), "{}", refused.message());
     // The application is fixed; once Prometheus sees no more errors, a retry measures again and
     // the group passes.
-    playground
-        .set_behaviour(&image("1.4.0"), Some("hz-dc1"), Behaviour::default())
-        .await
-        .unwrap();
+    errors_in_hz_dc1(&playground, "1.4.0", 0.0).await;
     let fixed_query = ERROR_RATIO_QUERY
         .replace("{{namespace}}", "finance")
         .replace("{{inplaceset}}", "payments-hz-az1")

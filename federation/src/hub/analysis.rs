@@ -67,12 +67,9 @@ impl Core {
             let Some(analysis) = &record.deployment.spec.strategy.analysis else {
                 continue;
             };
-            let Some(run) = release.analysis() else {
+            let Some(run) = release.measuring() else {
                 continue;
             };
-            if !release.analysing(&release.update_revision, run.group, run.started_ms) {
-                continue;
-            }
             let due_ms = run.next_due_ms(analysis);
             if due_ms > now_ms {
                 continue;
@@ -155,22 +152,15 @@ async fn measure_round(round: &Round, now_ms: i64) -> Measured {
     let mut calls = Vec::new();
     for metric in &round.analysis.metrics {
         match metric.scope {
-            MetricScope::Deployment => calls.push(measure(round, metric, None)),
+            MetricScope::Deployment => calls.push(measure(round, metric, None, now_ms)),
             MetricScope::Unit => {
                 for unit in &round.units {
-                    calls.push(measure(round, metric, Some(unit)));
+                    calls.push(measure(round, metric, Some(unit), now_ms));
                 }
             }
         }
     }
-    let measurements = futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .map(|mut m| {
-            m.time_ms = now_ms;
-            m
-        })
-        .collect::<Vec<_>>();
+    let measurements = futures::future::join_all(calls).await;
     for m in &measurements {
         tracing::info!(metric = %m.metric, unit = ?m.unit.as_ref().map(UnitName::as_str), value = ?m.value, result = %m.result, message = %m.message, "measured");
     }
@@ -183,7 +173,13 @@ async fn measure_round(round: &Round, now_ms: i64) -> Measured {
     }
 }
 
-async fn measure(round: &Round, metric: &Metric, unit: Option<&MeasuredUnit>) -> Measurement {
+/// One measurement of `metric` (in `unit`), stamped with its round's time `now_ms`.
+async fn measure(
+    round: &Round,
+    metric: &Metric,
+    unit: Option<&MeasuredUnit>,
+    now_ms: i64,
+) -> Measurement {
     let (value, result, message) = match (&metric.prometheus, &metric.webhook) {
         (Some(prometheus), _) => query_prometheus(round, metric, prometheus, unit).await,
         (None, Some(webhook)) => call_webhook(round, webhook, unit).await,
@@ -198,7 +194,7 @@ async fn measure(round: &Round, metric: &Metric, unit: Option<&MeasuredUnit>) ->
         unit: unit.map(|u| u.unit.clone()),
         value,
         result,
-        time_ms: 0,
+        time_ms: now_ms,
         message,
     }
 }

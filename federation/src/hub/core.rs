@@ -14,8 +14,8 @@ use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::plan::{HoldInput, Plan, hold, plan_deployment};
 use crate::release::{
     Advance, AnalysisOutcome, AnalysisStatusView, DeploymentStatusView, Measurement,
-    MeasurementResult, Observed, ReleaseState, RollbackReason, Stage, UnitProgress, UnitStatusView,
-    WaitClock, desired_slices,
+    MeasurementResult, Observed, ReleaseState, Stage, UnitProgress, UnitStatusView, WaitClock,
+    desired_slices, revision_name,
 };
 use crate::resources::{FieldErrors, LogicalUnit, UnitPhase};
 use crate::store::{Table, Write};
@@ -821,7 +821,22 @@ impl Core {
             return;
         };
         let started = record.release.group_started(&next);
+        // A rollback that starts (an operator's, an analysis', or to another revision) writes its
+        // target back into the spec with a new generation, so that spec and running revision agree.
+        let newly = !matches!(record.release.stage(), Stage::RollingBack { .. })
+            || record.release.update_revision != next.update_revision;
+        let restore = next
+            .rollback_target()
+            .filter(|t| {
+                newly && revision_name(t) != revision_name(&record.deployment.spec.template)
+            })
+            .cloned();
         record.release = next;
+        if let Some(template) = restore {
+            let deployment = Arc::make_mut(&mut record.deployment);
+            deployment.spec.template = template;
+            deployment.metadata.generation = Some(deployment.metadata.generation.unwrap_or(1) + 1);
+        }
         if started {
             self.release_clocks
                 .insert(key.clone(), WaitClock::started(now));
@@ -876,26 +891,7 @@ impl Core {
             return Ok(Effects::default());
         };
         let ended = analysis_ended(&record.release, &next);
-        let rolled_back_by_analysis =
-            matches!(
-                next.stage(),
-                Stage::RollingBack {
-                    reason: RollbackReason::AnalysisFailed,
-                    ..
-                }
-            ) && !matches!(record.release.stage(), Stage::RollingBack { .. });
-        let restore = rolled_back_by_analysis
-            .then(|| {
-                next.history
-                    .get(&next.update_revision)
-                    .map(|r| r.template.clone())
-            })
-            .flatten();
         self.set_release(key, next);
-        if let Some(template) = restore {
-            // As `cafectl rollback` does: the spec returns to the template units return to.
-            self.restore_template(key, template);
-        }
         let mut effects = self.sync_planned(key, Some(Ok(plan)))?;
         self.write_record(key, &mut effects)?;
         if let Some((group, outcome)) = ended {
@@ -908,19 +904,6 @@ impl Core {
             )?;
         }
         Ok(effects)
-    }
-
-    /// Writes `template` back into the deployment's spec (a rollback), with a new generation.
-    pub(super) fn restore_template(
-        &mut self,
-        key: &DeploymentKey,
-        template: k8s_openapi::api::core::v1::PodTemplateSpec,
-    ) {
-        if let Some(record) = self.record_mut(key) {
-            let deployment = Arc::make_mut(&mut record.deployment);
-            deployment.spec.template = template;
-            deployment.metadata.generation = Some(deployment.metadata.generation.unwrap_or(1) + 1);
-        }
     }
 
     /// Adds measurements to the deployment's current analysis run and moves the release on them.
@@ -950,8 +933,16 @@ impl Core {
         self.set_release(&key, next);
         effects.measurements = results;
         effects.merge(self.evaluate(&key)?);
-        // The measurements are durable whether or not they moved the release.
-        self.write_record(&key, &mut effects)?;
+        // The measurements are durable whether or not they moved the release (a transition has
+        // written the record already).
+        let record_key = key.to_string();
+        let written = effects
+            .writes
+            .iter()
+            .any(|w| w.table == Table::Deployments && w.key == record_key);
+        if !written {
+            self.write_record(&key, &mut effects)?;
+        }
         Ok(effects)
     }
 

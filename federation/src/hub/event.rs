@@ -116,7 +116,7 @@ pub enum Answer {
     Applied(Vec<Applied>),
     /// Whether the deleted resource existed.
     Deleted(bool),
-    /// What a release command did (boxed: it may carry a pod template).
+    /// What a release command did (boxed: it carries a release state).
     Command(Box<CommandOutcome>),
     /// What a failover command did.
     Failover(FailoverOutcome),

@@ -232,9 +232,6 @@ impl Core {
         };
         if let Some(next) = &outcome.next {
             self.set_release(key, next.clone());
-            if let Some(template) = &outcome.restore_template {
-                self.restore_template(key, template.clone());
-            }
             effects.merge(self.sync_slices(key)?);
             self.write_record(key, &mut effects)?;
         }

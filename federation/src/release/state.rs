@@ -515,8 +515,6 @@ pub struct CommandOutcome {
     pub next: Option<ReleaseState>,
     /// A readable account.
     pub message: String,
-    /// For a rollback: the template the deployment's spec returns to (like `kubectl rollout undo`).
-    pub restore_template: Option<PodTemplateSpec>,
 }
 
 impl CommandOutcome {
@@ -529,7 +527,6 @@ impl CommandOutcome {
         Self {
             next: None,
             message: message.into(),
-            restore_template: None,
         }
     }
 
@@ -537,7 +534,6 @@ impl CommandOutcome {
         Self {
             message: next.message.clone(),
             next: Some(next),
-            restore_template: None,
         }
     }
 }
@@ -932,21 +928,18 @@ impl ReleaseState {
         self.analysis.as_ref()
     }
 
-    /// Whether the release waits for measurements of the analysis run that began at `started_ms`
-    /// for `group` of `revision`.
-    pub fn analysing(&self, revision: &str, group: usize, started_ms: i64) -> bool {
-        matches!(
-            self.stage,
-            Stage::Progressing {
-                reason: ProgressReason::Analyzing,
-                group: g,
-                ..
-            } if g == group
-        ) && self.update_revision == revision
-            && self
-                .analysis
-                .as_ref()
-                .is_some_and(|r| r.group == group && r.started_ms == started_ms)
+    /// The analysis run that waits for measurements now: the current group's, while it is
+    /// healthy and being analysed.
+    pub fn measuring(&self) -> Option<&AnalysisRun> {
+        let Stage::Progressing {
+            reason: ProgressReason::Analyzing,
+            group,
+            ..
+        } = self.stage
+        else {
+            return None;
+        };
+        self.analysis.as_ref().filter(|r| r.group == group)
     }
 
     /// The state with `measurements` added to the current run; `None` when the run they were taken
@@ -958,7 +951,10 @@ impl ReleaseState {
         started_ms: i64,
         measurements: Vec<Measurement>,
     ) -> Option<Self> {
-        if !self.analysing(revision, group, started_ms) {
+        let current = self.measuring().is_some_and(|r| {
+            r.group == group && r.started_ms == started_ms && self.update_revision == revision
+        });
+        if !current {
             return None;
         }
         let mut next = self.clone();
@@ -1083,7 +1079,7 @@ impl ReleaseState {
                 .before(&self.current_revision)
                 .ok_or(CommandError::NothingToRollBack)?,
         };
-        let (name, template) = (target.name.clone(), target.template.clone());
+        let name = target.name.clone();
         let settled = rolling_back || matches!(self.stage, Stage::Stable { .. });
         if settled && self.update_revision == name {
             return Ok(CommandOutcome::unchanged(format!(
@@ -1098,10 +1094,18 @@ impl ReleaseState {
             format!("rolling back to revision {name}"),
         );
         next.update_revision = name;
-        Ok(CommandOutcome {
-            restore_template: Some(template),
-            ..CommandOutcome::to(next)
-        })
+        Ok(CommandOutcome::to(next))
+    }
+
+    /// While rolling back: the template every unit returns to. The deployment's spec returns to it
+    /// too, as `kubectl rollout undo` leaves a Deployment.
+    pub fn rollback_target(&self) -> Option<&PodTemplateSpec> {
+        match self.stage {
+            Stage::RollingBack { .. } => {
+                self.history.get(&self.update_revision).map(|r| &r.template)
+            }
+            _ => None,
+        }
     }
 
     /// Whether `next` starts a new group (or a rollback) compared with this state: its wait clock

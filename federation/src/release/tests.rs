@@ -373,7 +373,13 @@ fn rollback_returns_every_unit_to_the_stable_revision_at_once() {
         .command(ReleaseCommand::Rollback { to_revision: None }, None, f.now)
         .expect("rolls back");
     assert!(outcome.changed());
-    assert_eq!(outcome.restore_template.as_ref(), Some(&stable_template));
+    assert_eq!(
+        outcome
+            .next
+            .as_ref()
+            .and_then(ReleaseState::rollback_target),
+        Some(&stable_template)
+    );
     assert_eq!(f.state.phase(), Phase::RollingBack);
     assert_eq!(f.state.update_revision, stable);
     let slices = f.slices();

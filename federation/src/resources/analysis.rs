@@ -231,24 +231,58 @@ impl Condition {
     }
 }
 
+/// A piece of a query template: text as it stands, or a `{{variable}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Variable(&'a str),
+}
+
+/// Splits `template` at its `{{variable}}`s; `Err` for a `{{` without its `}}`.
+fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        pieces.push(Piece::Text(&rest[..start]));
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "has a `{{` without its `}}`".to_owned())?;
+        pieces.push(Piece::Variable(after[..end].trim()));
+        rest = &after[end + 2..];
+    }
+    pieces.push(Piece::Text(rest));
+    Ok(pieces)
+}
+
 /// Replaces every `{{variable}}` in `template` with its value from `lookup`; `Err` names the first
 /// variable `lookup` does not know.
 pub fn expand(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            return Err("has a `{{` without its `}}`".to_owned());
-        };
-        let name = after[..end].trim();
-        let value = lookup(name).ok_or_else(|| format!("unknown variable {{{{{name}}}}}"))?;
-        out.push_str(&value);
-        rest = &after[end + 2..];
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Variable(name) => out
+                .push_str(&lookup(name).ok_or_else(|| format!("unknown variable {{{{{name}}}}}"))?),
+        }
     }
-    out.push_str(rest);
     Ok(out)
+}
+
+/// Why a query may not use `name` in `scope`, if it may not.
+fn variable_error(name: &str, scope: MetricScope) -> Option<String> {
+    match QUERY_VARIABLES.iter().find(|(v, _)| *v == name) {
+        None => Some(format!(
+            "unknown variable {{{{{name}}}}}; known: {}",
+            QUERY_VARIABLES
+                .map(|(v, _)| format!("{{{{{v}}}}}"))
+                .join(" ")
+        )),
+        Some((_, true)) if scope != MetricScope::Unit => {
+            Some(format!("{{{{{name}}}}} needs scope: Unit"))
+        }
+        Some(_) => None,
+    }
 }
 
 impl Analysis {
@@ -313,35 +347,16 @@ impl Metric {
                     &prometheus.address,
                     errors,
                 );
-                let scope = self.scope;
-                let known = |name: &str| {
-                    QUERY_VARIABLES
-                        .iter()
-                        .find(|(v, _)| *v == name)
-                        .map(|(_, unit_only)| *unit_only)
-                };
-                let check = expand(&prometheus.query, |name| match known(name) {
-                    Some(true) if scope != MetricScope::Unit => None,
-                    Some(_) => Some(String::new()),
-                    None => None,
-                });
-                if let Err(problem) = check {
-                    let hint = match problem
-                        .strip_prefix("unknown variable {{")
-                        .and_then(|r| r.strip_suffix("}}"))
-                    {
-                        Some(name) if known(name) == Some(true) => {
-                            format!("{{{{{name}}}}} needs scope: Unit")
+                let query_path = format!("{path}.prometheus.query");
+                match pieces(&prometheus.query) {
+                    Err(problem) => errors.push(query_path.clone(), problem),
+                    Ok(pieces) => {
+                        for piece in pieces {
+                            if let Piece::Variable(name) = piece {
+                                errors.check(query_path.clone(), variable_error(name, self.scope));
+                            }
                         }
-                        Some(_) => format!(
-                            "{problem}; known: {}",
-                            QUERY_VARIABLES
-                                .map(|(v, _)| format!("{{{{{v}}}}}"))
-                                .join(" ")
-                        ),
-                        None => problem,
-                    };
-                    errors.push(format!("{path}.prometheus.query"), hint);
+                    }
                 }
                 if prometheus.query.trim().is_empty() {
                     errors.push(format!("{path}.prometheus.query"), "must not be empty");
