@@ -36,6 +36,37 @@ async fn start(prometheus: bool) -> (Playground, tempfile::TempDir) {
     (playground, dir)
 }
 
+/// The notes of the Events with `reason` in `cluster`'s `finance` namespace.
+async fn events(playground: &Playground, cluster: &str, reason: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let client = playground.clusters[cluster].cluster.client().unwrap();
+    let api: kube::Api<Event> = kube::Api::namespaced(client, "finance");
+    let list = api.list(&Default::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// Waits until `cluster` has an Event with `reason` whose note contains `text`.
+async fn wait_event(playground: &Playground, cluster: &str, reason: &str, text: &str) {
+    let what = format!("a {reason} Event mentioning {text:?} in {cluster}");
+    let found = cafe_tests::driver::poll_until(std::time::Instant::now(), STEP, &what, || async {
+        events(playground, cluster, reason)
+            .await
+            .iter()
+            .any(|note| note.contains(text))
+    })
+    .await;
+    if let Err(error) = found {
+        panic!(
+            "{error}; its notes: {:?}",
+            events(playground, cluster, reason).await
+        );
+    }
+}
+
 /// Makes `tag`'s pods in cluster hz-dc1 answer `ratio` of their requests with 500.
 async fn errors_in_hz_dc1(playground: &Playground, tag: &str, ratio: f64) {
     let behaviour = Behaviour {
@@ -181,6 +212,9 @@ async fn prometheus_gates_every_group_and_rolls_a_bad_version_back() {
         .await
         .unwrap()
         .current_revision;
+    // The clusters the groups changed heard that their analyses passed. (Kubernetes counts a
+    // repeated Event as a series of the first, whose note it keeps: group 0's.)
+    wait_event(&playground, "sh-dc1", "AnalysisPassed", "group 0:").await;
 
     // 8% errors in one cluster: group 0 fails, and the hub rolls back by itself. No unit ever gets
     // more than group 0's one updated pod.
@@ -259,6 +293,16 @@ async fn prometheus_gates_every_group_and_rolls_a_bad_version_back() {
     );
     assert_eq!(code, 0);
     assert!(yaml.contains(&image("1.1.0")), "{yaml}");
+    // The clusters of the failed group record why, as a Warning Event on their InPlaceSet.
+    for cluster in ["hz-dc1", "sh-dc1"] {
+        wait_event(
+            &playground,
+            cluster,
+            "AnalysisFailed",
+            "metric error-ratio in unit hz-az1",
+        )
+        .await;
+    }
     // The outcome is audited as the hub's.
     let audit = operator
         .audit(pb::AuditRequest { limit: 50 })

@@ -74,6 +74,13 @@ pub fn slice_header(slice: &SliceSpec) -> pb::Slice {
         }),
         node_selector: slice.node_selector.clone(),
         reason: slice.reason.clone(),
+        analysis: slice
+            .analysis
+            .as_ref()
+            .map(|(reason, message)| pb::AnalysisNotice {
+                reason: reason.clone(),
+                message: message.clone(),
+            }),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct SliceSpec {
     pub node_selector: BTreeMap<String, String>,
     /// Why replicas move into or out of the unit (failover); empty otherwise.
     pub reason: String,
+    /// How the analysis of a group that changed this unit ended: `(Event reason, message)`.
+    pub analysis: Option<(String, String)>,
 }
 
 impl SliceSpec {
@@ -75,6 +77,7 @@ impl SliceSpec {
                 },
             node_selector,
             reason,
+            analysis,
         } = self;
         let mut content = Content(Sha256::new());
         content.number(i64::from(*replicas));
@@ -97,6 +100,14 @@ impl SliceSpec {
         content.number(i64::from(*drain_seconds));
         content.map(node_selector);
         content.text(reason);
+        match analysis {
+            None => content.number(0),
+            Some((reason, message)) => {
+                content.number(1);
+                content.text(reason);
+                content.text(message);
+            }
+        }
         super::hex(&content.0.finalize()[..16])
     }
 }
@@ -154,6 +165,15 @@ pub fn desired_slices(
         )
     };
     let group = plan.batches.get(state.batch());
+    // The units the ended analysis measured hear how it ended.
+    let analysed = state.analysis().and_then(|run| {
+        let outcome = run.outcome.as_ref()?;
+        let notice = (
+            outcome.result.reason().to_owned(),
+            format!("group {}: {}", run.group, outcome.message),
+        );
+        Some((plan.batches.get(run.group)?, notice))
+    });
     let spec = &deployment.spec;
     plan.units
         .iter()
@@ -177,6 +197,10 @@ pub fn desired_slices(
                 traffic: spec.traffic.clone(),
                 node_selector: node_selectors.get(&unit.unit).cloned().unwrap_or_default(),
                 reason: String::new(),
+                analysis: analysed
+                    .as_ref()
+                    .filter(|(group, _)| group.changes(&unit.unit))
+                    .map(|(_, notice)| notice.clone()),
             }
         })
         .collect()

@@ -19,6 +19,9 @@ pub const SLICE_ID_ANNOTATION: &str = "cafe.io/slice-id";
 pub const SLICE_GENERATION_ANNOTATION: &str = "cafe.io/slice-generation";
 /// InPlaceSet annotation: the slice was removed; the set is deleted once its pods are drained.
 pub const SLICE_REMOVED_ANNOTATION: &str = "cafe.io/slice-removed";
+/// InPlaceSet annotation holding the last analysis outcome the hub sent (`REASON: message`): the
+/// agent records each new one as a Kubernetes Event once, across its own restarts.
+pub const ANALYSIS_ANNOTATION: &str = "cafe.io/analysis";
 /// Label on everything the link writes.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY_LABEL`].
@@ -88,6 +91,24 @@ impl KubeClusterSide {
         };
         if let Err(error) = self.recorder.publish(&event, &set.object_ref(&())).await {
             tracing::warn!(%error, set = %set.name_any(), "cannot record a failover Event");
+        }
+    }
+
+    /// Records how a release analysis ended as a Kubernetes Event on the set (best effort).
+    async fn announce_analysis(&self, set: &InPlaceSet, notice: &pb::AnalysisNotice) {
+        let event = Event {
+            type_: if notice.reason == "AnalysisPassed" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: notice.reason.clone(),
+            note: Some(notice.message.clone()),
+            action: "Analyze".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &set.object_ref(&())).await {
+            tracing::warn!(%error, set = %set.name_any(), "cannot record an analysis Event");
         }
     }
 
@@ -303,13 +324,20 @@ pub fn slice_to_inplaceset(slice: &pb::Slice) -> Result<InPlaceSet, LinkError> {
         (DEPLOYMENT_LABEL.to_owned(), slice.deployment.clone()),
         (UNIT_LABEL.to_owned(), slice.unit.clone()),
     ]));
-    set.metadata.annotations = Some(BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (SLICE_ID_ANNOTATION.to_owned(), slice.id.clone()),
         (
             SLICE_GENERATION_ANNOTATION.to_owned(),
             slice.generation.to_string(),
         ),
-    ]));
+    ]);
+    if let Some(notice) = &slice.analysis {
+        annotations.insert(
+            ANALYSIS_ANNOTATION.to_owned(),
+            format!("{}: {}", notice.reason, notice.message),
+        );
+    }
+    set.metadata.annotations = Some(annotations);
     Ok(set)
 }
 
@@ -385,6 +413,14 @@ impl ClusterSide for KubeClusterSide {
         if before != slice.replicas && !slice.reason.is_empty() {
             self.announce_move(&desired, before, slice.replicas, &slice.reason)
                 .await;
+        }
+        let announced = existing
+            .as_ref()
+            .and_then(|set| set.annotations().get(ANALYSIS_ANNOTATION));
+        if let Some(notice) = &slice.analysis
+            && announced != desired.annotations().get(ANALYSIS_ANNOTATION)
+        {
+            self.announce_analysis(&desired, notice).await;
         }
         Ok(())
     }
