@@ -24,6 +24,19 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# Python's gRPC client (grpcio, grpcio-reflection from PyPI) in a virtualenv cached outside the
+# clone, keyed by version: a test lists the hub's services with it by reflection v1alpha.
+python_grpc="grpcio==1.85.3 grpcio-reflection==1.85.1"
+CAFE_PYTHON_GRPC="${XDG_CACHE_HOME:-$HOME/.cache}/cafe-federation/python-grpcio-1.85.3"
+if [[ ! -x "$CAFE_PYTHON_GRPC/bin/python" ]] || ! "$CAFE_PYTHON_GRPC/bin/python" -c "import grpc_reflection" 2>/dev/null; then
+  echo "installing $python_grpc into $CAFE_PYTHON_GRPC"
+  rm -rf "$CAFE_PYTHON_GRPC"
+  python3 -m venv "$CAFE_PYTHON_GRPC"
+  # shellcheck disable=SC2086 # the requirement list is split on purpose
+  "$CAFE_PYTHON_GRPC/bin/pip" install -q $python_grpc
+fi
+export CAFE_PYTHON="$CAFE_PYTHON_GRPC/bin/python"
+
 # The control plane: built once from Go modules and cached outside the clone, keyed by version.
 # Always: its etcd also runs the replicated hub's tests (three etcd members, three hub replicas).
 CAFE_CONTROL_PLANE_BIN="$(scripts/control-plane.sh build)"

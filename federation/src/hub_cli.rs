@@ -37,6 +37,13 @@ pub enum Command {
         /// Replace an existing CA.
         #[arg(long)]
         force: bool,
+        /// Issue everything from this existing CA certificate (PEM; with --ca-key) instead of a
+        /// new one: an intermediate CA of your PKI.
+        #[arg(long, requires = "ca_key", value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// The existing CA's private key (PEM, PKCS#8).
+        #[arg(long, requires = "ca_cert", value_name = "FILE")]
+        ca_key: Option<PathBuf>,
     },
     /// Issue the certificate bundle of one member cluster's agent.
     IssueAgent {
@@ -236,12 +243,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             hosts,
             hub_url,
             force,
+            ca_cert,
+            ca_key,
         } => {
             let options = InitOptions {
                 dir,
                 hub_hosts: hosts,
                 hub_url,
                 force,
+                ca: ca_cert.zip(ca_key),
             };
             init(&options)
                 .map(|report| {

@@ -688,3 +688,76 @@ async fn the_hub_answers_grpc_health_checks_over_mtls() {
     }
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn completion_scripts_for_three_shells() {
+    for (shell, marker) in [
+        ("bash", "complete -F _cafectl"),
+        ("zsh", "#compdef cafectl"),
+        ("fish", "complete -c cafectl"),
+    ] {
+        let run = cafectl(&["completion", shell]).await;
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
+        // The subcommands are in it.
+        assert!(run.stdout.contains("promote"), "{shell}");
+    }
+    let run = cafectl(&["completion", "tcsh"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = cafectl(&["version"]).await;
+    assert_eq!(
+        run.stdout,
+        format!("Client Version: {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_lists_the_services_by_reflection_v1alpha() {
+    // scripts/test.sh installs grpcio and grpcio-reflection and names the interpreter.
+    let Ok(python) = std::env::var("CAFE_PYTHON") else {
+        eprintln!("skipped: CAFE_PYTHON (a Python with grpcio-reflection) is not set");
+        return;
+    };
+    let hub = TestHub::start().await;
+    let config = CafectlConfig::load(&hub.config(Role::Viewer)).unwrap();
+    let target = config.hub.trim_start_matches("https://").to_owned();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/reflection_v1alpha.py");
+    let output = tokio::time::timeout(
+        DEADLINE,
+        Command::new(python)
+            .arg(script)
+            .arg(&target)
+            .args([&config.ca, &config.cert, &config.key])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes in time")
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let files = lines.pop().unwrap();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "cafe.federation.v1.AgentLink",
+            "cafe.federation.v1.Federation",
+            "cafe.federation.v1.Replica",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        files.starts_with("files: ") && files != "files: 0",
+        "{files}"
+    );
+    hub.stop().await;
+}

@@ -15,7 +15,6 @@ use cafe_federation::tls::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Server};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -103,6 +102,7 @@ fn init_writes_every_file_with_private_keys() {
                 ca: hub_dir.join("ca.pem"),
                 cert: hub_dir.join(format!("{role}.pem")),
                 key: hub_dir.join(format!("{role}-key.pem")),
+                tls_server_name: None,
             }
         );
         let material = TlsMaterial::load(&config.ca, &config.cert, &config.key).unwrap();
@@ -247,6 +247,12 @@ struct TestHub {
 
 impl TestHub {
     async fn start(dir: &Path) -> Self {
+        Self::start_with(tls::hub_tls_files(dir)).await
+    }
+
+    /// A hub serving the TLS files `files` (CA, certificate, key) the way `cafe-hub serve` does:
+    /// read again when they change.
+    async fn start_with(files: [std::path::PathBuf; 3]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -261,16 +267,17 @@ impl TestHub {
         };
         let (_reporter, health) = tonic_health::server::health_reporter();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = Server::builder()
-            .tls_config(tls::server_tls_config(dir).unwrap())
-            .unwrap()
-            .add_service(InterceptedService::new(health, interceptor));
-        let task = tokio::spawn(server.serve_with_incoming_shutdown(
-            TcpIncoming::from(listener),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let server = Server::builder().add_service(InterceptedService::new(health, interceptor));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let incoming = tls::tls_incoming(
+            Arc::new(listener),
+            Arc::new(tls::ReloadingServerTls::load(files).unwrap()),
+            stop.clone(),
+        );
+        let task = tokio::spawn(server.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.await;
+            stop.cancel();
+        }));
         Self {
             addr,
             seen,
@@ -378,7 +385,8 @@ async fn mtls_server_sees_and_checks_peer_identities() {
     // An agent certificate for cluster A is the agent of cluster A, from files and from memory.
     let bundle = tls::issue_agent(dir.path(), &cluster("a"), None).unwrap();
     let agent_tls =
-        tls::client_tls_config(&bundle.ca, &bundle.cert, &bundle.key, HUB_TLS_DOMAIN).unwrap();
+        tls::client_tls_config(&bundle.ca, &bundle.cert, &bundle.key, Some(HUB_TLS_DOMAIN))
+            .unwrap();
     health_check(hub.addr, agent_tls).await.unwrap();
     assert_eq!(
         hub.seen().last(),
@@ -407,7 +415,8 @@ async fn mtls_server_sees_and_checks_peer_identities() {
 
     // The hub certificate is valid for its default hosts too.
     let admin = CafectlConfig::load(&dir.path().join("cafectl.yaml")).unwrap();
-    let by_host = tls::client_tls_config(&admin.ca, &admin.cert, &admin.key, "localhost").unwrap();
+    let by_host =
+        tls::client_tls_config(&admin.ca, &admin.cert, &admin.key, Some("localhost")).unwrap();
     health_check(hub.addr, by_host).await.unwrap();
     assert_eq!(hub.seen().len(), 6);
     hub.stop().await;
@@ -453,7 +462,7 @@ async fn mtls_server_refuses_clients_without_a_valid_certificate() {
         &dir.path().join("ca.pem"),
         &dir.path().join("hub.pem"),
         &dir.path().join("hub-key.pem"),
-        HUB_TLS_DOMAIN,
+        Some(HUB_TLS_DOMAIN),
     )
     .unwrap();
     let err = health_check(hub.addr, hub_as_client).await.unwrap_err();
@@ -505,4 +514,195 @@ fn assert_refused_by_tls(err: &Refused, alert: &str) {
         format!("{err:?}").contains(&expected),
         "expected {expected}, got {err:?}"
     );
+}
+
+/// Dials `addr` whatever host the URL names: the test's stand-in for DNS resolving a bank's hub
+/// name to this machine.
+#[derive(Clone)]
+struct ResolveTo(SocketAddr);
+
+impl tower_service::Service<tonic::codegen::http::Uri> for ResolveTo {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
+        let addr = self.0;
+        Box::pin(async move {
+            Ok(hyper_util::rt::TokioIo::new(
+                tokio::net::TcpStream::connect(addr).await?,
+            ))
+        })
+    }
+}
+
+/// cafectl's own endpoint for a configuration naming `url` (and `server_name`), dialled at `addr`:
+/// whether a health check gets through.
+async fn cafectl_reaches(
+    dir: &Path,
+    url: &str,
+    server_name: Option<&str>,
+    addr: SocketAddr,
+) -> Result<(), Refused> {
+    let mut config = CafectlConfig::load(&dir.join("cafectl.yaml")).unwrap();
+    config.hub = url.to_owned();
+    config.tls_server_name = server_name.map(str::to_owned);
+    let path = dir.join(format!("cafectl-{}.yaml", rand_suffix()));
+    tls::write_cafectl_config(&path, &config).unwrap();
+    let args = cafe_federation::cli::HubArgs {
+        config: Some(path),
+        hub: None,
+        insecure: false,
+    };
+    let (_, endpoint) = args.replica_endpoints().unwrap().remove(0);
+    let attempt = async {
+        let channel = endpoint
+            .connect_with_connector(ResolveTo(addr))
+            .await
+            .map_err(Refused::Connect)?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(drop)
+            .map_err(Refused::Call)
+    };
+    tokio::time::timeout(DEADLINE, attempt)
+        .await
+        .expect("the health check finishes before the deadline")
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn cafectl_verifies_the_hub_as_the_url_host_or_its_tls_server_name() {
+    let dir = tempfile::tempdir().unwrap();
+    tls::init(&InitOptions {
+        hub_hosts: vec!["hub.bank.example".into()],
+        hub_url: "https://hub.bank.example:7443".into(),
+        ..InitOptions::new(dir.path())
+    })
+    .unwrap();
+    let hub = TestHub::start(dir.path()).await;
+    let port = hub.addr.port();
+
+    // The bank's name in the URL, resolved to this machine: accepted.
+    let url = format!("https://hub.bank.example:{port}");
+    cafectl_reaches(dir.path(), &url, None, hub.addr)
+        .await
+        .unwrap();
+    // Another name, the same server: refused by cafectl before any call.
+    let other = format!("https://hub.other.example:{port}");
+    let refused = cafectl_reaches(dir.path(), &other, None, hub.addr).await;
+    assert!(matches!(refused, Err(Refused::Connect(_))), "{refused:?}");
+    // An address the certificate does not carry fails, unless tlsServerName names the hub.
+    let by_address = format!("https://127.0.0.1:{port}");
+    let refused = cafectl_reaches(dir.path(), &by_address, None, hub.addr).await;
+    assert!(matches!(refused, Err(Refused::Connect(_))), "{refused:?}");
+    cafectl_reaches(dir.path(), &by_address, Some("hub.bank.example"), hub.addr)
+        .await
+        .unwrap();
+    let refused =
+        cafectl_reaches(dir.path(), &by_address, Some("hub.other.example"), hub.addr).await;
+    assert!(matches!(refused, Err(Refused::Connect(_))), "{refused:?}");
+    assert_eq!(hub.seen().len(), 2);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_hub_certificate_serves_the_next_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let hub = TestHub::start(dir.path()).await;
+    let admin = CafectlConfig::load(&dir.path().join("cafectl.yaml")).unwrap();
+    let as_name = |name: &str| {
+        tls::client_tls_config(&admin.ca, &admin.cert, &admin.key, Some(name)).unwrap()
+    };
+    health_check(hub.addr, as_name("localhost")).await.unwrap();
+    let refused = health_check(hub.addr, as_name("hub.rotated.example")).await;
+    assert!(matches!(refused, Err(Refused::Connect(_))), "{refused:?}");
+
+    // A renewed certificate for another name, from the same CA, written over the old files.
+    let renewed = tls::load_ca(dir.path())
+        .unwrap()
+        .issue_hub(&["hub.rotated.example".to_owned()])
+        .unwrap();
+    std::fs::write(dir.path().join("hub-key.pem"), &renewed.key_pem).unwrap();
+    std::fs::write(dir.path().join("hub.pem"), &renewed.cert_pem).unwrap();
+
+    // The very next connection gets it; the server never restarted.
+    health_check(hub.addr, as_name("hub.rotated.example"))
+        .await
+        .unwrap();
+    let refused = health_check(hub.addr, as_name("localhost")).await;
+    assert!(matches!(refused, Err(Refused::Connect(_))), "{refused:?}");
+
+    // A broken file keeps the last good certificate serving.
+    std::fs::write(dir.path().join("hub.pem"), "not a certificate").unwrap();
+    health_check(hub.addr, as_name("hub.rotated.example"))
+        .await
+        .unwrap();
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_hub_serves_a_cert_manager_secret_and_an_existing_ca() {
+    // The bank's CA, from outside cafe: init issues from it, and copies it for issue-agent.
+    let outside = tempfile::tempdir().unwrap();
+    let bank_ca = CertificateAuthority::generate().unwrap();
+    let (ca_cert, ca_key) = (outside.path().join("ca.crt"), outside.path().join("ca.key"));
+    std::fs::write(&ca_cert, bank_ca.cert_pem()).unwrap();
+    std::fs::write(&ca_key, bank_ca.key_pem()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    tls::init(&InitOptions {
+        ca: Some((ca_cert.clone(), ca_key)),
+        ..InitOptions::new(dir.path())
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        bank_ca.cert_pem()
+    );
+
+    // The hub's certificate as a kubernetes.io/tls Secret mounts it (cert-manager's layout).
+    let secret = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("ca.pem", "ca.crt"),
+        ("hub.pem", "tls.crt"),
+        ("hub-key.pem", "tls.key"),
+    ] {
+        std::fs::copy(dir.path().join(from), secret.path().join(to)).unwrap();
+    }
+    assert_eq!(
+        tls::hub_tls_files(secret.path()),
+        ["ca.crt", "tls.crt", "tls.key"].map(|f| secret.path().join(f))
+    );
+    let hub = TestHub::start(secret.path()).await;
+    // Clients from the same CA (an agent issued later included) reach it.
+    health_check(hub.addr, config_for(dir.path(), Role::Operator))
+        .await
+        .unwrap();
+    let bundle = tls::issue_agent(dir.path(), &cluster("a"), None).unwrap();
+    let agent = tls::client_tls_config(&bundle.ca, &bundle.cert, &bundle.key, None).unwrap();
+    health_check(hub.addr, agent).await.unwrap();
+    // Verified by the bank's CA certificate itself.
+    let material = TlsMaterial::load(&ca_cert, &bundle.cert, &bundle.key).unwrap();
+    health_check(hub.addr, material.client_tls_config("localhost").unwrap())
+        .await
+        .unwrap();
+    hub.stop().await;
 }

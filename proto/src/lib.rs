@@ -55,6 +55,18 @@ pub mod protocol {
 
     pub use super::SLICE_ID_UNIT_SEPARATOR;
 
+    /// The files of a `--tls-dir`, CA certificate first, then the certificate and its key. A
+    /// directory holding `tls.crt` has the layout of a Kubernetes TLS Secret as cert-manager writes
+    /// it (`ca.crt`, `tls.crt`, `tls.key`); any other has ours (`ca.pem`, then `cert` and `key`:
+    /// `hub.pem`/`hub-key.pem` for the hub, `agent.pem`/`agent-key.pem` for an agent).
+    pub fn tls_dir_files(dir: &std::path::Path, cert: &str, key: &str) -> [std::path::PathBuf; 3] {
+        if dir.join("tls.crt").exists() {
+            ["ca.crt", "tls.crt", "tls.key"].map(|f| dir.join(f))
+        } else {
+            ["ca.pem", cert, key].map(|f| dir.join(f))
+        }
+    }
+
     /// How often each side sends a heartbeat by default. The hub announces the interval it uses in
     /// `Welcome.heartbeat_interval_ms`, and the agent follows it.
     pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);

@@ -107,6 +107,7 @@ pub fn command(reference: &pb::DeploymentRef, batch: Option<i32>) -> pb::Release
         expected_batch: batch,
         to_revision: None,
         reason: String::new(),
+        full: false,
     }
 }
 

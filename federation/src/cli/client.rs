@@ -46,6 +46,8 @@ pub struct HubArgs {
 pub struct HubClient {
     /// The generated client.
     pub client: FederationClient<Channel>,
+    /// Its channel, for the hub's other services.
+    pub channel: Channel,
     /// The hub's URL, as given.
     pub url: String,
     /// Whether the connection is plaintext (`--insecure`).
@@ -152,11 +154,12 @@ impl HubArgs {
     }
 
     fn client(&self, channel: Channel, url: String) -> HubClient {
-        let client = FederationClient::new(channel)
+        let client = FederationClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         HubClient {
             client,
+            channel,
             url,
             insecure: self.insecure,
         }

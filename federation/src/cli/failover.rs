@@ -60,7 +60,7 @@ pub struct FailbackArgs {
 #[derive(Debug, Args)]
 pub struct FailoverStatusArgs {
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
 }
 
@@ -121,7 +121,7 @@ pub async fn failover(hub: &HubArgs, args: &FailoverArgs) -> Result<String, CliE
                 .await
                 .map_err(|s| client.error(s))?
                 .into_inner();
-            return print_status(&response, status.output);
+            return print_status(&response, &status.output);
         }
     };
     let result = result.map_err(|s| client.error(s))?.into_inner();
@@ -129,7 +129,10 @@ pub async fn failover(hub: &HubArgs, args: &FailoverArgs) -> Result<String, CliE
     Ok(format!("failover {verdict}: {}\n", result.message))
 }
 
-fn print_status(response: &pb::FailoverStatusResponse, output: Output) -> Result<String, CliError> {
+fn print_status(
+    response: &pb::FailoverStatusResponse,
+    output: &Output,
+) -> Result<String, CliError> {
     let items: Vec<UnitItem> = response
         .units
         .iter()

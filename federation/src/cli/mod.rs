@@ -13,7 +13,7 @@ mod plan;
 mod release;
 mod resources;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,6 +56,8 @@ pub enum Command {
     Pause(release::CommandArgs),
     /// Start the next group of a paused release.
     Continue(release::CommandArgs),
+    /// Continue a release; with --full, run every remaining group without pausing.
+    Promote(release::PromoteArgs),
     /// Try the current group of a failed release again.
     Retry(release::CommandArgs),
     /// Return every unit to the previous stable revision (or --to-revision).
@@ -66,18 +68,75 @@ pub enum Command {
     Audit(release::AuditArgs),
     /// Evacuate a unit or region, fail back, or see the failover state.
     Failover(failover::FailoverArgs),
+    /// Change a field of a stored deployment: `set image NAME CONTAINER=IMAGE...`.
+    Set(resources::SetArgs),
+    /// Print a shell completion script: `source <(cafectl completion bash)`.
+    Completion(CompletionArgs),
+    /// Print cafectl's version and, when a hub is configured, the hub's.
+    Version,
 }
 
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+/// `cafectl completion`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// How results are printed: `-o table|wide|name|json|yaml|jsonpath=TEMPLATE`, as kubectl spells
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Output {
     /// A readable table.
     #[default]
     Table,
+    /// The table with more columns, where a listing has them (the table elsewhere).
+    Wide,
+    /// `kind/name`, one a line.
+    Name,
     /// JSON, as documented in DESIGN.md.
     Json,
     /// YAML.
     Yaml,
+    /// A kubectl-style JSONPath template applied to the JSON output.
+    JsonPath(output::JsonPathTemplate),
+}
+
+impl std::str::FromStr for Output {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "table" => Self::Table,
+            "wide" => Self::Wide,
+            "name" => Self::Name,
+            "json" => Self::Json,
+            "yaml" => Self::Yaml,
+            _ => match text.split_once('=') {
+                Some(("jsonpath", template)) => {
+                    Self::JsonPath(output::JsonPathTemplate::parse(template)?)
+                }
+                _ => {
+                    return Err(format!(
+                        "{text:?} is not one of table, wide, name, json, yaml, jsonpath=TEMPLATE"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Table => f.write_str("table"),
+            Self::Wide => f.write_str("wide"),
+            Self::Name => f.write_str("name"),
+            Self::Json => f.write_str("json"),
+            Self::Yaml => f.write_str("yaml"),
+            Self::JsonPath(template) => write!(f, "jsonpath={}", template.source()),
+        }
+    }
 }
 
 /// `cafectl validate`.
@@ -112,7 +171,7 @@ pub struct PlanArgs {
     #[arg(long, default_value = "")]
     pub current: String,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
 }
 
@@ -126,6 +185,40 @@ pub enum CliError {
     /// Something else failed; exit code 1. Printed after `error: `.
     #[error("{0}")]
     Failed(String),
+}
+
+/// The completion script of `shell`.
+fn completion(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "cafectl",
+        &mut script,
+    );
+    String::from_utf8_lossy(&script).into_owned()
+}
+
+/// `cafectl version`: the client's version, then the hub's when one is configured. A hub that
+/// cannot be reached fails the command after the client's line.
+async fn version(hub: &HubArgs) -> Result<String, CliError> {
+    let client = format!("Client Version: {}\n", env!("CARGO_PKG_VERSION"));
+    if !hub.configured() {
+        return Ok(client);
+    }
+    print!("{client}");
+    let connected = hub.connect().await?;
+    let info = cafe_proto::v1::replica_client::ReplicaClient::new(connected.channel.clone())
+        .get_replica(client::unary(cafe_proto::v1::GetReplicaRequest {}))
+        .await
+        .map_err(|status| connected.error(status))?
+        .into_inner();
+    let version = if info.version.is_empty() {
+        "unknown (a hub older than 0.1)".to_owned()
+    } else {
+        info.version
+    };
+    Ok(format!("Hub Version: {version} ({})\n", connected.url))
 }
 
 /// Runs cafectl with parsed arguments, printing results to stdout and errors to stderr.
@@ -144,6 +237,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::History(args) => release::history(&cli.hub, &args).await,
         Command::Audit(args) => release::audit(&cli.hub, &args).await,
         Command::Failover(args) => failover::failover(&cli.hub, &args).await,
+        Command::Promote(args) => release::promote(&cli.hub, &args).await,
+        Command::Set(args) => resources::set(&cli.hub, &args).await,
+        Command::Completion(args) => Ok(completion(args.shell)),
+        Command::Version => version(&cli.hub).await,
     };
     match result {
         Ok(output) => {

@@ -25,7 +25,7 @@ pub async fn plan(hub: &HubArgs, args: &PlanArgs) -> Result<String, CliError> {
         let plan = ask(&mut client, request)
             .await
             .map_err(|status| client.error(status))?;
-        return render(&[plan], args.output);
+        return render(&[plan], &args.output);
     }
     let mut all = args.files.clone();
     all.extend(args.units.iter().cloned());
@@ -48,11 +48,11 @@ pub async fn plan(hub: &HubArgs, args: &PlanArgs) -> Result<String, CliError> {
                     .to_owned(),
             ));
         }
-        return plan_on_hub(hub, &loaded, &current, args.output).await;
+        return plan_on_hub(hub, &loaded, &current, &args.output).await;
     }
     let plans = loaded
         .each_deployment(|deployment| plan_deployment(deployment, &loaded.units, &current))?;
-    render(&plans, args.output)
+    render(&plans, &args.output)
 }
 
 /// Asks the hub to plan each deployment of the files against its units.
@@ -60,7 +60,7 @@ async fn plan_on_hub(
     hub: &HubArgs,
     loaded: &Loaded,
     current: &BTreeMap<UnitName, i32>,
-    output: Output,
+    output: &Output,
 ) -> Result<String, CliError> {
     let mut client = hub.connect().await?;
     let mut plans = Vec::new();
@@ -111,24 +111,16 @@ fn wire_current(current: &BTreeMap<UnitName, i32>) -> BTreeMap<String, i32> {
         .collect()
 }
 
-fn render(plans: &[Plan], output: Output) -> Result<String, CliError> {
-    let failed =
-        |e: &dyn std::fmt::Display| CliError::Failed(format!("cannot print the plan: {e}"));
-    match (output, plans) {
-        (Output::Table, _) => Ok(plans
+fn render(plans: &[Plan], output: &Output) -> Result<String, CliError> {
+    let as_table = || {
+        plans
             .iter()
             .map(render_table)
             .collect::<Vec<_>>()
-            .join("\n")),
-        (Output::Json, [plan]) => serde_json::to_string_pretty(plan)
-            .map(|s| s + "\n")
-            .map_err(|e| failed(&e)),
-        (Output::Json, _) => serde_json::to_string_pretty(&serde_json::json!({ "items": plans }))
-            .map(|s| s + "\n")
-            .map_err(|e| failed(&e)),
-        (Output::Yaml, [plan]) => serde_yaml::to_string(plan).map_err(|e| failed(&e)),
-        (Output::Yaml, _) => {
-            serde_yaml::to_string(&serde_json::json!({ "items": plans })).map_err(|e| failed(&e))
-        }
+            .join("\n")
+    };
+    match plans {
+        [plan] => super::output::render(plan, output, as_table),
+        _ => super::output::render(&super::output::Items { items: plans }, output, as_table),
     }
 }

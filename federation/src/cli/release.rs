@@ -22,12 +22,38 @@ pub struct StatusArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Output format; JSON is DESIGN section 5's status document.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
     /// Follow the status: print it again on every change (JSON: one document per line) until
     /// interrupted or the hub ends the stream.
     #[arg(short = 'w', long)]
     pub watch: bool,
+    /// Wait until the release ends, at most this long (`90s`, `10m`, `1h`), printing each change as
+    /// --watch does. Exit 0 when it ends Stable, 1 when it ends Failed or RolledBack or does not
+    /// end in time. A release paused for a human keeps it waiting.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, conflicts_with = "watch")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let ms = crate::resources::parse_duration_ms(text)?;
+    u64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{text:?}: the timeout must be longer than 0"))
+}
+
+/// `cafectl promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The release command's arguments.
+    #[command(flatten)]
+    pub command: CommandArgs,
+    /// Run every remaining group without pausing between them (the analysis still gates each
+    /// one); without it, `promote` is `continue`.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// `cafectl pause|continue|retry`.
@@ -45,7 +71,7 @@ pub struct CommandArgs {
     #[arg(long, default_value = "")]
     pub reason: String,
     /// Output format: the message (table), or the status after the command (JSON, YAML).
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
 }
 
@@ -69,7 +95,7 @@ pub struct HistoryArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
 }
 
@@ -80,7 +106,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
 }
 
@@ -95,6 +121,8 @@ pub enum Verb {
     Retry,
     /// Return to a stable revision.
     Rollback,
+    /// Run the remaining groups without pausing.
+    PromoteFull,
 }
 
 impl Verb {
@@ -105,16 +133,17 @@ impl Verb {
             Self::Continue => "continued",
             Self::Retry => "retried",
             Self::Rollback => "rolling back",
+            Self::PromoteFull => "promoted",
         }
     }
 }
 
-/// `cafectl status [--watch]`.
+/// `cafectl status [--watch | --timeout D]`.
 pub async fn status(hub: &HubArgs, args: &StatusArgs) -> Result<String, CliError> {
     let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
     let mut client = hub.connect().await?;
-    if args.watch {
-        return watch(&mut client, reference, args.output).await;
+    if args.watch || args.timeout.is_some() {
+        return watch(&mut client, reference, &args.output, args.timeout).await;
     }
     let status = client
         .client
@@ -123,38 +152,83 @@ pub async fn status(hub: &HubArgs, args: &StatusArgs) -> Result<String, CliError
         .map_err(|status| client.error(status))?
         .into_inner();
     let view = status_from_proto(&status);
-    render(&view, args.output, || status_table(&view))
+    render(&view, &args.output, || status_table(&view))
 }
 
-/// Prints every status the hub streams until the stream ends or the user interrupts.
+/// How a release ended, for `status --timeout`: `None` while it is under way (or paused).
+fn ended(view: &DeploymentStatusView) -> Option<Result<String, CliError>> {
+    let name = format!("{}/{}", view.namespace, view.name);
+    match (view.phase.as_str(), view.reason.as_str()) {
+        ("Stable", "RolledBack") => Some(Err(CliError::Failed(format!(
+            "{name} was rolled back to revision {}: {}",
+            view.current_revision, view.message
+        )))),
+        ("Stable", _) => Some(Ok(String::new())),
+        ("Failed", reason) => Some(Err(CliError::Failed(format!(
+            "{name} failed ({reason}) in group {}: {}",
+            view.batch, view.message
+        )))),
+        _ => None,
+    }
+}
+
+/// Prints every status the hub streams until the stream ends or the user interrupts; with
+/// `until`, only until the release ends or that time has passed.
 async fn watch(
     client: &mut HubClient,
     reference: pb::DeploymentRef,
-    output: Output,
+    output: &Output,
+    until: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
+    let deadline = until.map(|d| tokio::time::Instant::now() + d);
     let mut stream = client
         .client
-        .watch_status(reference)
+        .watch_status(reference.clone())
         .await
         .map_err(|status| client.error(status))?
         .into_inner();
-    let redraw = output == Output::Table && std::io::stdout().is_terminal();
+    let redraw = *output == Output::Table && std::io::stdout().is_terminal();
     let mut first = true;
+    let mut last: Option<DeploymentStatusView> = None;
     loop {
+        let timed_out = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
         let next = tokio::select! {
             next = stream.message() => next,
             _ = tokio::signal::ctrl_c() => return Ok(String::new()),
+            () = timed_out => {
+                let state = last.as_ref().map_or_else(String::new, |v| {
+                    let reason = if v.reason.is_empty() { String::new() } else { format!(" ({})", v.reason) };
+                    format!(": it is {}{reason} in group {}", v.phase, v.batch)
+                });
+                return Err(CliError::Failed(format!(
+                    "{}/{} did not end within {}{state}",
+                    reference.namespace,
+                    reference.name,
+                    until.map_or_else(String::new, |d| format!("{d:?}"))
+                )));
+            }
         };
         let Some(status) = next.map_err(|status| client.error(status))? else {
-            return Ok(String::new());
+            return match until {
+                Some(_) => Err(CliError::Failed(
+                    "the hub ended the status stream before the release ended".to_owned(),
+                )),
+                None => Ok(String::new()),
+            };
         };
         let view = status_from_proto(&status);
         let text = match output {
             Output::Json => json_line(&view)?,
             Output::Yaml => format!("---\n{}", render(&view, output, String::new)?),
             Output::Table if redraw => format!("{CLEAR_SCREEN}{}", status_table(&view)),
-            Output::Table if first => status_table(&view),
-            Output::Table => format!("\n{}", status_table(&view)),
+            Output::Table | Output::Wide if first => status_table(&view),
+            Output::Table | Output::Wide => format!("\n{}", status_table(&view)),
+            other => render(&view, other, String::new)?,
         };
         first = false;
         let mut stdout = std::io::stdout().lock();
@@ -166,6 +240,13 @@ async fn watch(
             // The reader went away (`| head`): nothing left to do.
             return Ok(String::new());
         }
+        drop(stdout);
+        if until.is_some()
+            && let Some(end) = ended(&view)
+        {
+            return end;
+        }
+        last = Some(view);
     }
 }
 
@@ -273,6 +354,16 @@ pub async fn command(hub: &HubArgs, verb: Verb, args: &CommandArgs) -> Result<St
     send(hub, verb, args, None).await
 }
 
+/// `cafectl promote [--full]`.
+pub async fn promote(hub: &HubArgs, args: &PromoteArgs) -> Result<String, CliError> {
+    let verb = if args.full {
+        Verb::PromoteFull
+    } else {
+        Verb::Continue
+    };
+    send(hub, verb, &args.command, None).await
+}
+
 /// `cafectl rollback`.
 pub async fn rollback(hub: &HubArgs, args: &RollbackArgs) -> Result<String, CliError> {
     send(hub, Verb::Rollback, &args.command, args.to_revision).await
@@ -291,12 +382,13 @@ async fn send(
         expected_batch: args.batch,
         to_revision,
         reason: args.reason.clone(),
+        full: verb == Verb::PromoteFull,
     });
     let mut client = hub.connect().await?;
     let api = &mut client.client;
     let sent = match verb {
         Verb::Pause => api.pause(request).await,
-        Verb::Continue => api.r#continue(request).await,
+        Verb::Continue | Verb::PromoteFull => api.r#continue(request).await,
         Verb::Retry => api.retry(request).await,
         Verb::Rollback => api.rollback(request).await,
     };
@@ -306,8 +398,8 @@ async fn send(
     } else {
         format!("cafedeployment/{shown} unchanged: {}", result.message)
     };
-    match (args.output, &result.status) {
-        (Output::Table, _) | (_, None) => Ok(message + "\n"),
+    match (&args.output, &result.status) {
+        (Output::Table | Output::Wide, _) | (_, None) => Ok(message + "\n"),
         (output, Some(status)) => {
             // The status goes to stdout for scripts; the account of what happened to stderr.
             eprintln!("{message}");
@@ -359,7 +451,7 @@ pub async fn history(hub: &HubArgs, args: &HistoryArgs) -> Result<String, CliErr
         }));
         table(&rows)
     };
-    render(&Items { items: &items }, args.output, as_table)
+    render(&Items { items: &items }, &args.output, as_table)
 }
 
 /// An audit entry as `audit -o json` prints it.
@@ -404,7 +496,7 @@ pub async fn audit(hub: &HubArgs, args: &AuditArgs) -> Result<String, CliError> 
         }));
         table(&rows)
     };
-    render(&Items { items: &items }, args.output, as_table)
+    render(&Items { items: &items }, &args.output, as_table)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::client::{HubArgs, HubClient, deployment_ref, unary};
 use super::files::{index, load_resources};
-use super::output::{Items, header, or_dash, render, table};
+use super::output::{Items, header, or_dash, render, render_wide, table};
 use super::{CliError, Output};
 use crate::resources::{FieldError, FieldErrors, Resource, Subject};
 use cafe_proto::v1 as pb;
@@ -75,11 +75,47 @@ pub struct GetArgs {
     pub name: Option<String>,
     /// Deployments only: this namespace (all namespaces when listing without it; `default` for a
     /// named deployment).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
     pub namespace: Option<String>,
-    /// Output format; JSON and YAML lists are `{"items": [...]}` of documents `apply` takes.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    /// Deployments only: every namespace (what listing without -n does too), as kubectl spells it.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Deployments only: just the releases waiting for a human: paused (for confirmation, by an
+    /// operator, on an inconclusive analysis) or failed.
+    #[arg(long)]
+    pub waiting: bool,
+    /// Output format: table, wide, name, json, yaml or jsonpath=TEMPLATE. JSON and YAML lists are
+    /// `{"items": [...]}` of documents `apply` takes.
+    #[arg(short = 'o', long = "output", default_value_t)]
     pub output: Output,
+}
+
+/// `cafectl set image NAME CONTAINER=IMAGE...`.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// What to set.
+    #[command(subcommand)]
+    pub what: SetCommand,
+}
+
+/// What `set` changes.
+#[derive(Debug, clap::Subcommand)]
+pub enum SetCommand {
+    /// Set container images of a deployment's template: a new release, as `apply` of the changed
+    /// template would start.
+    Image {
+        /// The deployment: NAME or NAMESPACE/NAME.
+        name: String,
+        /// `CONTAINER=IMAGE`, one or more.
+        #[arg(required = true, value_name = "CONTAINER=IMAGE")]
+        images: Vec<String>,
+        /// Its namespace; `default` when not given.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Let the hub validate and say what would change, storing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// A member cluster as `get clusters -o json` prints it.
@@ -282,6 +318,19 @@ pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
             "error: -n: only deployments have a namespace".to_owned(),
         ));
     }
+    for (given, flag) in [(args.all_namespaces, "-A"), (args.waiting, "--waiting")] {
+        if given && args.kind != GetKind::Deployments {
+            return Err(CliError::BadInput(format!(
+                "error: {flag}: only for deployments"
+            )));
+        }
+    }
+    if args.all_namespaces && args.name.is_some() {
+        return Err(CliError::BadInput(
+            "error: -A: lists every namespace; name a deployment as NAMESPACE/NAME instead"
+                .to_owned(),
+        ));
+    }
     if args.kind == GetKind::Hubs {
         return get_hubs(hub, args).await;
     }
@@ -308,6 +357,11 @@ pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
                     let namespace = args.namespace.as_deref().unwrap_or_default();
                     list(&mut client, kind, namespace).await?
                 }
+            };
+            let documents = if args.waiting {
+                documents.into_iter().filter(waits_for_a_human).collect()
+            } else {
+                documents
             };
             print_documents(&documents, args, deployment_table)
         }
@@ -361,16 +415,26 @@ fn parse_document(json: &str) -> Result<Value, CliError> {
         .map_err(|e| CliError::Failed(format!("the hub sent a document that is not JSON: {e}")))
 }
 
-/// One named document prints as itself, a listing as `{"items": [...]}`.
+/// Whether a deployment's release waits for a human (`get deployments --waiting`): paused, or
+/// failed.
+fn waits_for_a_human(document: &Value) -> bool {
+    matches!(
+        text(document, "/status/phase").as_str(),
+        "Paused" | "Failed"
+    )
+}
+
+/// One named document prints as itself, a listing as `{"items": [...]}`; `rows(documents, wide)`
+/// builds the table.
 fn print_documents(
     documents: &[Value],
     args: &GetArgs,
-    rows: fn(&[Value]) -> Vec<Vec<String>>,
+    rows: fn(&[Value], bool) -> Vec<Vec<String>>,
 ) -> Result<String, CliError> {
-    let as_table = || table(&rows(documents));
+    let as_table = |wide| table(&rows(documents, wide));
     match (&args.name, documents) {
-        (Some(_), [one]) => render(one, args.output, as_table),
-        _ => render(&Items { items: documents }, args.output, as_table),
+        (Some(_), [one]) => render_wide(one, &args.output, as_table),
+        _ => render_wide(&Items { items: documents }, &args.output, as_table),
     }
 }
 
@@ -383,7 +447,7 @@ fn text(document: &Value, pointer: &str) -> String {
     }
 }
 
-fn unit_table(documents: &[Value]) -> Vec<Vec<String>> {
+fn unit_table(documents: &[Value], _wide: bool) -> Vec<Vec<String>> {
     let mut rows = vec![header(&[
         "NAME", "REGION", "ZONE", "CLUSTER", "WEIGHT", "PHASE",
     ])];
@@ -405,8 +469,8 @@ fn unit_table(documents: &[Value]) -> Vec<Vec<String>> {
     rows
 }
 
-fn deployment_table(documents: &[Value]) -> Vec<Vec<String>> {
-    let mut rows = vec![header(&[
+fn deployment_table(documents: &[Value], wide: bool) -> Vec<Vec<String>> {
+    let mut columns = vec![
         "NAMESPACE",
         "NAME",
         "REPLICAS",
@@ -414,7 +478,11 @@ fn deployment_table(documents: &[Value]) -> Vec<Vec<String>> {
         "PHASE",
         "GROUP",
         "REVISION",
-    ])];
+    ];
+    if wide {
+        columns.extend(["REASON", "STABLE-REVISION", "MESSAGE"]);
+    }
+    let mut rows = vec![header(&columns)];
     rows.extend(documents.iter().map(|d| {
         let phase = text(d, "/status/phase");
         let group = match (
@@ -430,7 +498,7 @@ fn deployment_table(documents: &[Value]) -> Vec<Vec<String>> {
             .pointer("/status/units")
             .and_then(Value::as_array)
             .map_or_else(String::new, |u| u.len().to_string());
-        vec![
+        let mut row = vec![
             text(d, "/metadata/namespace"),
             text(d, "/metadata/name"),
             text(d, "/spec/replicas"),
@@ -438,9 +506,98 @@ fn deployment_table(documents: &[Value]) -> Vec<Vec<String>> {
             or_dash(&phase),
             group,
             or_dash(&text(d, "/status/updateRevision")),
-        ]
+        ];
+        if wide {
+            row.extend([
+                or_dash(&text(d, "/status/reason")),
+                or_dash(&text(d, "/status/currentRevision")),
+                or_dash(&text(d, "/status/message")),
+            ]);
+        }
+        row
     }));
     rows
+}
+
+/// `cafectl set image`: reads the stored deployment, changes the named containers' images and
+/// applies it back, which starts a release as `apply` does. An unknown container changes nothing.
+pub async fn set(hub: &HubArgs, args: &SetArgs) -> Result<String, CliError> {
+    let SetCommand::Image {
+        name,
+        images,
+        namespace,
+        dry_run,
+    } = &args.what;
+    let mut wanted = Vec::with_capacity(images.len());
+    for pair in images {
+        match pair.split_once('=') {
+            Some((container, image)) if !container.is_empty() && !image.is_empty() => {
+                wanted.push((container, image));
+            }
+            _ => {
+                return Err(CliError::BadInput(format!(
+                    "error: {pair:?}: expected CONTAINER=IMAGE"
+                )));
+            }
+        }
+    }
+    let reference = deployment_ref(name, namespace.as_deref())?;
+    let mut client = hub.connect().await?;
+    let kind = pb::ResourceKind::CafeDeployment;
+    let mut document = get_one(&mut client, kind, &reference.namespace, &reference.name).await?;
+    let shown = resource_name(
+        crate::resources::CAFE_DEPLOYMENT_KIND,
+        &reference.namespace,
+        &reference.name,
+    );
+    let containers = document
+        .pointer_mut("/spec/template/spec/containers")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| CliError::Failed(format!("{shown} has no containers")))?;
+    for (container, image) in &wanted {
+        let found = containers
+            .iter_mut()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some(container));
+        match found {
+            Some(found) => found["image"] = Value::String((*image).to_owned()),
+            None => {
+                let known: Vec<&str> = containers
+                    .iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str))
+                    .collect();
+                return Err(CliError::BadInput(format!(
+                    "error: {shown}: spec.template.spec.containers: no container named {container:?} (it has {})",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    // What apply takes: the document without the hub's status.
+    if let Some(object) = document.as_object_mut() {
+        object.remove("status");
+    }
+    let json = document.to_string();
+    let response = client
+        .client
+        .apply(unary(pb::ApplyRequest {
+            documents_json: vec![json],
+            dry_run: *dry_run,
+        }))
+        .await
+        .map_err(|status| client.error(status))?
+        .into_inner();
+    let suffix = if *dry_run { " (dry run)" } else { "" };
+    Ok(response
+        .results
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}{suffix}\n",
+                resource_name(&r.kind, &r.namespace, &r.name),
+                r.action
+            )
+        })
+        .collect())
 }
 
 async fn get_clusters(client: &mut HubClient, args: &GetArgs) -> Result<String, CliError> {
@@ -457,9 +614,9 @@ async fn get_clusters(client: &mut HubClient, args: &GetArgs) -> Result<String, 
         let [one] = items.as_slice() else {
             return Err(CliError::Failed(format!("cluster {name} not found")));
         };
-        return render(one, args.output, || cluster_table(&items));
+        return render(one, &args.output, || cluster_table(&items));
     }
-    render(&Items { items: &items }, args.output, || {
+    render(&Items { items: &items }, &args.output, || {
         cluster_table(&items)
     })
 }
@@ -535,7 +692,7 @@ async fn get_hubs(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
         }
         items.push(item);
     }
-    render(&Items { items: &items }, args.output, || hub_table(&items))
+    render(&Items { items: &items }, &args.output, || hub_table(&items))
 }
 
 fn hub_table(items: &[HubItem]) -> String {

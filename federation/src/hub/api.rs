@@ -391,7 +391,14 @@ impl pb::federation_server::Federation for FederationService {
         &self,
         request: Request<pb::ReleaseCommand>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        self.command(request, |_| ReleaseCommand::Continue).await
+        self.command(request, |body| {
+            if body.full {
+                ReleaseCommand::Promote
+            } else {
+                ReleaseCommand::Continue
+            }
+        })
+        .await
     }
 
     async fn retry(

@@ -12,8 +12,8 @@
 //!   same on a lost lease.
 
 use super::server::{
-    Bound, Listeners, ReplicaService, ReplicaView, ServeError, ServeOptions, grpc_server, lead,
-    now_ms, reflection, server_tls,
+    Bound, Listeners, ReplicaService, ReplicaView, ServeError, ServeOptions, ServerTls,
+    grpc_server, lead, now_ms, reflection, serve_grpc, server_tls,
 };
 use super::{Hub, clock::SystemClock};
 use crate::store::etcd::election::{DEFAULT_LEASE_TTL, Leadership};
@@ -277,7 +277,7 @@ pub async fn serve(
 /// Serves a follower's answers on `listeners` until `stop` is cancelled.
 async fn follow(
     listeners: Listeners,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<ServerTls>,
     role: Arc<Role>,
     stop: CancellationToken,
 ) {
@@ -292,14 +292,19 @@ async fn follow(
         let role = Arc::clone(&role);
         Arc::new(move || role.info())
     };
-    let router = match (grpc_server(tls), reflection()) {
-        (Ok(mut server), Ok(reflection)) => server
+    // The whole server is not serving either: only the leader serves.
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let router = match reflection() {
+        Ok((reflection, reflection_v1alpha)) => grpc_server()
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(pb::replica_server::ReplicaServer::new(ReplicaService(info)))
             .add_service(refuse::<AgentLink>(&role))
             .add_service(refuse::<Federation>(&role)),
-        (Err(error), _) | (_, Err(error)) => {
+        Err(error) => {
             tracing::error!(%error, "cannot build the follower's server");
             return;
         }
@@ -325,10 +330,7 @@ async fn follow(
             .await;
         })
     });
-    if let Err(error) = router
-        .serve_with_incoming_shutdown(listeners.grpc.incoming(), stop.cancelled_owned())
-        .await
-    {
+    if let Err(error) = serve_grpc(router, &listeners.grpc, tls, stop.clone()).await {
         tracing::error!(%error, "the follower's server failed");
     }
     if let Some(metrics) = metrics {

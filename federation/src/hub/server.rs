@@ -194,6 +194,18 @@ impl SharedListener {
             Some((accepted, listener))
         })
     }
+
+    /// The accepted connections after their TLS handshake ([`crate::tls::tls_incoming`]).
+    fn tls_incoming(
+        &self,
+        tls: ServerTls,
+        stop: CancellationToken,
+    ) -> impl tokio_stream::Stream<
+        Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    > + Send
+    + 'static {
+        crate::tls::tls_incoming(Arc::clone(&self.0), tls, stop)
+    }
 }
 
 impl axum::serve::Listener for SharedListener {
@@ -247,42 +259,80 @@ impl Listeners {
 }
 
 /// The server TLS of `options`: `None` with `insecure`.
-pub(super) fn server_tls(
-    options: &ServeOptions,
-) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
+pub(super) fn server_tls(options: &ServeOptions) -> Result<Option<ServerTls>, ServeError> {
     match (&options.tls_dir, options.insecure) {
-        (Some(dir), _) => Ok(Some(crate::tls::server_tls_config(dir)?)),
+        (Some(dir), _) => Ok(Some(Arc::new(crate::tls::ReloadingServerTls::load(
+            crate::tls::hub_tls_files(dir),
+        )?))),
         (None, true) => Ok(None),
         (None, false) => Err(ServeError::NoTls),
     }
 }
 
-/// A gRPC server with the hub's transport settings.
-pub(super) fn grpc_server(
-    tls: Option<tonic::transport::ServerTlsConfig>,
-) -> Result<tonic::transport::Server, ServeError> {
-    let mut builder = tonic::transport::Server::builder()
+/// The hub's server TLS, shared by the servers that take turns on the listener.
+pub(super) type ServerTls = Arc<crate::tls::ReloadingServerTls>;
+
+/// A gRPC server with the hub's transport settings. TLS is not tonic's: [`serve_grpc`] does the
+/// handshakes, so that a rotated certificate serves the next connection.
+pub(super) fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         // One span per call, so that what a handler logs names the RPC it serves.
-        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()));
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(ServeError::Transport)?;
-    }
-    Ok(builder)
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
 }
 
-/// gRPC server reflection over every cafe service.
+/// Serves `router` on `listener` until `stop` is cancelled: over TLS with the certificate the
+/// files hold when each connection arrives, or plaintext without `tls`.
+pub(super) async fn serve_grpc(
+    router: tonic::transport::server::Router,
+    listener: &SharedListener,
+    tls: Option<ServerTls>,
+    stop: CancellationToken,
+) -> Result<(), ServeError> {
+    let served = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(
+                    listener.tls_incoming(tls, stop.clone()),
+                    stop.cancelled_owned(),
+                )
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(listener.incoming(), stop.cancelled_owned())
+                .await
+        }
+    };
+    served.map_err(ServeError::Transport)
+}
+
+/// gRPC server reflection over every cafe service, in both versions clients speak: v1, and the
+/// v1alpha of grpcio-reflection, older grpcurl and Postman.
 pub(super) fn reflection() -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
     ServeError,
 > {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cafe_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Hub(HubError::FailedPrecondition(format!("reflection: {e}"))))
+    let failed = |e: tonic_reflection::server::Error| {
+        ServeError::Hub(HubError::FailedPrecondition(format!("reflection: {e}")))
+    };
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cafe_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((
+        builder().build_v1().map_err(failed)?,
+        builder().build_v1alpha().map_err(failed)?,
+    ))
 }
 
 /// The `Replica` service: this replica's role, whatever it is.
@@ -295,7 +345,9 @@ impl pb::replica_server::Replica for ReplicaService {
         &self,
         _request: tonic::Request<pb::GetReplicaRequest>,
     ) -> Result<tonic::Response<pb::ReplicaInfo>, tonic::Status> {
-        Ok(tonic::Response::new((self.0)()))
+        let mut info = (self.0)();
+        info.version = env!("CARGO_PKG_VERSION").to_owned();
+        Ok(tonic::Response::new(info))
     }
 }
 
@@ -320,9 +372,11 @@ pub(super) async fn lead(
     health_reporter
         .set_serving::<AgentLinkServer<AgentLinkService>>()
         .await;
-    let router = grpc_server(tls)?
+    let (reflection, reflection_v1alpha) = reflection()?;
+    let router = grpc_server()
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(pb::replica_server::ReplicaServer::new(ReplicaService(info)))
         .add_service(
             AgentLinkServer::new(AgentLinkService::new(hub.clone(), insecure))
@@ -371,13 +425,8 @@ pub(super) async fn lead(
     }
     {
         let cancel = cancel.clone();
-        let incoming = listeners.grpc.incoming();
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
-                .await
-                .map_err(ServeError::Transport)
-        });
+        let listener = listeners.grpc.clone();
+        tasks.spawn(async move { serve_grpc(router, &listener, tls, cancel).await });
     }
     let grpc_addr = listeners.bound.grpc;
     tracing::info!(%grpc_addr, metrics_addr = ?listeners.bound.metrics, insecure, "cafe-hub serving");

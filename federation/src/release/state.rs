@@ -293,6 +293,8 @@ pub struct ReleaseState {
     message: String,
     /// The analysis of the current group, kept until another group (or revision) starts.
     analysis: Option<AnalysisRun>,
+    /// `promote --full`: the remaining groups of this release run without pausing.
+    promoted: bool,
 }
 
 /// The record form of [`ReleaseState`].
@@ -315,6 +317,9 @@ struct StoredRelease {
     /// The analysis of the current group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     analysis: Option<AnalysisRun>,
+    /// `promote --full` was given for this release.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    promoted: bool,
 }
 
 impl From<ReleaseState> for StoredRelease {
@@ -345,6 +350,7 @@ impl From<ReleaseState> for StoredRelease {
             healthy_since_ms,
             failing,
             analysis: state.analysis,
+            promoted: state.promoted,
         }
     }
 }
@@ -421,6 +427,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
             stage,
             message: stored.message,
             analysis: stored.analysis,
+            promoted: stored.promoted,
         })
     }
 }
@@ -485,6 +492,8 @@ pub enum ReleaseCommand {
     Pause,
     /// Start the next group (or resume the paused one).
     Continue,
+    /// `continue`, and run every remaining group without pausing (`promote --full`).
+    Promote,
     /// Try the failed group again.
     Retry,
     /// Return to the previous stable revision, or to the numbered one.
@@ -499,6 +508,7 @@ impl fmt::Display for ReleaseCommand {
         match self {
             Self::Pause => f.write_str("pause"),
             Self::Continue => f.write_str("continue"),
+            Self::Promote => f.write_str("promote --full"),
             Self::Retry => f.write_str("retry"),
             Self::Rollback { to_revision: None } => f.write_str("rollback"),
             Self::Rollback {
@@ -585,6 +595,7 @@ impl ReleaseState {
             },
             message: String::new(),
             analysis: None,
+            promoted: false,
         }
     }
 
@@ -637,6 +648,7 @@ impl ReleaseState {
         next.history.record(template, now_ms, &pinned);
         next.update_revision = name.clone();
         next.analysis = None;
+        next.promoted = false;
         Some(if name == self.current_revision {
             // The template went back to what the units ran: return there at once.
             next.with(
@@ -869,8 +881,9 @@ impl ReleaseState {
                     return (Advance::Moved(next), clock);
                 }
                 match strategy.pause {
-                    // An operator accepted the group already: the next one starts now.
-                    PauseMode::Manual if confirmed => (
+                    // An operator accepted the group already, or promoted the whole release:
+                    // the next one starts now.
+                    PauseMode::Manual if confirmed || this.promoted => (
                         Advance::Moved(this.next_group(group, now_ms)),
                         WaitClock::started(now_ms),
                     ),
@@ -889,9 +902,13 @@ impl ReleaseState {
                         (Advance::Moved(next), clock)
                     }
                     PauseMode::Auto => {
-                        let wait =
-                            i64::from(strategy.min_ready_seconds + strategy.auto_pause_seconds)
-                                * 1000;
+                        // A promoted release keeps minReadySeconds, not the pause.
+                        let pause = if this.promoted {
+                            0
+                        } else {
+                            strategy.auto_pause_seconds
+                        };
+                        let wait = i64::from(strategy.min_ready_seconds + pause) * 1000;
                         if healthy_for < wait {
                             let next = this.with(
                                 progressing(Some(since), ProgressReason::AutoPausing),
@@ -1034,6 +1051,27 @@ impl ReleaseState {
             }
             (ReleaseCommand::Continue, _) => {
                 CommandOutcome::unchanged(format!("the release is {phase}: nothing to continue"))
+            }
+            (ReleaseCommand::Promote, Stage::Progressing { .. }) if self.promoted => {
+                CommandOutcome::unchanged(
+                    "already promoted: the remaining groups run without pausing".to_owned(),
+                )
+            }
+            (ReleaseCommand::Promote, Stage::Progressing { .. }) => CommandOutcome::to(Self {
+                promoted: true,
+                message: format!("promoted: group {group} and the rest run without pausing"),
+                ..self.clone()
+            }),
+            (ReleaseCommand::Promote, Stage::Paused { .. }) => {
+                let mut outcome = self.command(ReleaseCommand::Continue, None, now_ms)?;
+                if let Some(next) = outcome.next.as_mut() {
+                    next.promoted = true;
+                    next.message = format!("promoted: {}", next.message);
+                }
+                outcome
+            }
+            (ReleaseCommand::Promote, _) => {
+                return self.command(ReleaseCommand::Continue, None, now_ms);
             }
             (ReleaseCommand::Retry, Stage::Failed { .. }) => {
                 // A fresh analysis: the measurements that failed do not count again.

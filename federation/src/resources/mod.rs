@@ -11,7 +11,7 @@ mod unit;
 
 pub use analysis::{
     Analysis, Condition, DurationText, Metric, MetricScope, OnFailure, PROMETHEUS_TIMEOUT_SECONDS,
-    PrometheusMetric, QUERY_VARIABLES, WebhookMetric, expand,
+    PrometheusMetric, QUERY_VARIABLES, WebhookMetric, expand, parse_duration_ms,
 };
 pub use deployment::{
     CAFE_DEPLOYMENT_KIND, CafeDeployment, CafeDeploymentSpec, DEFAULT_DRAIN_SECONDS,

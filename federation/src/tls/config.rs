@@ -7,7 +7,7 @@ use tonic::transport::ClientTlsConfig;
 
 use super::TlsError;
 use super::files::{Access, read_text, write_file};
-use super::material::{HUB_TLS_DOMAIN, client_tls_config};
+use super::material::client_tls_config;
 
 /// What cafectl needs to reach the hub, as written by `cafe-hub init`:
 ///
@@ -18,6 +18,8 @@ use super::material::{HUB_TLS_DOMAIN, client_tls_config};
 /// ca: ca.pem
 /// cert: admin.pem
 /// key: admin-key.pem
+/// # optional: verify the hub's certificate as this name instead of the URL's host
+/// # tlsServerName: hub.bank.example
 /// ```
 ///
 /// Relative paths are relative to the directory of the file; [`CafectlConfig::load`] resolves them.
@@ -36,6 +38,14 @@ pub struct CafectlConfig {
     pub cert: PathBuf,
     /// The client certificate's private key.
     pub key: PathBuf,
+    /// The name the hub's certificate must be valid for, when it is not the URL's host (an
+    /// ingress routing by server name, an address the certificate does not carry).
+    #[serde(
+        rename = "tlsServerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_server_name: Option<String>,
 }
 
 impl CafectlConfig {
@@ -82,10 +92,15 @@ impl CafectlConfig {
         Ok(())
     }
 
-    /// The client TLS configuration for these credentials, verifying the hub as
-    /// [`HUB_TLS_DOMAIN`].
+    /// The client TLS configuration for these credentials: the hub's certificate must be valid
+    /// for `tlsServerName` when set, else for the host of the URL dialled.
     pub fn client_tls_config(&self) -> Result<ClientTlsConfig, TlsError> {
-        client_tls_config(&self.ca, &self.cert, &self.key, HUB_TLS_DOMAIN)
+        client_tls_config(
+            &self.ca,
+            &self.cert,
+            &self.key,
+            self.tls_server_name.as_deref(),
+        )
     }
 }
 
@@ -135,6 +150,7 @@ mod tests {
                 ca: "ca.pem".into(),
                 cert: "sub/admin.pem".into(),
                 key: "/abs/admin-key.pem".into(),
+                tls_server_name: None,
             },
         )
         .unwrap();

@@ -38,6 +38,14 @@ pub enum TlsError {
         /// The existing CA file.
         path: PathBuf,
     },
+    /// Material that parses but that TLS cannot use (rustls refuses it).
+    #[error("{what}: cannot serve TLS with it: {reason}")]
+    Unusable {
+        /// The file.
+        what: String,
+        /// What rustls said.
+        reason: String,
+    },
     /// PEM text that does not hold a parsable X.509 certificate.
     #[error("{what}: not a PEM-encoded X.509 certificate")]
     InvalidCertificatePem {

@@ -39,6 +39,10 @@ pub struct InitOptions {
     pub hub_url: String,
     /// Replace an existing CA (and everything else) instead of refusing.
     pub force: bool,
+    /// Issue from this existing CA (its certificate and key files, for example an intermediate
+    /// of the bank's PKI) instead of generating one. Both are copied into `dir`, so that
+    /// `issue-agent` and `issue-user` issue from it too.
+    pub ca: Option<(PathBuf, PathBuf)>,
 }
 
 impl InitOptions {
@@ -49,6 +53,7 @@ impl InitOptions {
             hub_hosts: DEFAULT_HUB_HOSTS.iter().map(|&h| h.to_owned()).collect(),
             hub_url: DEFAULT_HUB_URL.to_owned(),
             force: false,
+            ca: None,
         }
     }
 }
@@ -143,7 +148,15 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, TlsError> {
     }
     check_hub_url(&opts.hub_url, "the hub URL")?;
 
-    let ca = CertificateAuthority::generate()?;
+    let ca = match &opts.ca {
+        Some((cert, key)) => CertificateAuthority::from_pem(
+            &read_text(cert)?,
+            &cert.display().to_string(),
+            &read_text(key)?,
+            &key.display().to_string(),
+        )?,
+        None => CertificateAuthority::generate()?,
+    };
     let hub = ca.issue_hub(&opts.hub_hosts)?;
     let mut plan = Plan::default();
     plan.file(dir.join(CA_KEY_FILE), ca.key_pem(), Access::Private);
@@ -167,6 +180,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, TlsError> {
                 ca: CA_CERT_FILE.into(),
                 cert: cert.into(),
                 key: key.into(),
+                tls_server_name: None,
             },
         ));
     }
@@ -247,6 +261,7 @@ pub fn issue_user(
                 ca: CA_CERT_FILE.into(),
                 cert: USER_CERT_FILE.into(),
                 key: USER_KEY_FILE.into(),
+                tls_server_name: None,
             },
         ));
         path

@@ -14,9 +14,9 @@ use super::TlsError;
 use super::files::read_text;
 use super::identity::{Identity, identity_from_der_named};
 
-/// The server name clients verify the hub's certificate against. The hub certificate always
-/// carries it as a DNS name whatever addresses it listens on, so clients can connect to any
-/// address (`https://127.0.0.1:7443`, a load balancer) and still verify the hub.
+/// A DNS name every hub certificate of `cafe-hub init` carries besides its hosts, so that a client
+/// told `tlsServerName: cafe-hub` verifies the hub whatever address it dials (a load balancer
+/// the certificate does not name).
 pub const HUB_TLS_DOMAIN: &str = super::authority::HUB_COMMON_NAME;
 
 /// How long the hub waits for a client to finish the TLS handshake before dropping it, so that
@@ -99,10 +99,10 @@ impl TlsMaterial {
     }
 
     /// A client configuration presenting this certificate and trusting only this CA for the
-    /// server, whose certificate must be valid for `domain` (normally [`HUB_TLS_DOMAIN`]).
+    /// server, whose certificate must be valid for `domain` (for example [`HUB_TLS_DOMAIN`]).
     pub fn client_tls_config(&self, domain: &str) -> Result<ClientTlsConfig, TlsError> {
         self.check(&Labels::in_memory())?;
-        Ok(self.client_tls_config_unchecked(domain))
+        Ok(self.client_tls_config_unchecked(Some(domain)))
     }
 
     fn server_tls_config_unchecked(&self) -> ServerTlsConfig {
@@ -117,15 +117,18 @@ impl TlsMaterial {
             .timeout(SERVER_HANDSHAKE_TIMEOUT)
     }
 
-    fn client_tls_config_unchecked(&self, domain: &str) -> ClientTlsConfig {
-        ClientTlsConfig::new()
+    fn client_tls_config_unchecked(&self, server_name: Option<&str>) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .identity(tonic::transport::Identity::from_pem(
                 &self.cert_pem,
                 &self.key_pem,
             ))
-            .domain_name(domain)
-            .timeout(CLIENT_HANDSHAKE_TIMEOUT)
+            .timeout(CLIENT_HANDSHAKE_TIMEOUT);
+        match server_name {
+            Some(name) => config.domain_name(name),
+            None => config,
+        }
     }
 
     /// tonic only parses PEM when the server starts or the channel connects, with vague errors;
@@ -138,26 +141,22 @@ impl TlsMaterial {
     }
 }
 
-/// A server configuration from the hub's files in `dir`: `hub.pem` and `hub-key.pem` as its
-/// identity, and `ca.pem` to verify clients, whose certificates are required.
-pub fn server_tls_config(dir: &Path) -> Result<ServerTlsConfig, TlsError> {
-    let material = TlsMaterial::load(
-        &dir.join(super::CA_CERT_FILE),
-        &dir.join(super::HUB_CERT_FILE),
-        &dir.join(super::HUB_KEY_FILE),
-    )?;
-    Ok(material.server_tls_config_unchecked())
+/// The hub's TLS files in `dir` ([`cafe_proto::protocol::tls_dir_files`]): `ca.pem`, `hub.pem`
+/// and `hub-key.pem`, or a cert-manager Secret's `ca.crt`, `tls.crt` and `tls.key`.
+pub fn hub_tls_files(dir: &Path) -> [std::path::PathBuf; 3] {
+    cafe_proto::protocol::tls_dir_files(dir, super::HUB_CERT_FILE, super::HUB_KEY_FILE)
 }
 
-/// A client configuration from files: trust `ca_pem` for the server, whose certificate must be
-/// valid for `domain` (normally [`HUB_TLS_DOMAIN`]), and present `cert` with its `key`.
+/// A client configuration from files: trust `ca_pem` for the server and present `cert` with its
+/// `key`. The server's certificate must be valid for `server_name` when given (a `tlsServerName`
+/// override), else for the host of the URL the channel connects to.
 pub fn client_tls_config(
     ca_pem: &Path,
     cert: &Path,
     key: &Path,
-    domain: &str,
+    server_name: Option<&str>,
 ) -> Result<ClientTlsConfig, TlsError> {
-    Ok(TlsMaterial::load(ca_pem, cert, key)?.client_tls_config_unchecked(domain))
+    Ok(TlsMaterial::load(ca_pem, cert, key)?.client_tls_config_unchecked(server_name))
 }
 
 /// The DER bytes of the first certificate in `pem`, checked to parse as X.509.
@@ -276,20 +275,20 @@ mod tests {
         std::fs::write(&ca, &material.ca_pem).unwrap();
         std::fs::write(&cert, "hello").unwrap();
         std::fs::write(&key, &material.key_pem).unwrap();
-        let err = client_tls_config(&ca, &cert, &key, HUB_TLS_DOMAIN).unwrap_err();
+        let err = client_tls_config(&ca, &cert, &key, Some(HUB_TLS_DOMAIN)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("{}: not a PEM-encoded X.509 certificate", cert.display())
         );
         std::fs::write(&cert, &material.cert_pem).unwrap();
         std::fs::write(&key, &material.cert_pem).unwrap();
-        let err = client_tls_config(&ca, &cert, &key, HUB_TLS_DOMAIN).unwrap_err();
+        let err = client_tls_config(&ca, &cert, &key, Some(HUB_TLS_DOMAIN)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("{}: not a PEM-encoded PKCS#8 private key", key.display())
         );
         let missing = dir.path().join("missing.pem");
-        let err = client_tls_config(&missing, &cert, &key, HUB_TLS_DOMAIN).unwrap_err();
+        let err = client_tls_config(&missing, &cert, &key, Some(HUB_TLS_DOMAIN)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("cannot read {}", missing.display())

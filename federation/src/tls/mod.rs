@@ -8,7 +8,8 @@
 //! - [`identity`](Identity): roles, identities, reading them from certificates;
 //! - [`CertificateAuthority`]: generating and issuing in memory ([`TlsMaterial`]);
 //! - [`init`], [`issue_agent`], [`issue_user`]: the same on disk;
-//! - [`server_tls_config`], [`client_tls_config`]: tonic configurations;
+//! - [`ReloadingServerTls`], [`client_tls_config`]: the hub's server TLS (read again when its
+//!   files change) and clients' tonic configurations;
 //! - [`CafectlConfig`]: the operators' configuration file.
 
 mod authority;
@@ -18,6 +19,7 @@ mod files;
 mod identity;
 mod init;
 mod material;
+mod reload;
 
 pub use authority::{CertificateAuthority, HUB_COMMON_NAME};
 pub use config::{CafectlConfig, write_cafectl_config};
@@ -30,7 +32,8 @@ pub use init::{
     AgentBundle, DEFAULT_HUB_HOSTS, DEFAULT_HUB_URL, InitOptions, InitReport, UserBundle,
     config_file_name, init, issue_agent, issue_user, load_ca,
 };
-pub use material::{HUB_TLS_DOMAIN, TlsMaterial, client_tls_config, server_tls_config};
+pub use material::{HUB_TLS_DOMAIN, TlsMaterial, client_tls_config, hub_tls_files};
+pub use reload::{HANDSHAKE_TIMEOUT, ReloadingServerTls, tls_incoming};
 
 /// The CA certificate, in the hub's directory and in every bundle.
 pub const CA_CERT_FILE: &str = "ca.pem";

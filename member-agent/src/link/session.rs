@@ -90,9 +90,8 @@ impl LinkConfig {
     }
 }
 
-fn read(dir: &std::path::Path, file: &str) -> Result<String, LinkError> {
-    let path = dir.join(file);
-    std::fs::read_to_string(&path).map_err(|source| LinkError::Tls {
+fn read(path: &std::path::Path) -> Result<String, LinkError> {
+    std::fs::read_to_string(path).map_err(|source| LinkError::Tls {
         path: path.display().to_string(),
         source,
     })
@@ -115,12 +114,10 @@ impl HubEndpoint {
     fn endpoint_for(&self, url: &str) -> Result<Endpoint, LinkError> {
         let (_, tls) = match self {
             Self::Tls { url, dir } => {
-                let pem = (
-                    read(dir, "ca.pem")?,
-                    read(dir, "agent.pem")?,
-                    read(dir, "agent-key.pem")?,
-                );
-                (url, Some(pem))
+                // Read on every connection: a rotated certificate is used by the next one.
+                let [ca, cert, key] =
+                    cafe_proto::protocol::tls_dir_files(dir, "agent.pem", "agent-key.pem");
+                (url, Some((read(&ca)?, read(&cert)?, read(&key)?)))
             }
             Self::TlsPem {
                 url,
