@@ -61,6 +61,6 @@ if [[ " $backends " == *" kube "* ]]; then
   cargo test --locked -p cafe-member-agent --test rollout --test failure --test restart \
     --test process --test deploy -- --test-threads=1
   # End to end: hub, agents and four member clusters.
-  cargo test --locked -p cafe-tests --test release --test restarts --test failover --test security --test deploy_hub \
-    --test rbac -- --test-threads=1
+  cargo test --locked -p cafe-tests --test release --test restarts --test failover --test security --test install \
+    --test rbac --test agent_ha -- --test-threads=1
 fi

@@ -2,6 +2,7 @@
 
 use crate::controller::{ControllerConfig, run_controller};
 use crate::error::Error;
+use crate::lease::{Elector, Standing};
 use crate::link::{KubeClusterSide, LinkConfig, StatusBoard, run_link};
 use crate::metrics::Metrics;
 use kube::Client;
@@ -25,6 +26,9 @@ pub struct RunOptions {
     pub install_crd: bool,
     /// The hub link, when the agent takes slices from a hub.
     pub link: Option<LinkConfig>,
+    /// Leader election among the agent's replicas (`--leader-elect`): only the Lease's holder runs
+    /// the controller and the link.
+    pub leader_election: Option<crate::lease::LeaseConfig>,
 }
 
 /// A kube client from a kubeconfig file (its current context).
@@ -59,6 +63,7 @@ pub async fn run(
     let metrics = Metrics::new(&mut registry);
     let registry = Arc::new(registry);
     let (stop, stopped) = watch::channel(false);
+    let stop = Arc::new(stop);
     let wait = move || {
         let mut stopped = stopped.clone();
         async move {
@@ -66,14 +71,28 @@ pub async fn run(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        stop.send_replace(true);
+    let signal = {
+        let stop = Arc::clone(&stop);
+        let stopping = wait();
+        async move {
+            tokio::select! {
+                () = shutdown => {
+                    tracing::info!("shutting down");
+                    stop.send_replace(true);
+                }
+                // Stopped from inside (a lost lease).
+                () = stopping => {}
+            }
+        }
     };
+    let elector = options
+        .leader_election
+        .clone()
+        .map(|config| Arc::new(Elector::new(client.clone(), config)));
+    let readiness = readiness(elector.as_deref());
     let server = async {
         match options.metrics_addr {
-            Some(addr) => crate::server::serve(addr, registry, wait()).await,
+            Some(addr) => crate::server::serve(addr, registry, readiness, wait()).await,
             None => Ok(()),
         }
     };
@@ -82,18 +101,64 @@ pub async fn run(
         instance: std::env::var("HOSTNAME").ok(),
         ..ControllerConfig::default()
     };
-    let link = async {
-        let Some(link) = options.link.clone() else {
-            return Ok(());
+    let act = async {
+        let link = async {
+            let Some(link) = options.link.clone() else {
+                return Ok(());
+            };
+            let board = StatusBoard::default();
+            let side = Arc::new(KubeClusterSide::new(client.clone(), board.clone()));
+            let watch = side.run_status_watch(wait());
+            let linked = run_link(link, Arc::clone(&side), board, wait());
+            let ((), linked) = tokio::join!(watch, linked);
+            linked.map_err(Error::Link)
         };
-        let board = StatusBoard::default();
-        let side = Arc::new(KubeClusterSide::new(client.clone(), board.clone()));
-        let watch = side.run_status_watch(wait());
-        let linked = run_link(link, Arc::clone(&side), board, wait());
-        let ((), linked) = tokio::join!(watch, linked);
-        linked.map_err(Error::Link)
+        let controller = run_controller(client.clone(), config, metrics, wait());
+        let (ran, linked) = tokio::join!(controller, link);
+        ran.and(linked)
     };
-    let controller = run_controller(client.clone(), config, metrics, wait());
-    let ((), served, ran, linked) = tokio::join!(signal, server, controller, link);
-    served.and(ran).and(linked)
+    let acting = async {
+        let Some(elector) = elector else {
+            return act.await;
+        };
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = wait() => return Ok(()),
+        }
+        let acted = tokio::select! {
+            acted = act => acted,
+            why = elector.hold() => {
+                // Nothing more may be written: another replica may take over soon. The process
+                // exits, and comes back as a candidate.
+                tracing::error!(reason = %why, "lost the lease: this agent stops acting");
+                Err(Error::LostLease(why))
+            }
+        };
+        if acted.is_ok() {
+            elector.release().await;
+        }
+        stop.send_replace(true);
+        acted
+    };
+    let ((), served, acted) = tokio::join!(signal, server, acting);
+    served.and(acted)
+}
+
+/// What `/readyz` answers: with leader election, ready while leading or standing by behind a
+/// known holder (the Lease can be read); without, ready once serving.
+fn readiness(elector: Option<&Elector>) -> crate::server::Readiness {
+    let Some(elector) = elector else {
+        return Arc::new(|| Ok("ok".to_owned()));
+    };
+    let standing = elector.standing();
+    Arc::new(move || match &*standing.borrow() {
+        Standing::Leading => Ok("leading".to_owned()),
+        Standing::StandingBy { holder } => Ok(format!(
+            "standing by (the lease is held by {})",
+            holder.as_deref().unwrap_or("nobody")
+        )),
+        Standing::Starting => Err("the lease has not been read yet".to_owned()),
+        Standing::Unreachable(why) => Err(format!("cannot read the lease: {why}")),
+        Standing::Lost(why) => Err(format!("lost the lease: {why}")),
+    })
 }

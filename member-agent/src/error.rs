@@ -45,6 +45,9 @@ pub enum Error {
     /// Neither an in-cluster configuration nor a kubeconfig was found.
     #[error("no cluster configuration: {0}")]
     InferConfig(#[source] kube::config::InferConfigError),
+    /// Another replica may lead now: this one stopped acting.
+    #[error("lost the leader lease: {0}")]
+    LostLease(String),
     /// Serving metrics failed.
     #[error("metrics server on {addr}: {source}")]
     MetricsServer {

@@ -32,6 +32,7 @@ pub mod crd;
 pub mod desired;
 mod error;
 pub mod install;
+pub mod lease;
 pub mod link;
 pub mod metrics;
 pub mod names;

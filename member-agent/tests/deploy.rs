@@ -44,7 +44,13 @@ fn the_cluster_role_grants_exactly_what_the_agent_uses() {
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(
         kinds,
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding"
+        ]
     );
     let role = &docs[1];
     assert_eq!(
@@ -74,36 +80,89 @@ fn the_cluster_role_grants_exactly_what_the_agent_uses() {
             .any(|v| v == "*" || v == "deletecollection" || v == "update" || v == "escalate")
     );
     assert_eq!(docs[2]["subjects"][0]["name"], docs[0]["metadata"]["name"]);
+
+    // Leader election: its one Lease in the agent's namespace, created, read and renewed.
+    let election = &docs[3];
+    assert_eq!(election["metadata"]["namespace"], "cafe-system");
+    let rules = election["rules"].as_array().expect("rules");
+    assert_eq!(rules[0]["verbs"], serde_json::json!(["create"]));
+    assert_eq!(rules[1]["resourceNames"], serde_json::json!(["cafe-agent"]));
+    assert_eq!(rules[1]["verbs"], serde_json::json!(["get", "update"]));
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["resources"] == serde_json::json!(["leases"]))
+    );
+    assert_eq!(docs[4]["subjects"][0]["name"], docs[0]["metadata"]["name"]);
 }
 
 #[test]
-fn the_deployment_runs_the_agent_with_its_service_account() {
+fn the_deployment_runs_two_replicas_that_elect_a_leader() {
     let docs = documents("deployment.yaml");
     let spec = &docs[0]["spec"];
-    assert_eq!(spec["replicas"], 1);
-    assert_eq!(spec["strategy"]["type"], "Recreate");
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], 0);
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "cafe-agent");
-    let args = pod["containers"][0]["args"].as_array().expect("args");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
     assert_eq!(args[0], "run");
-    assert_eq!(
-        pod["containers"][0]["livenessProbe"]["httpGet"]["path"],
-        "/healthz"
-    );
+    assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    // The flags are the agent's own: cafe-agent parses them.
+    let mut argv = vec!["cafe-agent".to_owned()];
+    argv.extend(args);
+    <cafe_member_agent::cli::Cli as clap::Parser>::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("cafe-agent refuses the manifest's flags: {e}"));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["resources"]["requests"]["cpu"], "50m");
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "cafe-agent-tls");
     assert_eq!(
         documents("namespace.yaml")[0]["metadata"]["name"],
         docs[0]["metadata"]["namespace"]
     );
+    assert_eq!(documents("pdb.yaml")[0]["spec"]["minAvailable"], 1);
     assert_eq!(documents("crd-installer-rbac.yaml").len(), 2);
 }
 
-/// Whether the API server lets the agent's ServiceAccount do `verb` on `resource` (in `namespace`).
+/// Whether the API server lets the agent's ServiceAccount do `verb` on `resource` (in `finance`).
 async fn allowed(
     admin: &kube::Client,
     verb: &str,
     group: &str,
     resource: &str,
     subresource: &str,
+) -> bool {
+    review(admin, "finance", verb, group, resource, subresource, "").await
+}
+
+/// Whether the API server lets the agent's ServiceAccount do `verb` on the `resource` called
+/// `name` in `namespace`.
+async fn allowed_in(
+    admin: &kube::Client,
+    namespace: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> bool {
+    review(admin, namespace, verb, group, resource, "", name).await
+}
+
+async fn review(
+    admin: &kube::Client,
+    namespace: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    subresource: &str,
+    name: &str,
 ) -> bool {
     use k8s_openapi::api::authorization::v1::{
         ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -117,11 +176,12 @@ async fn allowed(
                 "system:authenticated".into(),
             ]),
             resource_attributes: Some(ResourceAttributes {
-                namespace: Some("finance".into()),
+                namespace: Some(namespace.into()),
                 verb: Some(verb.into()),
                 group: Some(group.into()),
                 resource: Some(resource.into()),
                 subresource: (!subresource.is_empty()).then(|| subresource.into()),
+                name: (!name.is_empty()).then(|| name.into()),
                 ..ResourceAttributes::default()
             }),
             ..SubjectAccessReviewSpec::default()
@@ -156,6 +216,35 @@ async fn the_api_server_grants_the_shipped_role_and_nothing_more() {
         ("create", "events.k8s.io", "events", ""),
         ("create", "", "namespaces", ""),
     ];
+    let in_own_namespace = [
+        ("create", "coordination.k8s.io", "leases", ""),
+        ("get", "coordination.k8s.io", "leases", "cafe-agent"),
+        ("update", "coordination.k8s.io", "leases", "cafe-agent"),
+    ];
+    for (verb, group, resource, name) in in_own_namespace {
+        assert!(
+            allowed_in(&admin, "cafe-system", verb, group, resource, name).await,
+            "{verb} {group}/{resource} {name} should be allowed in cafe-system"
+        );
+    }
+    for (namespace, verb, name) in [
+        ("cafe-system", "update", "another-lease"),
+        ("finance", "update", "cafe-agent"),
+        ("cafe-system", "delete", "cafe-agent"),
+    ] {
+        assert!(
+            !allowed_in(
+                &admin,
+                namespace,
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                name
+            )
+            .await,
+            "{verb} lease {namespace}/{name} should be refused"
+        );
+    }
     for (verb, group, resource, sub) in granted {
         assert!(
             allowed(&admin, verb, group, resource, sub).await,

@@ -91,6 +91,9 @@ pub struct PlaygroundOptions {
     pub behaviours: Vec<PlacedBehaviour>,
     /// Start a Prometheus server scraping every cluster (`DIR/prometheus.url`).
     pub prometheus: bool,
+    /// Agent replicas per cluster: more than one run with `--leader-elect` on the Lease
+    /// `cafe-system/cafe-agent`, identities `CLUSTER-agent-0`, `CLUSTER-agent-1`, ...
+    pub agent_replicas: usize,
 }
 
 /// A behaviour of one image, in one cluster or in all.
@@ -136,6 +139,7 @@ impl PlaygroundOptions {
             lease_ttl_seconds: cafe_federation::store::etcd::election::DEFAULT_LEASE_TTL.as_secs(),
             behaviours: Vec::new(),
             prometheus: false,
+            agent_replicas: 1,
         }
     }
 
@@ -164,7 +168,8 @@ pub struct PlaygroundCluster {
     /// Its agent's certificate bundle.
     pub tls_dir: PathBuf,
     install_crd: bool,
-    agent: Option<Child>,
+    /// Its agents, by replica.
+    agents: Vec<Option<Child>>,
 }
 
 /// One entry of `DIR/clusters.json`.
@@ -295,6 +300,15 @@ impl Playground {
                 .prepare_agent(CRD_YAML, &[AGENT_NAMESPACE_YAML, AGENT_RBAC_YAML])
                 .await
                 .with_context(|| format!("cannot install the agent in {}", plan.cluster))?;
+            if options.backend == Backend::Sim {
+                // A real cluster gets it with the RBAC; the agents' Lease lives in it.
+                member
+                    .apply_yaml(AGENT_NAMESPACE_YAML)
+                    .await
+                    .with_context(|| {
+                        format!("cannot create the agent's namespace in {}", plan.cluster)
+                    })?;
+            }
             let kubeconfig = kubeconfigs.join(format!("{}.yaml", plan.cluster));
             std::fs::write(&kubeconfig, member.kubeconfig_yaml())?;
             let agent_path = kubeconfigs.join(format!("{}-agent.yaml", plan.cluster));
@@ -307,7 +321,7 @@ impl Playground {
                     agent_kubeconfig: agent_path,
                     tls_dir: bundle.dir,
                     install_crd,
-                    agent: None,
+                    agents: (0..options.agent_replicas.max(1)).map(|_| None).collect(),
                 },
             );
         }
@@ -561,17 +575,50 @@ impl Playground {
         }
     }
 
-    /// Starts the agent of `cluster`.
+    /// Starts the agents of `cluster` (every replica not running).
     pub fn start_agent(&mut self, cluster: &str) -> anyhow::Result<()> {
-        let log = log_file(&self.dir, &format!("agent-{cluster}"))?;
+        let replicas = self
+            .clusters
+            .get(cluster)
+            .with_context(|| format!("no cluster {cluster}"))?
+            .agents
+            .len();
+        for replica in 0..replicas {
+            self.start_agent_replica(cluster, replica)?;
+        }
+        Ok(())
+    }
+
+    /// The Lease identity of agent `replica` of `cluster` (with several replicas).
+    pub fn agent_identity(cluster: &str, replica: usize) -> String {
+        format!("{cluster}-agent-{replica}")
+    }
+
+    /// Starts agent `replica` of `cluster` unless it runs.
+    pub fn start_agent_replica(&mut self, cluster: &str, replica: usize) -> anyhow::Result<()> {
         let entry = self
             .clusters
-            .get_mut(cluster)
+            .get(cluster)
             .with_context(|| format!("no cluster {cluster}"))?;
+        let replicas = entry.agents.len();
+        if entry.agents.get(replica).is_none_or(Option::is_some) {
+            return Ok(());
+        }
+        let name = if replicas > 1 {
+            Self::agent_identity(cluster, replica)
+        } else {
+            format!("agent-{cluster}")
+        };
+        let log = log_file(&self.dir, &name)?;
         let mut command = Command::new(&self.binary);
         command.args(["agent", "run"]);
         if entry.install_crd {
             command.arg("--install-crd");
+        }
+        if replicas > 1 {
+            command
+                .args(["--leader-elect", "--leader-elect-namespace", "cafe-system"])
+                .args(["--leader-elect-identity", &name]);
         }
         let child = command
             .arg("--kubeconfig")
@@ -591,23 +638,56 @@ impl Playground {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start the agent of {cluster}"))?;
-        entry.agent = Some(child);
+        if let Some(slot) = self
+            .clusters
+            .get_mut(cluster)
+            .and_then(|c| c.agents.get_mut(replica))
+        {
+            *slot = Some(child);
+        }
         Ok(())
     }
 
-    /// Kills the agent of `cluster` with SIGKILL.
+    /// Kills every agent of `cluster` with SIGKILL.
     pub async fn kill_agent(&mut self, cluster: &str) -> anyhow::Result<()> {
-        if let Some(child) = self
+        let replicas = self.clusters.get(cluster).map_or(0, |c| c.agents.len());
+        for replica in 0..replicas {
+            self.kill_agent_replica(cluster, replica).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills agent `replica` of `cluster` with SIGKILL.
+    pub async fn kill_agent_replica(
+        &mut self,
+        cluster: &str,
+        replica: usize,
+    ) -> anyhow::Result<()> {
+        if let Some(slot) = self
             .clusters
             .get_mut(cluster)
-            .and_then(|c| c.agent.as_mut())
+            .and_then(|c| c.agents.get_mut(replica))
+            && let Some(mut child) = slot.take()
         {
             child.kill().await?;
         }
-        if let Some(entry) = self.clusters.get_mut(cluster) {
-            entry.agent = None;
-        }
         Ok(())
+    }
+
+    /// Who holds the agents' Lease in `cluster` (with several replicas), as its API server says.
+    pub async fn agent_lease_holder(&self, cluster: &str) -> anyhow::Result<Option<String>> {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let entry = self
+            .clusters
+            .get(cluster)
+            .with_context(|| format!("no cluster {cluster}"))?;
+        let api: kube::Api<Lease> = kube::Api::namespaced(entry.cluster.client()?, "cafe-system");
+        Ok(api
+            .get_opt("cafe-agent")
+            .await?
+            .and_then(|lease| lease.spec)
+            .and_then(|spec| spec.holder_identity)
+            .filter(|holder| !holder.is_empty()))
     }
 
     /// Takes a whole datacenter down: its API server stops answering and its agent dies with it.
