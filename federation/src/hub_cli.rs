@@ -15,6 +15,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 #[derive(Debug, Parser)]
 #[command(name = "cafe-hub", version, about)]
 pub struct Cli {
+    /// Log format (filtered by `RUST_LOG`, default `info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "CAFE_LOG_FORMAT"
+    )]
+    pub log_format: cafe_proto::logging::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -106,6 +115,10 @@ pub enum Command {
         /// Automatic failover never evacuates more than this share of all units (0 to 1).
         #[arg(long, default_value_t = crate::hub::failover::DEFAULT_MAX_EVACUATED_SHARE, value_parser = parse_share)]
         max_evacuated_share: f64,
+        /// Post release and failover events to this URL (`http://`), as JSON, with retries; a
+        /// slow receiver never slows the hub (see docs/decisions.md for the document).
+        #[arg(long, value_name = "URL", value_parser = parse_webhook)]
+        notify_webhook: Option<String>,
     },
     /// Write every record of the store to a file (a consistent snapshot; safe while hubs run).
     Backup {
@@ -217,6 +230,19 @@ impl StoreArgs {
     }
 }
 
+fn parse_webhook(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(text.to_owned()),
+        (Some("https"), _) => Err(format!(
+            "{text:?}: https:// is not supported yet; use http:// (a sidecar or a local relay)"
+        )),
+        _ => Err(format!("{text:?}: expected http://HOST[:PORT]/PATH")),
+    }
+}
+
 fn parse_share(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
@@ -291,6 +317,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             auto_failover,
             unreachable_seconds,
             max_evacuated_share,
+            notify_webhook,
         } => {
             let failover = crate::hub::failover::FailoverPolicy {
                 auto: auto_failover,
@@ -311,6 +338,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 failover,
                 advertise_url,
                 replicated,
+                notify_webhook,
             };
             serve(
                 options,

@@ -44,6 +44,7 @@ impl TestHub {
             failover: Default::default(),
             advertise_url: None,
             replicated: None,
+            notify_webhook: None,
         };
         let (bound_tx, bound_rx) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -214,11 +215,11 @@ async fn applied_documents_read_back_and_apply_again_unchanged() {
         .map(|i| i["metadata"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["hz-az1", "hz-az2", "sh-az1", "sh-az2"]);
-    let file = hub.write("unit.yaml", &serde_yaml::to_string(&items[2]).unwrap());
+    let file = hub.write("unit.yaml", &serde_saphyr::to_string(&items[2]).unwrap());
     let run = hub.admin_ok(&["apply", "-f", &file]).await;
     assert_eq!(run.stdout, "logicalunit/sh-az1 unchanged\n");
     let run = hub.admin_ok(&["get", "deployments", "-o", "yaml"]).await;
-    let list: Value = serde_yaml::from_str(&run.stdout).unwrap();
+    let list: Value = serde_saphyr::from_str(&run.stdout).unwrap();
     assert_eq!(list["items"][0]["metadata"]["name"], "payments");
 
     // Tables.

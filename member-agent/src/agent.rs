@@ -103,9 +103,10 @@ pub async fn run(
     };
     let act = async {
         let link = async {
-            let Some(link) = options.link.clone() else {
+            let Some(mut link) = options.link.clone() else {
                 return Ok(());
             };
+            link.gauges = metrics.link.clone();
             let board = StatusBoard::default();
             let side = Arc::new(KubeClusterSide::new(client.clone(), board.clone()));
             let watch = side.run_status_watch(wait());
@@ -113,7 +114,8 @@ pub async fn run(
             let ((), linked) = tokio::join!(watch, linked);
             linked.map_err(Error::Link)
         };
-        let controller = run_controller(client.clone(), config, metrics, wait());
+        metrics.link.leader.set(1);
+        let controller = run_controller(client.clone(), config, metrics.clone(), wait());
         let (ran, linked) = tokio::join!(controller, link);
         ran.and(linked)
     };

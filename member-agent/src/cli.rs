@@ -2,7 +2,7 @@
 
 use crate::agent::RunOptions;
 use crate::link::{HubEndpoint, LinkConfig};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,14 +19,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// How logs are written (filtered by `RUST_LOG`, default `info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use cafe_proto::logging::LogFormat;
 
 /// The agent's commands.
 #[derive(Debug, Subcommand)]
@@ -115,7 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 leader_elect_identity,
                 leader_elect_lease_seconds,
             } = *args;
-            init_logging(cli.log_format);
+            cafe_proto::logging::init(cli.log_format);
             let leader_election = leader_elect.then(|| crate::lease::LeaseConfig {
                 namespace: leader_elect_namespace,
                 name: leader_elect_name,
@@ -164,18 +157,6 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

@@ -195,8 +195,8 @@ pub fn inplaceset_crd() -> CustomResourceDefinition {
 }
 
 /// The CRD as YAML, as `cafe-agent crd` prints it and `deploy/crds/inplaceset.yaml` holds it.
-pub fn inplaceset_crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&inplaceset_crd())
+pub fn inplaceset_crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    serde_saphyr::to_string(&inplaceset_crd())
 }
 
 impl TrafficPolicy {

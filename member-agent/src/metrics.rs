@@ -3,6 +3,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -80,6 +81,20 @@ pub struct Metrics {
     pub pod_actions: Family<ActionLabels, Counter>,
     /// Pods moved to another revision, by mode.
     pub pods_updated: Family<UpdateLabels, Counter>,
+    /// The link to the hub and the leader lease.
+    pub link: LinkGauges,
+}
+
+/// What the agent's link and its leader election show: gauges the link sets as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct LinkGauges {
+    /// 1 while a stream to the hub is open (after the hub's Welcome), else 0.
+    pub hub_connected: Gauge,
+    /// The slices the cluster holds for the hub.
+    pub slices: Gauge,
+    /// 1 while this agent runs the controller and the link: it holds the Lease, or runs without
+    /// leader election.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -91,6 +106,7 @@ impl Metrics {
             reconcile_duration: Histogram::new(exponential_buckets(start, factor, count)),
             pod_actions: Family::default(),
             pods_updated: Family::default(),
+            link: LinkGauges::default(),
         };
         let registry = registry.sub_registry_with_prefix("cafe_agent");
         registry.register(
@@ -112,6 +128,21 @@ impl Metrics {
             "pods_updated",
             "Pods moved to another revision",
             metrics.pods_updated.clone(),
+        );
+        registry.register(
+            "hub_connected",
+            "1 while a stream to the hub is open, else 0",
+            metrics.link.hub_connected.clone(),
+        );
+        registry.register(
+            "slices",
+            "Slices of the hub the cluster holds",
+            metrics.link.slices.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this agent acts (it holds the Lease, or runs without leader election)",
+            metrics.link.leader.clone(),
         );
         metrics
     }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -13,9 +12,7 @@ fn documents(file: &str) -> Vec<Value> {
         .join("../deploy/agent")
         .join(file);
     let text = std::fs::read_to_string(&path).expect("manifest exists");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("valid YAML"))
-        .collect()
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(&text).expect("valid YAML")
 }
 
 fn verbs(role: &Value, group: &str, resource: &str) -> Vec<String> {

@@ -73,7 +73,17 @@ async fn a_killed_agent_process_is_replaced_and_the_update_finishes() {
         .await
         .expect("healthz answers");
     assert!(health.ends_with("ok"), "{health}");
+    let ready = http_get(&metrics, "/readyz").await.expect("readyz answers");
+    assert!(ready.ends_with("ok"), "{ready}");
     let text = eventually("metrics", DEADLINE, || http_get(&metrics, "/metrics")).await;
+    // Without a hub or leader election: it acts, with no stream and no slices.
+    for line in [
+        "cafe_agent_leader 1",
+        "cafe_agent_hub_connected 0",
+        "cafe_agent_slices 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
+    }
     assert!(
         text.contains("cafe_agent_reconciles_total{result=\"Ok\"}"),
         "{text}"

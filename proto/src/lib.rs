@@ -33,6 +33,33 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub const SLICE_ID_UNIT_SEPARATOR: char = '@';
 
 /// The constants of the hub <-> agent protocol (DESIGN section 6), defined once for both sides.
+/// How the hub and the agent write their logs: `--log-format text|json` (`CAFE_LOG_FORMAT`),
+/// filtered by `RUST_LOG` (default `info`), to standard error.
+pub mod logging {
+    /// The log format.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+    pub enum LogFormat {
+        /// Human-readable lines.
+        #[default]
+        Text,
+        /// One JSON object per line, for a log pipeline.
+        Json,
+    }
+
+    /// Installs the process's log subscriber.
+    pub fn init(format: LogFormat) {
+        use tracing_subscriber::EnvFilter;
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
+    }
+}
+
 pub mod protocol {
     use sha2::Digest as _;
     use std::time::Duration;

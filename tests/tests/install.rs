@@ -10,7 +10,6 @@ use cafe_sim::SimConfig;
 use cafe_sim::member::{Backend, Members};
 use cafe_tests::playground::{Playground, PlaygroundOptions};
 use common::BINARY;
-use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,9 +35,8 @@ fn render(dir: &Path) -> (String, Vec<Value>) {
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8(out.stdout).expect("UTF-8");
-    let documents = serde_yaml::Deserializer::from_str(&yaml)
-        .map(|doc| Value::deserialize(doc).expect("valid YAML"))
-        .collect();
+    let documents =
+        serde_saphyr::from_str_multiple::<Value, Vec<Value>>(&yaml).expect("valid YAML");
     (yaml, documents)
 }
 
@@ -277,11 +275,15 @@ async fn an_agent_started_from_the_rendered_manifests_connects_to_the_hub() {
         };
         env.insert(name, value);
     }
+    let metrics = format!(
+        "127.0.0.1:{}",
+        cafe_sim::control_plane::free_port().expect("port")
+    );
     let args: Vec<String> = strings(&container["args"])
         .into_iter()
         .map(|a| {
             if a.starts_with("--metrics-addr=") {
-                "--metrics-addr=127.0.0.1:0".to_owned()
+                format!("--metrics-addr={metrics}")
             } else {
                 a
             }
@@ -317,6 +319,22 @@ async fn an_agent_started_from_the_rendered_manifests_connects_to_the_hub() {
         pg.agent_lease_holder(cluster).await.expect("lease"),
         Some("cafe-agent-from-manifests".to_owned())
     );
+    // Its probes and metrics say so too.
+    let get = |path: &str| {
+        let url = format!("http://{metrics}{path}");
+        async move {
+            cafe_federation::http_client::get(&url, std::time::Duration::from_secs(5))
+                .await
+                .expect("the agent answers")
+        }
+    };
+    let ready = get("/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "leading"));
+    assert_eq!(get("/healthz").await.status, 200);
+    let text = get("/metrics").await.body;
+    for line in ["cafe_agent_leader 1", "cafe_agent_hub_connected 1"] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
+    }
     agent.kill().await.expect("stop the agent");
     pg.shutdown().await;
 }

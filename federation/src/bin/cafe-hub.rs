@@ -10,12 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    cafe_federation::hub_cli::run(cafe_federation::hub_cli::Cli::parse()).await
+    let cli = cafe_federation::hub_cli::Cli::parse();
+    cafe_proto::logging::init(cli.log_format);
+    cafe_federation::hub_cli::run(cli).await
 }

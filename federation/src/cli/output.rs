@@ -25,7 +25,7 @@ pub fn render_wide<T: Serialize + ?Sized>(
         Output::Table => Ok(table(false)),
         Output::Wide => Ok(table(true)),
         Output::Json => json(value),
-        Output::Yaml => serde_yaml::to_string(value).map_err(|e| unprintable(&e)),
+        Output::Yaml => serde_saphyr::to_string(&value).map_err(|e| unprintable(&e)),
         Output::Name => names(&to_value(value)?),
         Output::JsonPath(template) => template.render(&to_value(value)?),
     }

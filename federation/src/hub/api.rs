@@ -157,6 +157,7 @@ fn deployment_document(
         "updateRevision": status.update_revision,
         "message": status.message,
         "units": status.units,
+        "conditions": core.conditions(key).unwrap_or_default(),
     }));
     Some(to_json(&deployment))
 }
@@ -453,10 +454,7 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<pb::ClusterList>, Status> {
         self.caller(&request, Role::Viewer)?;
         let clusters = self.hub.read(|core, now| {
-            let mut names: std::collections::BTreeSet<crate::names::ClusterName> =
-                core.cluster_names().cloned().collect();
-            names.extend(core.units().values().map(|u| u.spec.cluster.clone()));
-            names
+            core.known_clusters()
                 .into_iter()
                 .map(|name| {
                     let live = core.cluster(&name);

@@ -178,6 +178,9 @@ pub struct Core {
     pub(super) policy: super::failover::FailoverPolicy,
     /// When this hub process started (ms): clusters never heard from count as silent since then.
     pub(super) started_ms: i64,
+    /// What the decisions of the event being decided announce, in order: the writer moves them
+    /// into the event's [`Effects`] (never kept in a published model).
+    pub(super) notices: Vec<super::notify::Notice>,
 }
 
 /// What one mutation asks for besides its new model: the store writes that make it durable, and
@@ -194,6 +197,10 @@ pub struct Effects {
     pub restored: Vec<(UnitName, i64)>,
     /// Results of analysis measurements recorded, for the metrics.
     pub measurements: Vec<MeasurementResult>,
+    /// Release and failover events for the notification webhook, once committed.
+    pub notices: Vec<super::notify::Notice>,
+    /// Audit records written, logged once committed.
+    pub audited: Vec<AuditRecord>,
 }
 
 /// Measurements taken for one analysis run, on their way to the model.
@@ -229,6 +236,8 @@ impl Effects {
         self.connected_delta += other.connected_delta;
         self.restored.extend(other.restored);
         self.measurements.extend(other.measurements);
+        self.notices.extend(other.notices);
+        self.audited.extend(other.audited);
     }
 }
 
@@ -372,6 +381,13 @@ impl Core {
         self.deployments.get(key).map(AsRef::as_ref)
     }
 
+    /// Every cluster the hub knows: of a unit, or with an agent that connected.
+    pub fn known_clusters(&self) -> BTreeSet<ClusterName> {
+        let mut names: BTreeSet<ClusterName> = self.cluster_names().cloned().collect();
+        names.extend(self.units.values().map(|u| u.spec.cluster.clone()));
+        names
+    }
+
     /// Every deployment, by key.
     pub fn deployments(&self) -> impl Iterator<Item = (&DeploymentKey, &DeploymentRecord)> {
         self.deployments.iter().map(|(k, r)| (k, r.as_ref()))
@@ -432,6 +448,7 @@ impl Core {
         let write = put_json(Table::Audit, audit_key(self.audit_seq + 1), &record)?;
         self.audit_seq += 1;
         effects.writes.push(write);
+        effects.audited.push(record);
         Ok(())
     }
 
@@ -786,6 +803,21 @@ impl Core {
         Ok(())
     }
 
+    /// The ready pods of the deployment in `unit` by its agent's latest report, fresh or not (0
+    /// without one).
+    pub(super) fn reported_ready(
+        &self,
+        key: &DeploymentKey,
+        unit: &UnitName,
+        cluster: &ClusterName,
+    ) -> i32 {
+        let id = SliceId::new(key, unit);
+        self.clusters
+            .get(cluster)
+            .and_then(|live| live.reports.get(&id))
+            .map_or(0, |report| report.observed().ready)
+    }
+
     /// The pods of the slice that must run the update revision now (0 without a slice).
     fn slice_target(&self, id: &SliceId) -> i32 {
         self.slices.get(id).map_or(0, |s| s.target)
@@ -821,6 +853,12 @@ impl Core {
             return;
         };
         let started = record.release.group_started(&next);
+        let notices = super::notify::release_notices(
+            key,
+            &record.release,
+            &next,
+            &super::clock::rfc3339(now),
+        );
         // A rollback that starts (an operator's, an analysis', or to another revision) writes its
         // target back into the spec with a new generation, so that spec and running revision agree.
         let newly = !matches!(record.release.stage(), Stage::RollingBack { .. })
@@ -831,6 +869,7 @@ impl Core {
                 newly && revision_name(t) != revision_name(&record.deployment.spec.template)
             })
             .cloned();
+        Core::note_release_conditions(&mut record.condition_times, &next, now);
         record.release = next;
         if let Some(template) = restore {
             let deployment = Arc::make_mut(&mut record.deployment);
@@ -841,13 +880,24 @@ impl Core {
             self.release_clocks
                 .insert(key.clone(), WaitClock::started(now));
         }
+        self.notices.extend(notices);
     }
 
-    /// Moves the deployment's release forward from reports and time.
+    /// Moves the deployment's release forward from reports and time, and notes whether it is
+    /// available.
     pub fn evaluate(&mut self, key: &DeploymentKey) -> Result<Effects, HubError> {
         let Some(Ok(plan)) = self.plan(key) else {
             return Ok(Effects::default());
         };
+        let availability_changed = self.note_availability(key, &plan);
+        let mut effects = self.evaluate_release(key, plan)?;
+        if availability_changed {
+            self.write_record(key, &mut effects)?;
+        }
+        Ok(effects)
+    }
+
+    fn evaluate_release(&mut self, key: &DeploymentKey, plan: Plan) -> Result<Effects, HubError> {
         let progress = self.progress(key, &plan);
         let Some(record) = self.deployments.get(key) else {
             return Ok(Effects::default());

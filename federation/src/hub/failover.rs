@@ -126,6 +126,17 @@ impl Core {
             effects
                 .writes
                 .push(put_json(Table::Units, name.to_string(), &*unit)?);
+            let kind = if phase == UnitPhase::Evacuated {
+                super::notify::NoticeType::Evacuated
+            } else {
+                super::notify::NoticeType::FailedBack
+            };
+            self.notices.push(super::notify::Notice::failover(
+                kind,
+                name,
+                reason,
+                super::clock::rfc3339(now),
+            ));
             changed.push(name.clone());
         }
         let mut deployments: BTreeSet<DeploymentKey> = BTreeSet::new();

@@ -1,11 +1,14 @@
 //! The hub's Prometheus metrics.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Store commit latency buckets, in seconds: from a page-cache write to a slow disk.
@@ -25,6 +28,7 @@ pub struct HubMetrics {
     slices_sent: Counter,
     restores: Histogram,
     measurements: Family<ResultLabel, Counter>,
+    notifications: Family<ResultLabel, Counter>,
 }
 
 /// The `result` label of analysis measurements.
@@ -42,6 +46,7 @@ impl Default for HubMetrics {
             slices_sent: Counter::default(),
             restores: Histogram::new(RESTORE_BUCKETS),
             measurements: Family::default(),
+            notifications: Family::default(),
         }
     }
 }
@@ -80,6 +85,21 @@ impl HubMetrics {
             "Analysis measurements recorded, by result (Successful, Failed, Inconclusive, Error)",
             self.measurements.clone(),
         );
+        registry.register(
+            "notifications",
+            "Notifications to the webhook, by result (delivered, failed after its retries, dropped \
+             because the queue was full)",
+            self.notifications.clone(),
+        );
+    }
+
+    /// A notification was delivered, failed or dropped.
+    pub fn notification(&self, result: &str) {
+        self.notifications
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// An analysis measurement with `result` was recorded.
@@ -115,5 +135,115 @@ impl HubMetrics {
     /// An agent connected (+1) or left (-1).
     pub fn connected_clusters_delta(&self, delta: i64) {
         self.connected_clusters.inc_by(delta);
+    }
+}
+
+/// `cafe_deployment_info{namespace,name,phase,reason}` (1 per deployment),
+/// `cafe_deployment_group{namespace,name}` (the current group, 0-based),
+/// `cafe_cluster_connected{cluster}` (1 while its agent's stream is live) and
+/// `cafe_build_info{version}`: computed from the published model at each scrape, so they are never
+/// out of step with it and cost nothing between scrapes.
+pub struct StateCollector {
+    model: ModelView,
+}
+
+/// The published model and the hub's clock, read at each scrape.
+pub type ModelView = Arc<dyn Fn() -> (Arc<super::core::Core>, i64) + Send + Sync>;
+
+impl std::fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateCollector").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentInfo {
+    namespace: String,
+    name: String,
+    phase: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+impl StateCollector {
+    /// A collector of the model `model` returns.
+    pub fn new(model: ModelView) -> Self {
+        Self { model }
+    }
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (core, now) = (self.model)();
+        let info = Family::<DeploymentInfo, Gauge>::default();
+        let group = Family::<DeploymentLabels, Gauge>::default();
+        for (key, record) in core.deployments() {
+            let release = &record.release;
+            info.get_or_create(&DeploymentInfo {
+                namespace: key.namespace.to_string(),
+                name: key.name.to_string(),
+                phase: release.phase().to_string(),
+                reason: release.reason().to_string(),
+            })
+            .set(1);
+            group
+                .get_or_create(&DeploymentLabels {
+                    namespace: key.namespace.to_string(),
+                    name: key.name.to_string(),
+                })
+                .set(i64::try_from(release.batch()).unwrap_or(i64::MAX));
+        }
+        let connected = Family::<ClusterLabel, Gauge>::default();
+        for cluster in core.known_clusters() {
+            let state = super::core::LinkState::of(core.cluster(&cluster), now);
+            connected
+                .get_or_create(&ClusterLabel {
+                    cluster: cluster.to_string(),
+                })
+                .set(i64::from(state == super::core::LinkState::Connected));
+        }
+        let build = Family::<VersionLabel, Gauge>::default();
+        build
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        for (name, help, family) in [
+            (
+                "cafe_deployment_info",
+                "Each deployment's release phase and reason (always 1)",
+                &info as &dyn EncodeMetric,
+            ),
+            (
+                "cafe_deployment_group",
+                "Each deployment's current release group (0-based)",
+                &group,
+            ),
+            (
+                "cafe_cluster_connected",
+                "1 while the cluster's agent has a live stream to this hub, else 0",
+                &connected,
+            ),
+            ("cafe_build_info", "The hub's version (always 1)", &build),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric)?;
+        }
+        Ok(())
     }
 }

@@ -8,12 +8,14 @@
 pub mod analysis;
 pub mod api;
 pub mod clock;
+pub mod conditions;
 pub mod convert;
 pub mod core;
 pub mod event;
 pub mod failover;
 pub mod link;
 pub mod metrics;
+pub mod notify;
 pub mod records;
 pub mod replicated;
 mod resources;
@@ -176,6 +178,8 @@ struct Shared {
     fence: crate::store::Condition,
     /// Why the hub failed (a task of it panicked): `None` while it is sound.
     failure: watch::Sender<Option<String>>,
+    /// Where release and failover events go (`--notify-webhook`), once set.
+    notifier: std::sync::OnceLock<notify::Notifier>,
 }
 
 impl Shared {
@@ -212,6 +216,22 @@ impl Shared {
         }
         for result in &effects.measurements {
             self.metrics.analysis_measured(result.as_str());
+        }
+        // Every audit record as a structured log line too, for a log pipeline.
+        for record in &effects.audited {
+            tracing::info!(
+                target: "cafe::audit",
+                time = %record.time,
+                who = %record.who,
+                what = %record.what,
+                result = %record.result,
+                "audit"
+            );
+        }
+        if let Some(notifier) = self.notifier.get() {
+            for notice in &effects.notices {
+                notifier.send(notice.clone());
+            }
         }
         for (_, took_ms) in &effects.restored {
             self.metrics
@@ -325,6 +345,7 @@ impl Hub {
             metrics: HubMetrics::default(),
             fence,
             failure: watch::channel(None).0,
+            notifier: std::sync::OnceLock::new(),
         });
         let events = writer::start(Arc::clone(&shared))
             .map_err(|e| HubError::Stopped(format!("cannot start the store writer: {e}")))?;
@@ -350,6 +371,22 @@ impl Hub {
     /// The hub's metrics.
     pub fn metrics(&self) -> &HubMetrics {
         &self.inner.shared.metrics
+    }
+
+    /// Posts release and failover events to `url` from now on (`--notify-webhook`); a second
+    /// call changes nothing.
+    pub fn notify_to(&self, url: String) {
+        let notifier = notify::Notifier::start(url, self.metrics().clone());
+        if self.inner.shared.notifier.set(notifier).is_err() {
+            tracing::warn!("the notification webhook is set already");
+        }
+    }
+
+    /// The state metrics of the published model (`cafe_deployment_info`, ...), computed when
+    /// scraped.
+    pub fn state_collector(&self) -> metrics::StateCollector {
+        let shared = Arc::clone(&self.inner.shared);
+        metrics::StateCollector::new(Arc::new(move || (shared.snapshot(), shared.clock.now_ms())))
     }
 
     /// Resolves when the hub has failed, with why: its store writer or one of its tasks panicked.

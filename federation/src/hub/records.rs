@@ -25,6 +25,9 @@ pub struct DeploymentRecord {
     /// evacuation do not pull the remainder towards the survivors.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub last_allocation: BTreeMap<UnitName, i32>,
+    /// When each of `status.conditions[]` last changed status (see [`super::conditions`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub condition_times: BTreeMap<String, super::conditions::Transition>,
 }
 
 /// The last slice the hub decided for one unit: enough to keep generations across restarts.

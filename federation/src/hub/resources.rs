@@ -356,11 +356,23 @@ fn apply_deployment(
         .get(&key)
         .map(|r| r.last_allocation.clone())
         .unwrap_or_default();
+    let mut condition_times = core
+        .deployments
+        .get(&key)
+        .map(|r| r.condition_times.clone())
+        .unwrap_or_default();
+    Core::note_release_conditions(&mut condition_times, &release, now);
+    if let Some(before) = core.deployments.get(&key) {
+        let notices =
+            super::notify::release_notices(&key, &before.release, &release, &clock::rfc3339(now));
+        core.notices.extend(notices);
+    }
     let record = DeploymentRecord {
         deployment: Arc::new(deployment),
         release,
         rebalancing_since_ms,
         last_allocation,
+        condition_times,
     };
     effects
         .writes

@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub advertise_url: Option<String>,
     /// Serve as one of several replicas on etcd, rather than alone on redb.
     pub replicated: Option<super::replicated::ReplicaOptions>,
+    /// Where to post release and failover events (`--notify-webhook`), if anywhere.
+    pub notify_webhook: Option<String>,
 }
 
 impl ServeOptions {
@@ -363,6 +365,9 @@ pub(super) async fn lead(
 ) -> Result<(), ServeError> {
     let tls = server_tls(options)?;
     let insecure = tls.is_none();
+    if let Some(url) = &options.notify_webhook {
+        hub.notify_to(url.clone());
+    }
     // Every task of the server stops when this is cancelled: on shutdown, or when one fails.
     let cancel = CancellationToken::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -411,6 +416,7 @@ pub(super) async fn lead(
     if let Some(listener) = listeners.metrics.clone() {
         let mut registry = Registry::default();
         hub.metrics().register(&mut registry);
+        registry.register_collector(Box::new(hub.state_collector()));
         let cancel = cancel.clone();
         tasks.spawn(async move {
             crate::http::serve_metrics(

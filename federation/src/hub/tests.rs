@@ -594,6 +594,7 @@ async fn a_task_that_panics_fails_the_hub_and_stops_the_server() {
         failover: FailoverPolicy::default(),
         advertise_url: None,
         replicated: None,
+        notify_webhook: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let serving = tokio::spawn(server::serve_hub(

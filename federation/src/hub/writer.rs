@@ -132,7 +132,8 @@ fn try_group(
     for (index, (event, reply)) in group.into_iter().enumerate() {
         let checkpoint = working.clone();
         match working.decide(event, shared.clock.now_ms()) {
-            Ok(decision) => {
+            Ok(mut decision) => {
+                decision.effects.notices.append(&mut working.notices);
                 effects.merge(decision.effects);
                 answers.push((index, reply, decision.answer));
             }

@@ -284,7 +284,7 @@ mod tests {
     use super::*;
 
     fn analysis(yaml: &str) -> Analysis {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     fn m(unit: &str, result: MeasurementResult, time_ms: i64) -> Measurement {

@@ -3,7 +3,6 @@
 use super::deployment::{CAFE_DEPLOYMENT_KIND, CafeDeployment};
 use super::error::{FieldError, FieldErrors};
 use super::unit::{LOGICAL_UNIT_KIND, LogicalUnit};
-use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
@@ -86,29 +85,21 @@ impl fmt::Display for DocumentError {
 pub fn parse_yaml_documents(text: &str) -> Result<Vec<Resource>, Vec<DocumentError>> {
     let mut resources = Vec::new();
     let mut failures = Vec::new();
-    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, document) in split_documents(text).into_iter().enumerate() {
         let index = i + 1;
-        let value = match serde_yaml::Value::deserialize(document) {
-            Ok(serde_yaml::Value::Null) => continue,
-            Ok(value) => value,
-            Err(error) => {
-                failures.push(DocumentError {
-                    index,
-                    subject: None,
-                    errors: single("", format!("not valid YAML: {error}")),
-                });
-                // A syntax error leaves the rest of the stream unreadable.
-                break;
-            }
-        };
-        let json = match serde_json::to_value(value) {
+        if is_blank(document) {
+            continue;
+        }
+        let json = match serde_saphyr::from_str::<Value>(document) {
+            Ok(Value::Null) => continue,
             Ok(json) => json,
             Err(error) => {
                 failures.push(DocumentError {
                     index,
                     subject: None,
-                    errors: single("", format!("not a JSON-compatible document: {error}")),
+                    errors: single("", format!("not valid YAML: {}", one_line(&error))),
                 });
+                // Documents are split before they are parsed: the others are still read.
                 continue;
             }
         };
@@ -126,6 +117,64 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Resource>, Vec<DocumentErr
     } else {
         Err(failures)
     }
+}
+
+/// The documents of a YAML stream, split at their `---` markers. In YAML a line starting with
+/// `---` (then a space or its end) at column 0 always starts a document, even inside a block
+/// scalar, so the split is exact; each document is then parsed alone, and a syntax error in one
+/// does not hide the errors of the others. `...` document end markers end a document.
+pub fn split_documents(text: &str) -> Vec<&str> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    // After `...`: the text up to the next `---` belongs to no document.
+    let mut ended = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker = |m: &str| {
+            bare.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if marker("---") {
+            if !ended && (offset > start || !documents.is_empty()) {
+                documents.push(&text[start..offset]);
+            }
+            ended = false;
+            // What follows the marker on its line belongs to the document.
+            start = offset + 3;
+        } else if marker("...") {
+            if !ended {
+                documents.push(&text[start..offset]);
+            }
+            ended = true;
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    let rest = &text[start.min(text.len())..];
+    if !ended && (!rest.is_empty() || documents.is_empty()) {
+        documents.push(rest);
+    }
+    documents
+}
+
+/// Whether a document holds nothing but blank lines and comments.
+fn is_blank(document: &str) -> bool {
+    document
+        .lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
+}
+
+/// A parser's error on one line (it may render a snippet over several).
+fn one_line(error: &dyn fmt::Display) -> String {
+    error
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parses one JSON document, as sent through the API.
@@ -238,4 +287,46 @@ fn unknown_fields(raw: &Value, known: &Value, path: &str, out: &mut Vec<FieldErr
 
 fn single(path: impl Into<String>, message: impl Into<String>) -> FieldErrors {
     FieldErrors(vec![FieldError::new(path, message)])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests fail loudly on unexpected errors.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_splits_at_its_markers_only() {
+        let text =
+            "a: 1\n---\nb: |\n  --- not a marker, indented\n---   # comment\nc: 3\n...\n--- d: 4\n";
+        assert_eq!(
+            split_documents(text),
+            [
+                "a: 1\n",
+                "\nb: |\n  --- not a marker, indented\n",
+                "   # comment\nc: 3\n",
+                " d: 4\n"
+            ]
+        );
+        assert_eq!(split_documents("---\nx: 1\n"), ["\nx: 1\n"]);
+        assert_eq!(split_documents(""), [""]);
+        assert_eq!(split_documents("x: 1"), ["x: 1"]);
+    }
+
+    #[test]
+    fn every_document_is_read_and_each_error_names_its_document() {
+        let unit = "apiVersion: cafe.io/v1alpha1\nkind: LogicalUnit\nmetadata: {name: sh-az1}\n\
+                    spec: {region: cn-shanghai, zone: a, cluster: sh-dc1}\n";
+        let text = format!("# only a comment\n---\n{unit}---\nkind: [unclosed\n---\n{unit}");
+        let errors = parse_yaml_documents(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].index, 3);
+        let message = errors[0].to_string();
+        assert!(
+            message.starts_with("document 3: not valid YAML: "),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+        let resources = parse_yaml_documents(&format!("{unit}---\n{unit}")).unwrap();
+        assert_eq!(resources.len(), 2);
+    }
 }

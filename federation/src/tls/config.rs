@@ -53,13 +53,15 @@ impl CafectlConfig {
     /// file's directory.
     pub fn load(path: &Path) -> Result<Self, TlsError> {
         let text = read_text(path)?;
-        let mut config: CafectlConfig = serde_path_to_error::deserialize(
-            serde_yaml::Deserializer::from_str(&text),
-        )
-        .map_err(|source| TlsError::InvalidConfig {
+        let invalid = |source: Box<dyn std::error::Error + Send + Sync>| TlsError::InvalidConfig {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut config: CafectlConfig = serde_saphyr::with_deserializer_from_str(&text, |yaml| {
+            Ok(serde_path_to_error::deserialize(yaml))
+        })
+        .map_err(|error| invalid(Box::new(error)))?
+        .map_err(|error| invalid(Box::new(error)))?;
         config.check_urls(&path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new(""));
         for file in [&mut config.ca, &mut config.cert, &mut config.key] {
@@ -108,7 +110,7 @@ impl CafectlConfig {
 /// `path`'s directory).
 pub fn write_cafectl_config(path: &Path, config: &CafectlConfig) -> Result<(), TlsError> {
     config.check_urls("the cafectl configuration")?;
-    let text = serde_yaml::to_string(config).map_err(|source| TlsError::SerializeConfig {
+    let text = serde_saphyr::to_string(config).map_err(|source| TlsError::SerializeConfig {
         path: path.to_owned(),
         source,
     })?;

@@ -177,7 +177,7 @@ pub enum TlsError {
         path: PathBuf,
         /// What is wrong, with the field's path.
         #[source]
-        source: serde_path_to_error::Error<serde_yaml::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A cafectl configuration that cannot be serialized.
     #[error("cannot serialize the cafectl configuration for {}", path.display())]
@@ -186,7 +186,7 @@ pub enum TlsError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: serde_yaml::Error,
+        source: serde_saphyr::ser_error::Error,
     },
     /// A hub URL that is not an http(s) URL.
     #[error("{what}: invalid hub URL {url:?}: {reason}")]

@@ -77,6 +77,8 @@ pub struct LinkConfig {
     /// How long connecting (TCP, TLS and HTTP/2 handshakes) and then opening the stream may each
     /// take before the attempt is abandoned and retried.
     pub open_timeout: Duration,
+    /// The gauges of the link's state (registered nowhere unless the agent sets its own).
+    pub gauges: crate::metrics::LinkGauges,
 }
 
 impl LinkConfig {
@@ -86,6 +88,7 @@ impl LinkConfig {
             cluster,
             hub,
             open_timeout: OPEN_TIMEOUT,
+            gauges: crate::metrics::LinkGauges::default(),
         }
     }
 }
@@ -211,6 +214,7 @@ pub async fn run_link<S: ClusterSide>(
             () = &mut shutdown => SessionEnd::Shutdown,
             ended = session => ended,
         };
+        config.gauges.hub_connected.set(0);
         if let SessionEnd::Shutdown = ended {
             return Ok(());
         }
@@ -339,6 +343,7 @@ async fn run_session<S: ClusterSide>(
         Err(_) => return SessionEnd::Slow("opening the stream", limit),
     };
     tracing::info!(cluster = %config.cluster, hub = %url, "connected to the hub");
+    config.gauges.hub_connected.set(1);
     // Everything known is reported again: the hub may have restarted and forgotten.
     board.mark_all();
     // Cluster writes run beside the conversation with the hub, so that a slow API server never
@@ -352,7 +357,7 @@ async fn run_session<S: ClusterSide>(
     };
     tokio::select! {
         end = talk(url, inbound, ops_tx, outbound, board, backoff) => end,
-        end = apply_ops(side, ops_rx, applied, board, outbound) => end,
+        end = apply_ops(side, ops_rx, applied, board, outbound, &config.gauges.slices) => end,
     }
 }
 
@@ -504,11 +509,14 @@ async fn apply_ops<S: ClusterSide>(
     applied: BTreeMap<String, u64>,
     board: &StatusBoard,
     outbound: Outbound<'_>,
+    slices: &prometheus_client::metrics::gauge::Gauge,
 ) -> SessionEnd {
+    slices.set(i64::try_from(applied.len()).unwrap_or(i64::MAX));
     let mut applier = Applier {
         side,
         board,
         outbound,
+        slices,
         applied,
         failed: BTreeMap::new(),
         failed_removes: BTreeMap::new(),
@@ -565,6 +573,8 @@ struct Applier<'a, S> {
     side: &'a S,
     board: &'a StatusBoard,
     outbound: Outbound<'a>,
+    /// The count of `applied`, for the metrics.
+    slices: &'a prometheus_client::metrics::gauge::Gauge,
     /// The generation applied of each slice the cluster holds.
     applied: BTreeMap<String, u64>,
     /// Slices the cluster refused, to try again.
@@ -576,6 +586,11 @@ struct Applier<'a, S> {
 }
 
 impl<S: ClusterSide> Applier<'_, S> {
+    fn count_slices(&self) {
+        self.slices
+            .set(i64::try_from(self.applied.len()).unwrap_or(i64::MAX));
+    }
+
     /// Whether `generation` of `id` is already applied (or older than what is).
     fn holds(&self, id: &str, generation: u64) -> bool {
         self.applied.get(id).is_some_and(|g| *g >= generation)
@@ -674,6 +689,7 @@ impl<S: ClusterSide> Applier<'_, S> {
         match self.side.apply(&slice).await {
             Ok(()) => {
                 self.applied.insert(slice.id.clone(), slice.generation);
+                self.count_slices();
                 self.ack(&slice.id, slice.generation, false);
                 Ok(())
             }
@@ -701,6 +717,7 @@ impl<S: ClusterSide> Applier<'_, S> {
         match self.side.remove(id, generation).await {
             Ok(()) => {
                 self.applied.remove(id);
+                self.count_slices();
                 self.board.forget(id);
                 self.ack(id, generation, true);
                 Ok(())

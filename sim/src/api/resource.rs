@@ -125,7 +125,7 @@ async fn handle_inner(req: Request) -> Result<Response, ApiError> {
                 )
             })?;
             let body = if kind == PatchKind::Apply {
-                serde_yaml::from_slice::<Value>(&req.body)
+                serde_saphyr::from_slice::<Value>(&req.body)
                     .map_err(|e| ApiError::bad_request(format!("invalid apply body: {e}")))?
             } else if kind == PatchKind::Json {
                 serde_json::from_slice::<Value>(&req.body)

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Discovery, Scope};
-use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::error::SimError;
@@ -23,15 +22,9 @@ fn config_error(what: String) -> SimError {
 
 /// The documents of a multi-document YAML text (empty documents dropped).
 pub fn parse_documents(yaml: &str) -> Result<Vec<Value>, SimError> {
-    let mut documents = Vec::new();
-    for (i, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-        let value = Value::deserialize(document)
-            .map_err(|e| config_error(format!("document {}: {e}", i + 1)))?;
-        if !value.is_null() {
-            documents.push(value);
-        }
-    }
-    Ok(documents)
+    let documents: Vec<Value> = serde_saphyr::from_str_multiple(yaml)
+        .map_err(|e| config_error(format!("not valid YAML: {e}")))?;
+    Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
 }
 
 /// Applies every document of `yaml` through `client`, then waits until the CustomResourceDefinitions

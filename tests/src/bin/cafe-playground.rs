@@ -104,7 +104,7 @@ fn main() -> ExitCode {
             );
             match runtime() {
                 Ok(rt) => {
-                    init_logging();
+                    cafe_proto::logging::init(cli.log_format);
                     rt.block_on(cafe_federation::hub_cli::run(cli))
                 }
                 Err(error) => fail(&error),
@@ -165,15 +165,6 @@ fn main() -> ExitCode {
 fn fail(error: &anyhow::Error) -> ExitCode {
     eprintln!("error: {error:#}");
     ExitCode::FAILURE
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn start(
