@@ -312,14 +312,21 @@ enum Refused {
 }
 
 async fn health_check(addr: SocketAddr, tls: ClientTlsConfig) -> Result<(), Refused> {
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap();
+    check_health(endpoint.connect()).await
+}
+
+/// Connects (`channel`) and asks for the server's health, within [`DEADLINE`].
+async fn check_health(
+    channel: impl std::future::Future<
+        Output = Result<tonic::transport::Channel, tonic::transport::Error>,
+    >,
+) -> Result<(), Refused> {
     let attempt = async {
-        let channel = Endpoint::from_shared(format!("https://{addr}"))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .map_err(Refused::Connect)?;
+        let channel = channel.await.map_err(Refused::Connect)?;
         HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: String::new(),
@@ -564,22 +571,7 @@ async fn cafectl_reaches(
         insecure: false,
     };
     let (_, endpoint) = args.replica_endpoints().unwrap().remove(0);
-    let attempt = async {
-        let channel = endpoint
-            .connect_with_connector(ResolveTo(addr))
-            .await
-            .map_err(Refused::Connect)?;
-        HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(drop)
-            .map_err(Refused::Call)
-    };
-    tokio::time::timeout(DEADLINE, attempt)
-        .await
-        .expect("the health check finishes before the deadline")
+    check_health(endpoint.connect_with_connector(ResolveTo(addr))).await
 }
 
 fn rand_suffix() -> u64 {

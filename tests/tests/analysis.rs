@@ -527,15 +527,8 @@ async fn webhooks_gate_groups_and_a_killed_hub_measures_on() {
     .await
     .unwrap();
     playground.kill_hub().await.unwrap();
-    let killed_at = cafe_federation::hub::clock::rfc3339(
-        i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap(),
-    );
+    // Compared as instants: RFC 3339 texts with fractions of varied length do not sort as text.
+    let killed_at = k8s_openapi::jiff::Timestamp::now();
     playground.start_hub().await.unwrap();
     let mut operator = playground.client(Role::Operator).await.unwrap();
     let passed = wait_status(
@@ -565,13 +558,15 @@ async fn webhooks_gate_groups_and_a_killed_hub_measures_on() {
         .map(|m| m.time.clone())
         .collect();
     assert_eq!(times.len(), 5, "{analysis:#?}");
+    let instants: Vec<k8s_openapi::jiff::Timestamp> =
+        times.iter().map(|t| t.parse().unwrap()).collect();
     assert!(
-        times.iter().any(|t| t < &killed_at),
-        "the measurements before the kill are kept: {times:?}"
+        instants.iter().any(|t| *t < killed_at),
+        "the measurements before the kill ({killed_at}) are kept: {times:?}"
     );
     assert!(
-        times.iter().any(|t| t > &killed_at),
-        "measuring went on after the restart: {times:?}"
+        instants.iter().any(|t| *t > killed_at),
+        "measuring went on after the restart ({killed_at}): {times:?}"
     );
     playground.shutdown().await;
 }

@@ -177,8 +177,13 @@ pub async fn apply(hub: &HubArgs, args: &ApplyArgs) -> Result<String, CliError> 
             _ => client.error(status),
         })?
         .into_inner();
-    let suffix = if args.dry_run { " (dry run)" } else { "" };
-    Ok(response
+    Ok(applied_lines(&response, args.dry_run))
+}
+
+/// What `apply` prints: `kind/name action` per document, marked when it was a dry run.
+fn applied_lines(response: &pb::ApplyResponse, dry_run: bool) -> String {
+    let suffix = if dry_run { " (dry run)" } else { "" };
+    response
         .results
         .iter()
         .map(|r| {
@@ -188,7 +193,7 @@ pub async fn apply(hub: &HubArgs, args: &ApplyArgs) -> Result<String, CliError> 
                 r.action
             )
         })
-        .collect())
+        .collect()
 }
 
 fn document_json(resource: &Resource) -> Result<String, CliError> {
@@ -586,18 +591,7 @@ pub async fn set(hub: &HubArgs, args: &SetArgs) -> Result<String, CliError> {
         .await
         .map_err(|status| client.error(status))?
         .into_inner();
-    let suffix = if *dry_run { " (dry run)" } else { "" };
-    Ok(response
-        .results
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {}{suffix}\n",
-                resource_name(&r.kind, &r.namespace, &r.name),
-                r.action
-            )
-        })
-        .collect())
+    Ok(applied_lines(&response, *dry_run))
 }
 
 async fn get_clusters(client: &mut HubClient, args: &GetArgs) -> Result<String, CliError> {
