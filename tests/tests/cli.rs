@@ -19,6 +19,27 @@ fn ok(pg: &cafe_tests::playground::Playground, args: &[&str]) -> String {
     out
 }
 
+/// `cafectl status finance/payments --timeout TIMEOUT -o OUTPUT` as a viewer: (exit code, stdout,
+/// stderr).
+fn status_within(
+    pg: &cafe_tests::playground::Playground,
+    timeout: &str,
+    output: &str,
+) -> (i32, String, String) {
+    cafectl(
+        pg,
+        Role::Viewer,
+        &[
+            "status",
+            "finance/payments",
+            "--timeout",
+            timeout,
+            "-o",
+            output,
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_waits_on_releases_and_reads_them_with_kubectl_formats() {
     let setup = start().await;
@@ -128,18 +149,7 @@ async fn a_pipeline_waits_on_releases_and_reads_them_with_kubectl_formats() {
         "cafedeployment/payments\n"
     );
     // Paused for a human, the release does not end within 2 s: exit 1, saying where it stands.
-    let (code, _, err) = cafectl(
-        pg,
-        Role::Viewer,
-        &[
-            "status",
-            "finance/payments",
-            "--timeout",
-            "2s",
-            "-o",
-            "name",
-        ],
-    );
+    let (code, _, err) = status_within(pg, "2s", "name");
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("did not end within 2s: it is Paused (AwaitingConfirm) in group 0"),
@@ -150,18 +160,7 @@ async fn a_pipeline_waits_on_releases_and_reads_them_with_kubectl_formats() {
     // exits 0 once the release is Stable.
     let out = ok(pg, &["promote", "finance/payments", "--full"]);
     assert!(out.contains("promoted"), "{out}");
-    let (code, out, err) = cafectl(
-        pg,
-        Role::Viewer,
-        &[
-            "status",
-            "finance/payments",
-            "--timeout",
-            "4m",
-            "-o",
-            "jsonpath={.phase} {.reason} {.batch}\\n",
-        ],
-    );
+    let (code, out, err) = status_within(pg, "4m", "jsonpath={.phase} {.reason} {.batch}\\n");
     assert_eq!(code, 0, "{err}\n{out}");
     let states: Vec<&str> = out.lines().collect();
     assert_eq!(states.last(), Some(&"Stable Complete 2"), "{out}");
@@ -184,18 +183,7 @@ async fn a_pipeline_waits_on_releases_and_reads_them_with_kubectl_formats() {
             "app=registry.example/payments:1.2.0-crashloop",
         ],
     );
-    let (code, _, err) = cafectl(
-        pg,
-        Role::Viewer,
-        &[
-            "status",
-            "finance/payments",
-            "--timeout",
-            "4m",
-            "-o",
-            "name",
-        ],
-    );
+    let (code, _, err) = status_within(pg, "4m", "name");
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("finance/payments failed (PodsFailing) in group 0"),
