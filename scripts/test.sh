@@ -24,6 +24,23 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# The console's browser test: Debian's Chromium, driven by playwright-core from npm (cached outside
+# the clone, keyed by version). playwright-core never downloads a browser of its own.
+if [[ ! -x /usr/bin/chromium ]]; then
+  echo "installing chromium (Debian's chromium)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+playwright_version="1.64.1"
+CAFE_PLAYWRIGHT="${XDG_CACHE_HOME:-$HOME/.cache}/cafe-federation/node-playwright-core-$playwright_version"
+if [[ ! -f "$CAFE_PLAYWRIGHT/node_modules/playwright-core/package.json" ]]; then
+  echo "installing playwright-core@$playwright_version into $CAFE_PLAYWRIGHT"
+  rm -rf "$CAFE_PLAYWRIGHT"
+  mkdir -p "$CAFE_PLAYWRIGHT"
+  npm install --prefix "$CAFE_PLAYWRIGHT" --no-audit --no-fund --silent "playwright-core@$playwright_version"
+fi
+export CAFE_NODE_MODULES="$CAFE_PLAYWRIGHT/node_modules"
+
 # Python's gRPC client (grpcio, grpcio-reflection from PyPI) in a virtualenv cached outside the
 # clone, keyed by version: a test lists the hub's services with it by reflection v1alpha.
 python_grpc="grpcio==1.85.3 grpcio-reflection==1.85.1"

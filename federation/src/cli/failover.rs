@@ -1,7 +1,7 @@
 //! `cafectl failover evacuate|failback|status`: the emergency levers (admin), and their state.
 
 use super::client::{HubArgs, unary};
-use super::output::{Items, header, or_dash, render, table};
+use super::output::{header, or_dash, render, table};
 use super::{CliError, Output};
 use cafe_proto::v1 as pb;
 use clap::{Args, Subcommand};
@@ -77,13 +77,34 @@ struct UnitItem {
     capacity_restored: bool,
 }
 
-/// The failover state, as printed.
+/// The failover state, as printed (and as the console shows it).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct StatusDocument<'a> {
+pub(super) struct StatusDocument {
     auto_failover: bool,
-    #[serde(flatten)]
-    units: Items<'a, UnitItem>,
+    /// Per unit.
+    items: Vec<UnitItem>,
+}
+
+impl From<&pb::FailoverStatusResponse> for StatusDocument {
+    fn from(response: &pb::FailoverStatusResponse) -> Self {
+        Self {
+            auto_failover: response.auto_failover,
+            items: response
+                .units
+                .iter()
+                .map(|u| UnitItem {
+                    unit: u.unit.clone(),
+                    region: u.region.clone(),
+                    cluster: u.cluster.clone(),
+                    phase: u.phase.clone(),
+                    reason: u.reason.clone(),
+                    since: u.since.clone(),
+                    capacity_restored: u.capacity_restored,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Runs a failover command.
@@ -133,19 +154,8 @@ fn print_status(
     response: &pb::FailoverStatusResponse,
     output: &Output,
 ) -> Result<String, CliError> {
-    let items: Vec<UnitItem> = response
-        .units
-        .iter()
-        .map(|u| UnitItem {
-            unit: u.unit.clone(),
-            region: u.region.clone(),
-            cluster: u.cluster.clone(),
-            phase: u.phase.clone(),
-            reason: u.reason.clone(),
-            since: u.since.clone(),
-            capacity_restored: u.capacity_restored,
-        })
-        .collect();
+    let document = StatusDocument::from(response);
+    let items = &document.items;
     let as_table = || {
         let mut rows = vec![header(&[
             "UNIT", "REGION", "CLUSTER", "PHASE", "CAPACITY", "SINCE", "REASON",
@@ -168,12 +178,5 @@ fn print_status(
         let auto = if response.auto_failover { "on" } else { "off" };
         format!("automatic failover: {auto}\n{}", table(&rows))
     };
-    render(
-        &StatusDocument {
-            auto_failover: response.auto_failover,
-            units: Items { items: &items },
-        },
-        output,
-        as_table,
-    )
+    render(&document, output, as_table)
 }

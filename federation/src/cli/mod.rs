@@ -6,6 +6,7 @@
 //! everything else (the hub unreachable, permission denied, a resource not found).
 
 mod client;
+mod dashboard;
 mod failover;
 mod files;
 mod output;
@@ -68,6 +69,8 @@ pub enum Command {
     Audit(release::AuditArgs),
     /// Evacuate a unit or region, fail back, or see the failover state.
     Failover(failover::FailoverArgs),
+    /// Serve a web console on this machine, acting with this configuration's credentials.
+    Dashboard(dashboard::DashboardArgs),
     /// Change a field of a stored deployment: `set image NAME CONTAINER=IMAGE...`.
     Set(resources::SetArgs),
     /// Print a shell completion script: `source <(cafectl completion bash)`.
@@ -239,6 +242,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Failover(args) => failover::failover(&cli.hub, &args).await,
         Command::Promote(args) => release::promote(&cli.hub, &args).await,
         Command::Set(args) => resources::set(&cli.hub, &args).await,
+        Command::Dashboard(args) => dashboard::dashboard(&cli.hub, &args).await,
         Command::Completion(args) => Ok(completion(args.shell)),
         Command::Version => version(&cli.hub).await,
     };

@@ -408,14 +408,26 @@ async fn send(
     }
 }
 
-/// A kept revision as `history -o json` prints it.
+/// A kept revision as `history -o json` prints it (and the console shows it).
 #[derive(Debug, Serialize)]
-struct RevisionItem {
+pub(super) struct RevisionItem {
     number: i64,
     name: String,
     created: String,
     current: bool,
     template: serde_json::Value,
+}
+
+impl From<pb::Revision> for RevisionItem {
+    fn from(r: pb::Revision) -> Self {
+        Self {
+            template: serde_json::from_str(&r.template_json).unwrap_or(serde_json::Value::Null),
+            number: r.number,
+            name: r.name,
+            created: r.created,
+            current: r.current,
+        }
+    }
 }
 
 /// `cafectl history`.
@@ -429,16 +441,7 @@ pub async fn history(hub: &HubArgs, args: &HistoryArgs) -> Result<String, CliErr
         .map_err(|status| client.error(status))?
         .into_inner()
         .revisions;
-    let items: Vec<RevisionItem> = revisions
-        .into_iter()
-        .map(|r| RevisionItem {
-            template: serde_json::from_str(&r.template_json).unwrap_or(serde_json::Value::Null),
-            number: r.number,
-            name: r.name,
-            created: r.created,
-            current: r.current,
-        })
-        .collect();
+    let items: Vec<RevisionItem> = revisions.into_iter().map(RevisionItem::from).collect();
     let as_table = || {
         let mut rows = vec![header(&["REVISION", "NAME", "CREATED", "CURRENT"])];
         rows.extend(items.iter().map(|r| {
@@ -454,13 +457,24 @@ pub async fn history(hub: &HubArgs, args: &HistoryArgs) -> Result<String, CliErr
     render(&Items { items: &items }, &args.output, as_table)
 }
 
-/// An audit entry as `audit -o json` prints it.
+/// An audit entry as `audit -o json` prints it (and the console shows it).
 #[derive(Debug, Serialize)]
-struct AuditItem {
+pub(super) struct AuditItem {
     time: String,
     who: String,
     what: String,
     result: String,
+}
+
+impl From<pb::AuditEntry> for AuditItem {
+    fn from(e: pb::AuditEntry) -> Self {
+        Self {
+            time: e.time,
+            who: e.who,
+            what: e.what,
+            result: e.result,
+        }
+    }
 }
 
 /// `cafectl audit`.
@@ -475,15 +489,7 @@ pub async fn audit(hub: &HubArgs, args: &AuditArgs) -> Result<String, CliError> 
         .map_err(|status| client.error(status))?
         .into_inner()
         .entries;
-    let items: Vec<AuditItem> = entries
-        .into_iter()
-        .map(|e| AuditItem {
-            time: e.time,
-            who: e.who,
-            what: e.what,
-            result: e.result,
-        })
-        .collect();
+    let items: Vec<AuditItem> = entries.into_iter().map(AuditItem::from).collect();
     let as_table = || {
         let mut rows = vec![header(&["TIME", "WHO", "WHAT", "RESULT"])];
         rows.extend(items.iter().map(|e| {

@@ -349,6 +349,7 @@ impl pb::federation_server::Federation for FederationService {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let watcher = hub.clone();
         watcher.spawn("a status watch", async move {
+            let _open = hub.metrics().watch_opened();
             let mut last = first.clone();
             if tx.send(Ok(first)).await.is_err() {
                 return;

@@ -29,6 +29,24 @@ pub struct HubMetrics {
     restores: Histogram,
     measurements: Family<ResultLabel, Counter>,
     notifications: Family<ResultLabel, Counter>,
+    api_calls: Family<MethodLabel, Counter>,
+    status_watches: Gauge,
+}
+
+/// The `method` label of API calls.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+/// Holds one open `WatchStatus` stream in `cafe_hub_status_watches`, until dropped.
+#[derive(Debug)]
+pub struct WatchGuard(Gauge);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The `result` label of analysis measurements.
@@ -47,6 +65,8 @@ impl Default for HubMetrics {
             restores: Histogram::new(RESTORE_BUCKETS),
             measurements: Family::default(),
             notifications: Family::default(),
+            api_calls: Family::default(),
+            status_watches: Gauge::default(),
         }
     }
 }
@@ -91,6 +111,35 @@ impl HubMetrics {
              because the queue was full)",
             self.notifications.clone(),
         );
+        registry.register(
+            "api_calls",
+            "Calls of the Federation API, by method (a client that polls shows here)",
+            self.api_calls.clone(),
+        );
+        registry.register(
+            "status_watches",
+            "Open WatchStatus streams (cafectl status --watch, the console)",
+            self.status_watches.clone(),
+        );
+    }
+
+    /// A Federation call of `method` arrived. Names that are not a method's (anything but ASCII
+    /// letters, at most 40) count as `other`, so that no caller can grow the label set.
+    pub fn api_call(&self, method: &str) {
+        let known = !method.is_empty()
+            && method.len() <= 40
+            && method.bytes().all(|b| b.is_ascii_alphabetic());
+        self.api_calls
+            .get_or_create(&MethodLabel {
+                method: if known { method } else { "other" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A `WatchStatus` stream opened; it counts until the guard is dropped.
+    pub fn watch_opened(&self) -> WatchGuard {
+        self.status_watches.inc();
+        WatchGuard(self.status_watches.clone())
     }
 
     /// A notification was delivered, failed or dropped.

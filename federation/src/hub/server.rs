@@ -284,6 +284,40 @@ pub(super) fn grpc_server() -> tonic::transport::Server {
         .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
 }
 
+/// Counts every call of the wrapped service in `cafe_hub_api_calls_total{method}`, whatever its
+/// answer: what a client costs the hub, a console or a script that polls included.
+#[derive(Debug, Clone)]
+struct CountCalls<S> {
+    inner: S,
+    metrics: super::metrics::HubMetrics,
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for CountCalls<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for CountCalls<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+        self.metrics.api_call(method);
+        self.inner.call(request)
+    }
+}
+
 /// Serves `router` on `listener` until `stop` is cancelled: over TLS with the certificate the
 /// files hold when each connection arrives, or plaintext without `tls`.
 pub(super) async fn serve_grpc(
@@ -387,11 +421,12 @@ pub(super) async fn lead(
             AgentLinkServer::new(AgentLinkService::new(hub.clone(), insecure))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(
-            FederationServer::new(FederationService::new(hub.clone(), insecure))
+        .add_service(CountCalls {
+            inner: FederationServer::new(FederationService::new(hub.clone(), insecure))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
+            metrics: hub.metrics().clone(),
+        });
 
     let mut tasks: JoinSet<Result<(), ServeError>> = JoinSet::new();
     {

@@ -1,0 +1,203 @@
+//! `cafectl dashboard` in a real browser: headless Chromium (Debian's `chromium`) driven by
+//! playwright-core (`tests/browser/console.cjs`), against consoles with an admin's and a viewer's
+//! credentials on the playground. The page lists the paused release, a confirmed Continue moves
+//! it to group 1 without a reload and at the cost of that one call, a viewer's Continue is refused
+//! with the hub's message, and an evacuation shows on the map. Closing the page releases its
+//! watch streams.
+//!
+//! scripts/test.sh installs Chromium and playwright-core and sets `CAFE_NODE_MODULES`.
+
+mod common;
+
+use cafe_federation::tls::Role;
+use cafe_sim::member::Backend;
+use cafe_tests::demo::DEMO_YAML;
+use cafe_tests::driver::{apply_yaml, awaiting_confirm, deployment, settled, wait_status};
+use cafe_tests::playground::{Playground, PlaygroundOptions};
+use common::{BINARY, STEP, cafectl};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The unit the page evacuates.
+const UNIT: &str = "hz-az2";
+/// The browser's whole run may take this long.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(400);
+
+/// A `cafectl dashboard` process, stopped when dropped.
+struct Console {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a console with `role`'s credentials on a free port, and reads its URL from the line it
+/// prints once it listens.
+fn console(playground: &Playground, role: Role) -> Console {
+    let mut child = Command::new(BINARY)
+        .arg("ctl")
+        .arg("--config")
+        .arg(playground.cafectl_config(role))
+        .args(["dashboard", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cafectl dashboard starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the console's first line");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    Console { child, url }
+}
+
+/// Where the screenshots go: `CAFE_SCREENSHOTS` (the README's come from `docs/console`), else a
+/// temporary directory.
+fn screenshots(dir: &Path) -> PathBuf {
+    std::env::var_os("CAFE_SCREENSHOTS").map_or_else(|| dir.join("screenshots"), PathBuf::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_and_drives_a_release_live() {
+    let Some(node_modules) = std::env::var_os("CAFE_NODE_MODULES") else {
+        eprintln!("skipped: CAFE_NODE_MODULES (where playwright-core is installed) is not set");
+        return;
+    };
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "CAFE_NODE_MODULES is set but /usr/bin/chromium is missing: scripts/test.sh installs it"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let metrics_port = cafe_sim::control_plane::free_port().expect("port");
+    let mut options = PlaygroundOptions::new(dir.path(), BINARY).with_backend(Backend::from_env());
+    options.hub_args = vec![
+        "--metrics-listen".to_owned(),
+        format!("127.0.0.1:{metrics_port}"),
+    ];
+    let pg = Playground::start(options)
+        .await
+        .expect("the playground starts");
+    let mut client = pg.client(Role::Operator).await.expect("client");
+
+    // Two deployments: the demo's, which the page releases, and a second one it only lists.
+    let ledger = DEMO_YAML
+        .replace("name: payments", "name: ledger")
+        .replace("app: payments", "app: ledger")
+        .replace("replicas: 10", "replicas: 4")
+        .replace("payments:1.0.0", "ledger:1.0.0");
+    apply_yaml(&mut client, DEMO_YAML).await.expect("apply");
+    apply_yaml(&mut client, &ledger)
+        .await
+        .expect("apply ledger");
+    let payments = deployment("finance", "payments");
+    for reference in [&payments, &deployment("finance", "ledger")] {
+        wait_status(&mut client, reference, STEP, |_| {}, settled)
+            .await
+            .expect("1.0.0 everywhere");
+    }
+    apply_yaml(
+        &mut client,
+        &DEMO_YAML.replace("payments:1.0.0", "payments:1.1.0"),
+    )
+    .await
+    .expect("apply 1.1.0");
+    wait_status(&mut client, &payments, STEP, |_| {}, awaiting_confirm)
+        .await
+        .expect("group 0 waits for confirmation");
+
+    let admin = console(&pg, Role::Admin);
+    let viewer = console(&pg, Role::Viewer);
+    let shots = screenshots(dir.path());
+    std::fs::create_dir_all(&shots).expect("the screenshots' directory");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/console.cjs");
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let browser = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("CAFE_NODE_MODULES", &node_modules)
+        .env("CONSOLE_URL", &admin.url)
+        .env("VIEWER_URL", &viewer.url)
+        .env("METRICS_URL", &metrics)
+        .env("DEPLOYMENT", "finance/payments")
+        .env("OTHER_DEPLOYMENT", "finance/ledger")
+        .env("EVACUATE_UNIT", UNIT)
+        .env("SCREENSHOTS", &shots)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(BROWSER_DEADLINE, browser)
+        .await
+        .expect("the browser's run ends in time")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser's run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("the browser saw: {stdout}");
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("its JSON line");
+
+    // The viewer's page showed what cafectl shows a viewer: the hub's own refusal.
+    let (code, _, refusal) = cafectl(&pg, Role::Viewer, &["continue", "finance/payments"]);
+    assert_eq!(code, 1);
+    let refusal = refusal.trim().trim_start_matches("error: ");
+    assert_eq!(seen["viewerRefusal"].as_str(), Some(refusal));
+
+    // What the page did, the hub did: group 1 done, the unit evacuated.
+    let status = wait_status(&mut client, &payments, STEP, |_| {}, |s| s.batch == 1)
+        .await
+        .expect("group 1");
+    assert_eq!(status.phase, "Paused");
+    assert!(
+        status.units.iter().any(|u| u.unit == UNIT && u.evacuated),
+        "{status:?}"
+    );
+    let (code, audit, err) = cafectl(&pg, Role::Viewer, &["audit", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let audit: serde_json::Value = serde_json::from_str(&audit).expect("audit JSON");
+    let whats: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["what"].as_str())
+        .collect();
+    assert!(
+        whats
+            .iter()
+            .any(|w| w.starts_with("continue finance/payments")),
+        "{whats:?}"
+    );
+    assert!(
+        whats.contains(&format!("failover evacuate {UNIT} (console test: evacuate)").as_str()),
+        "{whats:?}"
+    );
+
+    // With the browser gone, so are its streams.
+    cafe_tests::driver::poll_until(
+        std::time::Instant::now(),
+        STEP,
+        "the page's watches closed",
+        || {
+            let metrics = metrics.clone();
+            async move {
+                let text = cafe_federation::http_client::get(&metrics, Duration::from_secs(5))
+                    .await
+                    .map(|r| r.body)
+                    .unwrap_or_default();
+                text.lines().any(|l| l == "cafe_hub_status_watches 0")
+            }
+        },
+    )
+    .await
+    .expect("no watch left");
+}
