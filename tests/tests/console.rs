@@ -62,6 +62,55 @@ fn console(playground: &Playground, role: Role) -> Console {
     Console { child, url }
 }
 
+/// Opens the event stream as a page does, waits for its first status, sends SIGINT, and waits for
+/// the console to exit.
+async fn stops_on_ctrl_c_with_a_stream_open(console: &mut Console) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = console
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the console");
+    let request =
+        format!("GET /api/watch?deployments=finance/payments HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(STEP, async {
+        while !String::from_utf8_lossy(&seen).contains("event: status") {
+            let n = stream.read(&mut buffer).await.expect("read");
+            assert!(
+                n > 0,
+                "the stream ended: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("a status event");
+    let pid = console.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(exit) = console.child.try_wait().expect("wait") {
+            assert!(exit.success(), "the console exited with {exit}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console did not stop on SIGINT with a stream open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Where the screenshots go: `CAFE_SCREENSHOTS` (the README's come from `docs/console`), else a
 /// temporary directory.
 fn screenshots(dir: &Path) -> PathBuf {
@@ -181,6 +230,10 @@ async fn the_console_shows_and_drives_a_release_live() {
         whats.contains(&format!("failover evacuate {UNIT} (console test: evacuate)").as_str()),
         "{whats:?}"
     );
+
+    // Ctrl-C stops a console even while a page holds its event stream open.
+    let mut admin = admin;
+    stops_on_ctrl_c_with_a_stream_open(&mut admin).await;
 
     // With the browser gone, so are its streams.
     cafe_tests::driver::poll_until(

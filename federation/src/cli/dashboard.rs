@@ -17,6 +17,7 @@ use super::output::Items;
 use super::release::{AuditItem, RevisionItem};
 use super::resources::ClusterItem;
 use crate::hub::convert::status_from_proto;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 /// The page, its script and its style: the whole console.
@@ -49,6 +51,11 @@ pub struct DashboardArgs {
     /// credentials, so keep it on the loopback interface.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS:PORT")]
     pub listen: SocketAddr,
+    /// Another name the console may be reached by (`HOST` or `HOST:PORT`), besides its address and,
+    /// on the loopback or every interface, `localhost`: a page served under any other name is
+    /// refused, so that a web site cannot reach the console through a name of its own.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// The console's server state: how to reach the hub, and the connection it keeps.
@@ -56,9 +63,12 @@ struct Console {
     hub: HubArgs,
     /// The connection to the leading replica, made on first use and made again after the hub
     /// was unavailable (a restart, or another replica took the lead).
-    connection: tokio::sync::Mutex<Option<HubClient>>,
+    connection: std::sync::Mutex<Option<HubClient>>,
+    /// Cancelled on Ctrl-C: ends the event streams, which would otherwise hold the graceful
+    /// shutdown open for as long as a page is.
+    stop: CancellationToken,
     /// The `Host` headers the page may be reached by; `None` when listening on every address.
-    hosts: Option<Vec<String>>,
+    hosts: Vec<String>,
 }
 
 /// A failed API call: an HTTP status and the hub's (or cafectl's) message, as `{"error": ...}`.
@@ -124,23 +134,41 @@ type ApiResult = Result<Json<Value>, ApiError>;
 impl Console {
     /// The hub connection, connecting when there is none.
     async fn client(&self) -> Result<HubClient, ApiError> {
-        let mut connection = self.connection.lock().await;
-        if let Some(client) = &*connection {
+        if let Some(client) = &*self.lock() {
             return Ok(client.clone());
         }
+        // Two requests may both connect; the later connection is kept, both work.
         let client = self.hub.connect().await?;
-        *connection = Some(client.clone());
+        *self.lock() = Some(client.clone());
         Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HubClient>> {
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The error of a failed call; an unavailable hub drops the connection, so that the next
     /// request finds the leader again.
-    async fn failed(&self, client: &HubClient, status: tonic::Status) -> ApiError {
+    fn failed(&self, client: &HubClient, status: tonic::Status) -> ApiError {
         if matches!(status.code(), Code::Unavailable) {
-            *self.connection.lock().await = None;
+            *self.lock() = None;
         }
         ApiError::of_call(client, status)
     }
+}
+
+/// A listing as `{"items": [...]}`, each item as cafectl prints it.
+fn items<P, T: From<P> + serde::Serialize>(listed: Vec<P>) -> ApiResult {
+    let items: Vec<T> = listed.into_iter().map(T::from).collect();
+    to_json(&Items { items: &items })
+}
+
+/// A command's body, or axum's reason for refusing it as `{"error"}` like every other refusal.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(body)| body)
+        .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))
 }
 
 /// Serializes a value the API returns.
@@ -165,18 +193,21 @@ pub async fn dashboard(hub: &HubArgs, args: &DashboardArgs) -> Result<String, Cl
     let local = listener
         .local_addr()
         .map_err(|e| CliError::Failed(format!("the console's address: {e}")))?;
-    let hosts = allowed_hosts(local);
-    if hosts.is_none() {
+    let hosts = allowed_hosts(local, &args.allow_hosts);
+    if local.ip().is_unspecified() {
         eprintln!(
-            "warning: the console listens on every address: anyone who reaches {local} acts with \
-             your cafectl credentials"
+            "warning: the console listens on every address: anyone who reaches it as {} acts \
+             with your cafectl credentials",
+            hosts.join(", ")
         );
     }
     let console = Arc::new(Console {
         hub: hub.clone(),
-        connection: tokio::sync::Mutex::new(None),
+        connection: std::sync::Mutex::new(None),
+        stop: CancellationToken::new(),
         hosts,
     });
+    let stop = console.stop.clone();
     let shown = if local.ip().is_unspecified() {
         format!("http://127.0.0.1:{}/", local.port())
     } else {
@@ -185,8 +216,9 @@ pub async fn dashboard(hub: &HubArgs, args: &DashboardArgs) -> Result<String, Cl
     // The line scripts wait for: the console is up at this URL.
     println!("cafectl dashboard: serving the console at {shown} (Ctrl-C stops it)");
     axum::serve(listener, router(console))
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
         })
         .await
         .map_err(|e| CliError::Failed(format!("the console's server: {e}")))?;
@@ -237,22 +269,35 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-/// The `Host` headers a console on `local` answers to, so that a web site cannot reach it by a
-/// DNS name of its own that resolves to the loopback address; `None` on an unspecified address.
-fn allowed_hosts(local: SocketAddr) -> Option<Vec<String>> {
-    if local.ip().is_unspecified() {
-        return None;
-    }
+/// The `Host` headers a console on `local` answers to: its address, the loopback names when it
+/// listens there (or everywhere), and `--allow-host` names (on its port unless they name one).
+/// Nothing else, so that a web site cannot reach it by a DNS name of its own that resolves to the
+/// console's address (DNS rebinding), where the page's origin would be the site's own.
+fn allowed_hosts(local: SocketAddr, extra: &[String]) -> Vec<String> {
     let port = local.port();
-    let mut hosts = vec![local.to_string()];
-    if local.ip().is_loopback() {
+    let mut hosts = Vec::new();
+    if !local.ip().is_unspecified() {
+        hosts.push(local.to_string());
+    }
+    if local.ip().is_loopback() || local.ip().is_unspecified() {
         hosts.extend([
             format!("localhost:{port}"),
             format!("127.0.0.1:{port}"),
             format!("[::1]:{port}"),
         ]);
     }
-    Some(hosts)
+    for host in extra {
+        let named_port = host.rsplit_once(':').is_some_and(|(name, p)| {
+            !name.is_empty() && !name.ends_with(':') && p.parse::<u16>().is_ok()
+        });
+        hosts.push(if named_port {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        });
+    }
+    hosts.dedup();
+    hosts
 }
 
 /// What protects the operator's credentials from other web pages: a known `Host`, and for every
@@ -264,12 +309,13 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if let Some(hosts) = &console.hosts
-        && !hosts.iter().any(|h| h.eq_ignore_ascii_case(&host))
-    {
+    if !console.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
         return ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
-            format!("this console answers only to {}", hosts.join(", ")),
+            format!(
+                "this console answers only to {} (add a name with --allow-host)",
+                console.hosts.join(", ")
+            ),
         )
         .into_response();
     }
@@ -331,7 +377,7 @@ async fn deployments(State(console): State<Arc<Console>>) -> ApiResult {
     });
     let list = match client.client.list(request).await {
         Ok(list) => list.into_inner(),
-        Err(status) => return Err(console.failed(&client, status).await),
+        Err(status) => return Err(console.failed(&client, status)),
     };
     let items = list
         .items_json
@@ -350,13 +396,13 @@ struct WatchQuery {
 
 /// Server-sent events: `status` (`{"key": "NS/NAME", "status": ...}`, the status document of
 /// `status -o json`) on every change of each deployment named, from one `WatchStatus` stream
-/// each; `problem` (`{"key", "message"}`) when a stream fails. The response ends when every
-/// stream has ended, and the browser's EventSource then connects again.
+/// each; `problem` (`{"key", "message"}`) when a stream fails or the hub cannot be reached. The
+/// answer is 200 whenever the names parse (an EventSource gives up for good on any other), and
+/// ends when every stream has ended, or on Ctrl-C; the browser's EventSource then connects again.
 async fn watch(
     State(console): State<Arc<Console>>,
     Query(query): Query<WatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let client = console.client().await?;
     let references = query
         .deployments
         .split(',')
@@ -364,27 +410,30 @@ async fn watch(
         .map(|d| deployment_ref(d, None))
         .collect::<Result<Vec<_>, _>>()?;
     let watches = references.into_iter().map(|reference| {
-        let key = format!("{}/{}", reference.namespace, reference.name);
-        let client = client.clone();
-        stream::once(watch_one(console.clone(), client, reference, key))
+        stream::once(watch_one(Arc::clone(&console), reference))
             .flatten()
             .boxed()
     });
-    Ok(Sse::new(stream::select_all(watches)).keep_alive(KeepAlive::default()))
+    let events = stream::select_all(watches).take_until(console.stop.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+fn problem(key: &str, message: &str) -> Result<Event, Infallible> {
+    Ok(Event::default()
+        .event("problem")
+        .json_data(json!({ "key": key, "message": message }))
+        .unwrap_or_default())
 }
 
 /// One deployment's `WatchStatus`, as events.
 async fn watch_one(
     console: Arc<Console>,
-    mut client: HubClient,
     reference: pb::DeploymentRef,
-    key: String,
 ) -> stream::BoxStream<'static, Result<Event, Infallible>> {
-    let problem = |key: &str, message: String| {
-        Ok(Event::default()
-            .event("problem")
-            .json_data(json!({ "key": key, "message": message }))
-            .unwrap_or_default())
+    let key = format!("{}/{}", reference.namespace, reference.name);
+    let mut client = match console.client().await {
+        Ok(client) => client,
+        Err(error) => return stream::once(async move { problem(&key, &error.message) }).boxed(),
     };
     match client.client.watch_status(reference).await {
         Ok(response) => response
@@ -394,12 +443,12 @@ async fn watch_one(
                     .event("status")
                     .json_data(json!({ "key": key, "status": status_from_proto(&status) }))
                     .unwrap_or_default()),
-                Err(status) => problem(&key, ApiError::of_call(&client, status).message),
+                Err(status) => problem(&key, &console.failed(&client, status).message),
             })
             .boxed(),
         Err(status) => {
-            let message = console.failed(&client, status).await.message;
-            stream::once(async move { problem(&key, message) }).boxed()
+            let message = console.failed(&client, status).message;
+            stream::once(async move { problem(&key, &message) }).boxed()
         }
     }
 }
@@ -419,7 +468,7 @@ async fn plan(
         Ok(response) => serde_json::from_str(&response.into_inner().plan_json)
             .map(Json)
             .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("the hub's plan: {e}"))),
-        Err(status) => Err(console.failed(&client, status).await),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -434,16 +483,8 @@ async fn history(
         .history(unary(pb::DeploymentRef { namespace, name }))
         .await
     {
-        Ok(response) => {
-            let items: Vec<RevisionItem> = response
-                .into_inner()
-                .revisions
-                .into_iter()
-                .map(RevisionItem::from)
-                .collect();
-            to_json(&Items { items: &items })
-        }
-        Err(status) => Err(console.failed(&client, status).await),
+        Ok(response) => items::<_, RevisionItem>(response.into_inner().revisions),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -465,8 +506,9 @@ struct CommandBody {
 async fn command(
     State(console): State<Arc<Console>>,
     Path((namespace, name, verb)): Path<(String, String, String)>,
-    Json(body): Json<CommandBody>,
+    body: Result<Json<CommandBody>, JsonRejection>,
 ) -> ApiResult {
+    let body = json_body(body)?;
     let mut client = console.client().await?;
     let request = unary(pb::ReleaseCommand {
         r#ref: Some(pb::DeploymentRef { namespace, name }),
@@ -490,7 +532,7 @@ async fn command(
     };
     match sent {
         Ok(result) => command_result(result.into_inner()),
-        Err(status) => Err(console.failed(&client, status).await),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -510,16 +552,8 @@ async fn clusters(State(console): State<Arc<Console>>) -> ApiResult {
         .list_clusters(unary(pb::ListClustersRequest {}))
         .await
     {
-        Ok(response) => {
-            let items: Vec<ClusterItem> = response
-                .into_inner()
-                .clusters
-                .into_iter()
-                .map(ClusterItem::from)
-                .collect();
-            to_json(&Items { items: &items })
-        }
-        Err(status) => Err(console.failed(&client, status).await),
+        Ok(response) => items::<_, ClusterItem>(response.into_inner().clusters),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -532,7 +566,7 @@ async fn failover_status(State(console): State<Arc<Console>>) -> ApiResult {
         .await
     {
         Ok(response) => to_json(&StatusDocument::from(&response.into_inner())),
-        Err(status) => Err(console.failed(&client, status).await),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -552,8 +586,9 @@ struct EvacuateBody {
 
 async fn evacuate(
     State(console): State<Arc<Console>>,
-    Json(body): Json<EvacuateBody>,
+    body: Result<Json<EvacuateBody>, JsonRejection>,
 ) -> ApiResult {
+    let body = json_body(body)?;
     let target = match (body.unit, body.region) {
         (Some(unit), None) => pb::evacuate_request::Target::Unit(unit),
         (None, Some(region)) => pb::evacuate_request::Target::Region(region),
@@ -572,7 +607,7 @@ async fn evacuate(
     });
     match client.client.evacuate(request).await {
         Ok(result) => command_result(result.into_inner()),
-        Err(status) => Err(console.failed(&client, status).await),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -587,8 +622,9 @@ struct FailbackBody {
 
 async fn failback(
     State(console): State<Arc<Console>>,
-    Json(body): Json<FailbackBody>,
+    body: Result<Json<FailbackBody>, JsonRejection>,
 ) -> ApiResult {
+    let body = json_body(body)?;
     let mut client = console.client().await?;
     let request = unary(pb::FailbackRequest {
         unit: body.unit,
@@ -596,7 +632,7 @@ async fn failback(
     });
     match client.client.failback(request).await {
         Ok(result) => command_result(result.into_inner()),
-        Err(status) => Err(console.failed(&client, status).await),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -615,16 +651,8 @@ async fn audit(State(console): State<Arc<Console>>, Query(query): Query<AuditQue
         .audit(unary(pb::AuditRequest { limit: query.limit }))
         .await
     {
-        Ok(response) => {
-            let items: Vec<AuditItem> = response
-                .into_inner()
-                .entries
-                .into_iter()
-                .map(AuditItem::from)
-                .collect();
-            to_json(&Items { items: &items })
-        }
-        Err(status) => Err(console.failed(&client, status).await),
+        Ok(response) => items::<_, AuditItem>(response.into_inner().entries),
+        Err(status) => Err(console.failed(&client, status)),
     }
 }
 
@@ -634,11 +662,17 @@ mod tests {
 
     #[test]
     fn a_loopback_console_answers_to_loopback_names_only() {
-        let hosts = allowed_hosts("127.0.0.1:8080".parse().unwrap()).unwrap();
+        let hosts = allowed_hosts("127.0.0.1:8080".parse().unwrap(), &[]);
         assert!(hosts.contains(&"localhost:8080".to_owned()));
         assert!(hosts.contains(&"127.0.0.1:8080".to_owned()));
         assert!(!hosts.iter().any(|h| h.contains("example")));
-        assert_eq!(allowed_hosts("0.0.0.0:8080".parse().unwrap()), None);
+        // Every interface: still only the names given, on the console's port unless they say.
+        let extra = ["ops.bank.example".to_owned(), "10.0.0.5:80".to_owned()];
+        let hosts = allowed_hosts("0.0.0.0:8080".parse().unwrap(), &extra);
+        assert!(hosts.contains(&"ops.bank.example:8080".to_owned()));
+        assert!(hosts.contains(&"10.0.0.5:80".to_owned()));
+        assert!(hosts.contains(&"localhost:8080".to_owned()));
+        assert!(!hosts.iter().any(|h| h.starts_with("0.0.0.0")), "{hosts:?}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ const state = {
   history: null,
   historyFor: "",
   refreshTimer: null,
+  evacuateUnit: "",
+  evacuateForce: false,
 };
 
 // ---- small DOM helpers (text only: nothing from the hub is parsed as HTML) ----
@@ -132,9 +134,13 @@ function watch() {
     live.className = "live on";
   };
   events.onerror = () => {
-    // The browser connects again by itself.
+    // The browser connects again by itself, unless the console itself was away (it answered
+    // nothing, or not an event stream): then start over, a few seconds on.
     live.textContent = "reconnecting";
     live.className = "live off";
+    if (events.readyState === EventSource.CLOSED && state.events === events) {
+      setTimeout(() => { if (state.events === events) watch(); }, 3000);
+    }
   };
   events.addEventListener("status", (event) => {
     const { key, status } = JSON.parse(event.data);
@@ -151,8 +157,11 @@ function watch() {
 
 function onStatus(key) {
   const view = state.route.view;
-  if (view === "deployments" || (view === "deployment" && state.route.key === key)) {
+  if (view === "deployments") {
     render();
+  } else if (view === "deployment") {
+    // Another deployment's change is not this page's.
+    if (state.route.key === key) render();
   } else {
     // A status change is what moves clusters, failover and the audit log: refresh what is shown.
     scheduleRefresh();
@@ -218,7 +227,7 @@ function render(fetchToo) {
     const again = document.getElementById(focused);
     if (again) {
       again.focus();
-      if (caret !== undefined && again.setSelectionRange) again.setSelectionRange(caret, caret);
+      if (caret != null && again.setSelectionRange) again.setSelectionRange(caret, caret);
     }
   }
 }
@@ -299,12 +308,16 @@ function deploymentView(route, fetchToo) {
   const planFor = status ? `${status.updateRevision}|${status.batches}|${status.units.map((u) => `${u.unit}:${u.replicas}:${!!u.evacuated}`).join(",")}` : "";
   if (fetchToo || planFor !== state.planFor) {
     state.planFor = planFor;
-    api(`${base}/plan`).then((plan) => { state.plan = plan; render(); }).catch((e) => notice(e.message, true));
+    api(`${base}/plan`)
+      .then((plan) => { if (state.route.key === key) { state.plan = plan; render(); } })
+      .catch((e) => notice(e.message, true));
   }
   const historyFor = status ? `${status.currentRevision}|${status.updateRevision}` : "";
   if (fetchToo || historyFor !== state.historyFor) {
     state.historyFor = historyFor;
-    api(`${base}/history`).then((history) => { state.history = history; render(); }).catch((e) => notice(e.message, true));
+    api(`${base}/history`)
+      .then((history) => { if (state.route.key === key) { state.history = history; render(); } })
+      .catch((e) => notice(e.message, true));
   }
   if (!status) {
     return h("section", {}, h("h1", {}, key), h("p", { class: "empty" }, state.gone.get(key) || "waiting for its status…"));
@@ -379,6 +392,13 @@ function act(title, text, send) {
   document.getElementById("confirm-text").textContent = text;
   const reason = document.getElementById("confirm-reason");
   reason.value = "";
+  // Enter in the reason confirms (the form's first button would be Cancel).
+  reason.onkeydown = (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      dialog.close("confirm");
+    }
+  };
   dialog.onclose = () => {
     if (dialog.returnValue !== "confirm") return;
     send(reason.value)
@@ -490,8 +510,20 @@ function clustersView(data) {
 }
 
 function failoverView(data) {
-  const unit = h("input", { id: "evacuate-unit", placeholder: "unit", required: true });
-  const force = h("input", { id: "evacuate-force", type: "checkbox" });
+  // What was typed survives the redraws that streamed changes cause.
+  const unit = h("input", {
+    id: "evacuate-unit",
+    placeholder: "unit",
+    required: true,
+    value: state.evacuateUnit,
+    oninput: (event) => { state.evacuateUnit = event.target.value; },
+  });
+  const force = h("input", {
+    id: "evacuate-force",
+    type: "checkbox",
+    checked: state.evacuateForce,
+    onchange: (event) => { state.evacuateForce = event.target.checked; },
+  });
   return h(
     "section",
     {},
