@@ -14,7 +14,7 @@ use super::CliError;
 use super::client::{HubArgs, HubClient, deployment_ref, unary};
 use super::failover::StatusDocument;
 use super::output::Items;
-use super::release::{AuditItem, RevisionItem};
+use super::release::{AuditItem, RevisionItem, Verb};
 use super::resources::ClusterItem;
 use crate::hub::convert::status_from_proto;
 use axum::extract::rejection::JsonRejection;
@@ -509,29 +509,17 @@ async fn command(
     body: Result<Json<CommandBody>, JsonRejection>,
 ) -> ApiResult {
     let body = json_body(body)?;
-    let mut client = console.client().await?;
-    let request = unary(pb::ReleaseCommand {
-        r#ref: Some(pb::DeploymentRef { namespace, name }),
-        expected_batch: body.batch,
-        to_revision: body.to_revision,
-        reason: body.reason,
-        full: verb == "promote",
-    });
-    let api = &mut client.client;
-    let sent = match verb.as_str() {
-        "pause" => api.pause(request).await,
-        "continue" | "promote" => api.r#continue(request).await,
-        "retry" => api.retry(request).await,
-        "rollback" => api.rollback(request).await,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("{other:?} is not one of continue, pause, retry, rollback, promote"),
-            ));
-        }
+    let Some(verb) = Verb::from_path(&verb) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{verb:?} is not one of continue, pause, retry, rollback, promote"),
+        ));
     };
-    match sent {
-        Ok(result) => command_result(result.into_inner()),
+    let mut client = console.client().await?;
+    let reference = pb::DeploymentRef { namespace, name };
+    let request = verb.request(reference, body.batch, body.to_revision, body.reason);
+    match verb.send(&mut client, request).await {
+        Ok(result) => command_result(result),
         Err(status) => Err(console.failed(&client, status)),
     }
 }

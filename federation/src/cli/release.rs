@@ -126,6 +126,52 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// The verb of the console's path (`/api/deployments/NS/NAME/VERB`): cafectl's command names,
+    /// `promote` being `promote --full`.
+    pub(super) fn from_path(verb: &str) -> Option<Self> {
+        Some(match verb {
+            "pause" => Self::Pause,
+            "continue" => Self::Continue,
+            "retry" => Self::Retry,
+            "rollback" => Self::Rollback,
+            "promote" => Self::PromoteFull,
+            _ => return None,
+        })
+    }
+
+    /// The release command as sent: `full` for `promote --full`.
+    pub(super) fn request(
+        self,
+        reference: pb::DeploymentRef,
+        expected_batch: Option<i32>,
+        to_revision: Option<i64>,
+        reason: String,
+    ) -> tonic::Request<pb::ReleaseCommand> {
+        unary(pb::ReleaseCommand {
+            r#ref: Some(reference),
+            expected_batch,
+            to_revision,
+            reason,
+            full: self == Self::PromoteFull,
+        })
+    }
+
+    /// Sends the command to the hub.
+    pub(super) async fn send(
+        self,
+        client: &mut HubClient,
+        request: tonic::Request<pb::ReleaseCommand>,
+    ) -> Result<pb::CommandResult, tonic::Status> {
+        let api = &mut client.client;
+        let sent = match self {
+            Self::Pause => api.pause(request).await,
+            Self::Continue | Self::PromoteFull => api.r#continue(request).await,
+            Self::Retry => api.retry(request).await,
+            Self::Rollback => api.rollback(request).await,
+        };
+        sent.map(tonic::Response::into_inner)
+    }
+
     /// What a command that changed something did, for its message.
     fn done(self) -> &'static str {
         match self {
@@ -377,22 +423,12 @@ async fn send(
 ) -> Result<String, CliError> {
     let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
     let shown = format!("{}/{}", reference.namespace, reference.name);
-    let request = unary(pb::ReleaseCommand {
-        r#ref: Some(reference),
-        expected_batch: args.batch,
-        to_revision,
-        reason: args.reason.clone(),
-        full: verb == Verb::PromoteFull,
-    });
+    let request = verb.request(reference, args.batch, to_revision, args.reason.clone());
     let mut client = hub.connect().await?;
-    let api = &mut client.client;
-    let sent = match verb {
-        Verb::Pause => api.pause(request).await,
-        Verb::Continue | Verb::PromoteFull => api.r#continue(request).await,
-        Verb::Retry => api.retry(request).await,
-        Verb::Rollback => api.rollback(request).await,
-    };
-    let result = sent.map_err(|status| client.error(status))?.into_inner();
+    let result = verb
+        .send(&mut client, request)
+        .await
+        .map_err(|status| client.error(status))?;
     let message = if result.changed {
         format!("cafedeployment/{shown} {}: {}", verb.done(), result.message)
     } else {
