@@ -158,6 +158,16 @@ impl EtcdStore {
         }
         let revision = reply.header.map_or(0, |h| h.revision);
         self.note_revision(revision);
+        // The new leader reads its own record (`leader()`, health) from the copy: wait for the copy
+        // to hold it, so that no caller sees "no leader" from the replica that leads.
+        let mut moved = self.subscribe();
+        let caught_up = tokio::time::timeout(super::CATCH_UP, moved.wait_for(|r| *r >= revision));
+        if !matches!(caught_up.await, Ok(Ok(_))) {
+            tracing::warn!(
+                revision,
+                "the copy has not caught up with this replica's lead yet"
+            );
+        }
         let granted = Duration::from_secs(u64::try_from(lease.ttl).unwrap_or(0)).max(ttl);
         tracing::info!(lease = lease.id, ttl = ?granted, %url, "this replica leads");
         let renewed = Arc::new(Mutex::new(sent));
