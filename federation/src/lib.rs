@@ -10,6 +10,7 @@ pub mod http_client;
 pub mod hub;
 pub mod hub_cli;
 pub mod names;
+pub mod pipeline;
 pub mod plan;
 pub mod release;
 pub mod resources;

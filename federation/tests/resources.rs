@@ -16,7 +16,9 @@ fn units() -> BTreeMap<UnitName, LogicalUnit> {
         .into_iter()
         .map(|r| match r {
             Resource::Unit(u) => (u.name().expect("valid name"), *u),
-            Resource::Deployment(_) => panic!("units.yaml holds only units"),
+            Resource::Deployment(_) | Resource::Pipeline(_) => {
+                panic!("units.yaml holds only units")
+            }
         })
         .collect()
 }

@@ -26,10 +26,7 @@ pub async fn apply_yaml(
     })?;
     let documents = resources
         .iter()
-        .map(|r| match r {
-            Resource::Unit(u) => serde_json::to_string(u),
-            Resource::Deployment(d) => serde_json::to_string(d),
-        })
+        .map(Resource::to_json)
         .collect::<Result<Vec<_>, _>>()?;
     let response = client
         .apply(pb::ApplyRequest {

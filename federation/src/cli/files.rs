@@ -15,6 +15,8 @@ pub struct Loaded {
     pub units: BTreeMap<UnitName, LogicalUnit>,
     /// Deployments, with the file they came from.
     pub deployments: Vec<(PathBuf, CafeDeployment)>,
+    /// Pipelines, with the file they came from (checked against deployments by the hub).
+    pub pipelines: Vec<(PathBuf, crate::resources::ReleasePipeline)>,
 }
 
 impl Loaded {
@@ -133,6 +135,7 @@ fn add(loaded: &mut Loaded, path: &Path, resource: Resource, report: &mut String
             }
         },
         Resource::Deployment(deployment) => loaded.deployments.push((path.to_owned(), *deployment)),
+        Resource::Pipeline(pipeline) => loaded.pipelines.push((path.to_owned(), *pipeline)),
     }
 }
 
@@ -151,6 +154,13 @@ pub fn validate(args: &ValidateArgs) -> Result<String, CliError> {
         loaded.units.len(),
         loaded.deployments.len()
     );
+    if !loaded.pipelines.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} ReleasePipeline(s): deployments, regions and containers are checked by the hub on apply",
+            loaded.pipelines.len()
+        );
+    }
     if loaded.units.is_empty() && !loaded.deployments.is_empty() {
         let _ = writeln!(
             out,

@@ -10,6 +10,7 @@ mod dashboard;
 mod failover;
 mod files;
 mod output;
+mod pipeline;
 mod plan;
 mod release;
 mod resources;
@@ -69,6 +70,9 @@ pub enum Command {
     Audit(release::AuditArgs),
     /// Evacuate a unit or region, fail back, or see the failover state.
     Failover(failover::FailoverArgs),
+    /// Release several deployments stage by stage: status, approve, pause, resume, abort,
+    /// rollback.
+    Pipeline(pipeline::PipelineArgs),
     /// Serve a web console on this machine, acting with this configuration's credentials.
     Dashboard(dashboard::DashboardArgs),
     /// Change a field of a stored deployment: `set image NAME CONTAINER=IMAGE...`.
@@ -240,6 +244,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::History(args) => release::history(&cli.hub, &args).await,
         Command::Audit(args) => release::audit(&cli.hub, &args).await,
         Command::Failover(args) => failover::failover(&cli.hub, &args).await,
+        Command::Pipeline(args) => pipeline::pipeline(&cli.hub, &args).await,
         Command::Promote(args) => release::promote(&cli.hub, &args).await,
         Command::Set(args) => resources::set(&cli.hub, &args).await,
         Command::Dashboard(args) => dashboard::dashboard(&cli.hub, &args).await,

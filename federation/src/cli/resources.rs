@@ -30,6 +30,9 @@ pub enum DeleteKind {
     /// A CafeDeployment (operator); its slices are withdrawn from the agents.
     #[value(alias = "deployments", alias = "cafedeployment")]
     Deployment,
+    /// A ReleasePipeline (operator) that no longer drives its deployments.
+    #[value(alias = "pipelines", alias = "releasepipeline")]
+    Pipeline,
 }
 
 /// `cafectl delete unit NAME | deployment NAME [-n NS]`.
@@ -63,6 +66,13 @@ pub enum GetKind {
     /// The hub replicas of the configuration: role, store and the leader's lease.
     #[value(alias = "hub", alias = "replicas")]
     Hubs,
+    /// ReleasePipelines with their stage and gate.
+    #[value(
+        alias = "pipeline",
+        alias = "releasepipelines",
+        alias = "releasepipeline"
+    )]
+    Pipelines,
 }
 
 /// `cafectl get units|clusters|deployments [NAME] [-n NS] [-o ...]`.
@@ -197,11 +207,7 @@ fn applied_lines(response: &pb::ApplyResponse, dry_run: bool) -> String {
 }
 
 fn document_json(resource: &Resource) -> Result<String, CliError> {
-    let json = match resource {
-        Resource::Unit(unit) => serde_json::to_string(unit),
-        Resource::Deployment(deployment) => serde_json::to_string(deployment),
-    };
-    json.map_err(|e| {
+    resource.to_json().map_err(|e| {
         CliError::Failed(format!(
             "cannot encode {} {}: {e}",
             resource.kind(),
@@ -284,10 +290,15 @@ pub async fn delete(hub: &HubArgs, args: &DeleteArgs) -> Result<String, CliError
                 name: args.name.clone(),
             }
         }
-        DeleteKind::Deployment => {
+        DeleteKind::Deployment | DeleteKind::Pipeline => {
             let reference = deployment_ref(&args.name, args.namespace.as_deref())?;
+            let kind = if args.kind == DeleteKind::Pipeline {
+                pb::ResourceKind::ReleasePipeline
+            } else {
+                pb::ResourceKind::CafeDeployment
+            };
             pb::DeleteRequest {
-                kind: pb::ResourceKind::CafeDeployment as i32,
+                kind: kind as i32,
                 namespace: reference.namespace,
                 name: reference.name,
             }
@@ -312,19 +323,24 @@ fn kind_name(kind: i32) -> &'static str {
     match pb::ResourceKind::try_from(kind) {
         Ok(pb::ResourceKind::LogicalUnit) => crate::resources::LOGICAL_UNIT_KIND,
         Ok(pb::ResourceKind::CafeDeployment) => crate::resources::CAFE_DEPLOYMENT_KIND,
+        Ok(pb::ResourceKind::ReleasePipeline) => crate::resources::RELEASE_PIPELINE_KIND,
         _ => "resource",
     }
 }
 
 /// `cafectl get`.
 pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
-    if args.namespace.is_some() && args.kind != GetKind::Deployments {
+    let namespaced = matches!(args.kind, GetKind::Deployments | GetKind::Pipelines);
+    if args.namespace.is_some() && !namespaced {
         return Err(CliError::BadInput(
-            "error: -n: only deployments have a namespace".to_owned(),
+            "error: -n: only deployments and pipelines have a namespace".to_owned(),
         ));
     }
-    for (given, flag) in [(args.all_namespaces, "-A"), (args.waiting, "--waiting")] {
-        if given && args.kind != GetKind::Deployments {
+    for (given, flag, allowed) in [
+        (args.all_namespaces, "-A", namespaced),
+        (args.waiting, "--waiting", args.kind == GetKind::Deployments),
+    ] {
+        if given && !allowed {
             return Err(CliError::BadInput(format!(
                 "error: {flag}: only for deployments"
             )));
@@ -350,6 +366,20 @@ pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
                 None => list(&mut client, kind, "").await?,
             };
             print_documents(&documents, args, unit_table)
+        }
+        GetKind::Pipelines => {
+            let kind = pb::ResourceKind::ReleasePipeline;
+            let documents = match &args.name {
+                Some(name) => {
+                    let r = deployment_ref(name, args.namespace.as_deref())?;
+                    vec![get_one(&mut client, kind, &r.namespace, &r.name).await?]
+                }
+                None => {
+                    let namespace = args.namespace.as_deref().unwrap_or_default();
+                    list(&mut client, kind, namespace).await?
+                }
+            };
+            print_documents(&documents, args, pipeline_table)
         }
         GetKind::Deployments => {
             let kind = pb::ResourceKind::CafeDeployment;
@@ -421,12 +451,12 @@ fn parse_document(json: &str) -> Result<Value, CliError> {
 }
 
 /// Whether a deployment's release waits for a human (`get deployments --waiting`): paused, or
-/// failed.
+/// failed. A release holding for its pipeline's next stage waits for the pipeline instead.
 fn waits_for_a_human(document: &Value) -> bool {
     matches!(
         text(document, "/status/phase").as_str(),
         "Paused" | "Failed"
-    )
+    ) && text(document, "/status/reason") != "AwaitingStage"
 }
 
 /// One named document prints as itself, a listing as `{"items": [...]}`; `rows(documents, wide)`
@@ -516,6 +546,47 @@ fn deployment_table(documents: &[Value], wide: bool) -> Vec<Vec<String>> {
             row.extend([
                 or_dash(&text(d, "/status/reason")),
                 or_dash(&text(d, "/status/currentRevision")),
+                or_dash(&text(d, "/status/message")),
+            ]);
+        }
+        row
+    }));
+    rows
+}
+
+fn pipeline_table(documents: &[Value], wide: bool) -> Vec<Vec<String>> {
+    let mut columns = vec!["NAMESPACE", "NAME", "PHASE", "STAGE", "GATE", "RELEASES"];
+    if wide {
+        columns.extend(["WAITING-FOR", "MESSAGE"]);
+    }
+    let mut rows = vec![header(&columns)];
+    rows.extend(documents.iter().map(|d| {
+        let stage = match (
+            d.pointer("/status/stageIndex").and_then(Value::as_u64),
+            d.pointer("/status/stages").and_then(Value::as_u64),
+        ) {
+            (Some(i), Some(n)) => format!("{} ({}/{n})", text(d, "/status/stage"), i + 1),
+            _ => "-".to_owned(),
+        };
+        let releases = d
+            .pointer("/status/releases")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let mut row = vec![
+            text(d, "/metadata/namespace"),
+            text(d, "/metadata/name"),
+            or_dash(&text(d, "/status/phase")),
+            stage,
+            format!(
+                "{} {}",
+                text(d, "/status/gate"),
+                text(d, "/status/gateState")
+            ),
+            releases.to_string(),
+        ];
+        if wide {
+            row.extend([
+                or_dash(&text(d, "/status/waitingFor")),
                 or_dash(&text(d, "/status/message")),
             ]);
         }

@@ -4,6 +4,7 @@
 use super::failover::EvacuationTarget;
 use super::{Hub, HubError};
 use crate::names::{DeploymentKey, DeploymentName, Namespace, UnitName};
+use crate::pipeline::PipelineCommand;
 use crate::release::ReleaseCommand;
 use crate::resources::{CafeDeployment, DEFAULT_NAMESPACE, Resource, parse_json_document};
 use crate::tls::{Role, authorize};
@@ -131,11 +132,33 @@ impl FederationService {
                     .read(|core, now| deployment_document(core, &key, now))
                     .transpose()
             }
-            pb::ResourceKind::Unspecified => Err(Status::invalid_argument(
-                "kind: LogicalUnit or CafeDeployment",
-            )),
+            pb::ResourceKind::ReleasePipeline => {
+                let key = deployment_key(Some(&pb::DeploymentRef {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                }))?;
+                self.hub
+                    .read(|core, _| pipeline_document(core, &key))
+                    .transpose()
+            }
+            pb::ResourceKind::Unspecified => Err(Status::invalid_argument(KINDS)),
         }
     }
+}
+
+/// What a request that names no kind is told.
+const KINDS: &str = "kind: LogicalUnit, CafeDeployment or ReleasePipeline";
+
+/// A pipeline as a document, with its progress as its `status`.
+fn pipeline_document(
+    core: &super::core::Core,
+    key: &DeploymentKey,
+) -> Option<Result<String, Status>> {
+    let record = core.pipelines().find(|(k, _)| *k == key)?.1;
+    let mut pipeline = record.pipeline.clone();
+    let status = core.pipeline_status(key)?;
+    pipeline.status = Some(serde_json::to_value(&status).unwrap_or_default());
+    Some(to_json(&pipeline))
 }
 
 /// A deployment as a document, with the release status as its `status`.
@@ -210,14 +233,17 @@ impl pb::federation_server::Federation for FederationService {
         match self.document(kind, &body.namespace, &body.name)? {
             Some(json) => Ok(Response::new(pb::Document { json })),
             None => {
+                let namespace = if body.namespace.is_empty() {
+                    DEFAULT_NAMESPACE
+                } else {
+                    &body.namespace
+                };
                 let what = match kind {
                     pb::ResourceKind::CafeDeployment => {
-                        let namespace = if body.namespace.is_empty() {
-                            DEFAULT_NAMESPACE
-                        } else {
-                            &body.namespace
-                        };
                         format!("CafeDeployment {namespace}/{}", body.name)
+                    }
+                    pb::ResourceKind::ReleasePipeline => {
+                        format!("ReleasePipeline {namespace}/{}", body.name)
                     }
                     _ => format!("LogicalUnit {}", body.name),
                 };
@@ -248,10 +274,16 @@ impl pb::federation_server::Federation for FederationService {
                         .filter_map(|(k, _)| deployment_document(core, k, now))
                         .collect::<Result<Vec<_>, _>>()
                 })?,
+                pb::ResourceKind::ReleasePipeline => self.hub.read(|core, _| {
+                    core.pipelines()
+                        .filter(|(k, _)| {
+                            body.namespace.is_empty() || k.namespace.as_str() == body.namespace
+                        })
+                        .filter_map(|(k, _)| pipeline_document(core, k))
+                        .collect::<Result<Vec<_>, _>>()
+                })?,
                 pb::ResourceKind::Unspecified => {
-                    return Err(Status::invalid_argument(
-                        "kind: LogicalUnit or CafeDeployment",
-                    ));
+                    return Err(Status::invalid_argument(KINDS));
                 }
             };
         Ok(Response::new(pb::DocumentList { items_json: items }))
@@ -278,10 +310,17 @@ impl pb::federation_server::Federation for FederationService {
                 }))?;
                 self.hub.delete_deployment(&key, &who).await?
             }
+            pb::ResourceKind::ReleasePipeline => {
+                let who = self.caller(&request, Role::Operator)?;
+                let body = request.get_ref();
+                let key = deployment_key(Some(&pb::DeploymentRef {
+                    namespace: body.namespace.clone(),
+                    name: body.name.clone(),
+                }))?;
+                self.hub.delete_pipeline(&key, &who).await?
+            }
             pb::ResourceKind::Unspecified => {
-                return Err(Status::invalid_argument(
-                    "kind: LogicalUnit or CafeDeployment",
-                ));
+                return Err(Status::invalid_argument(KINDS));
             }
         };
         Ok(Response::new(pb::DeleteResponse { deleted }))
@@ -298,18 +337,20 @@ impl pb::federation_server::Federation for FederationService {
             .iter()
             .map(|(unit, n)| Ok((unit_name(unit, "current")?, *n)))
             .collect::<Result<_, Status>>()?;
-        let deployment = if body.deployment_json.is_empty() {
+        let (deployment, stored) = if body.deployment_json.is_empty() {
             let key = deployment_key(body.r#ref.as_ref())?;
-            self.hub
+            let deployment = self
+                .hub
                 .read(|core, _| {
                     core.deployment(&key)
                         .map(|r| CafeDeployment::clone(&r.deployment))
                 })
-                .ok_or_else(|| Status::not_found(format!("CafeDeployment {key} not found")))?
+                .ok_or_else(|| Status::not_found(format!("CafeDeployment {key} not found")))?;
+            (deployment, Some(key))
         } else {
             match parse_json_document(1, &body.deployment_json) {
-                Ok(Resource::Deployment(d)) => *d,
-                Ok(Resource::Unit(_)) => {
+                Ok(Resource::Deployment(d)) => (*d, None),
+                Ok(_) => {
                     return Err(Status::invalid_argument(
                         "deployment_json: a CafeDeployment is expected",
                     ));
@@ -319,7 +360,11 @@ impl pb::federation_server::Federation for FederationService {
         };
         let plan = self
             .hub
-            .read(|core, _| crate::plan::plan_deployment(&deployment, core.units(), &current))
+            .read(|core, _| {
+                // A stored deployment a pipeline drives is planned in its stages' blocks.
+                let blocks = stored.map(|k| core.plan_blocks(&k)).unwrap_or_default();
+                crate::plan::plan_deployment_in(&deployment, core.units(), &current, blocks)
+            })
             .map_err(|errors| Status::invalid_argument(errors.to_string()))?;
         Ok(Response::new(pb::PlanResponse {
             plan_json: to_json(&plan)?,
@@ -546,6 +591,36 @@ impl pb::federation_server::Federation for FederationService {
         Ok(Response::new(pb::FailoverStatusResponse {
             auto_failover,
             units,
+        }))
+    }
+
+    async fn pipeline_command(
+        &self,
+        request: Request<pb::PipelineCommandRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
+        let who = self.caller(&request, Role::Operator)?;
+        let body = request.into_inner();
+        let key = deployment_key(body.r#ref.as_ref())?;
+        let command = match pb::PipelineVerb::try_from(body.verb) {
+            Ok(pb::PipelineVerb::Approve) => PipelineCommand::Approve,
+            Ok(pb::PipelineVerb::Pause) => PipelineCommand::Pause,
+            Ok(pb::PipelineVerb::Resume) => PipelineCommand::Resume,
+            Ok(pb::PipelineVerb::Abort) => PipelineCommand::Abort,
+            Ok(pb::PipelineVerb::Rollback) => PipelineCommand::Rollback,
+            Ok(pb::PipelineVerb::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(
+                    "verb: approve, pause, resume, abort or rollback",
+                ));
+            }
+        };
+        let outcome = self
+            .hub
+            .pipeline_command(&key, command, body.expected_stage, &body.reason, &who)
+            .await?;
+        Ok(Response::new(pb::CommandResult {
+            changed: outcome.changed,
+            message: outcome.message,
+            status: None,
         }))
     }
 

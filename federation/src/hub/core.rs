@@ -9,9 +9,11 @@
 
 use super::HubError;
 use super::convert::{fill_templates, slice_header};
-use super::records::{AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, SliceRecord, audit_key};
+use super::records::{
+    AuditRecord, DeploymentRecord, NEXT_GENERATION_KEY, PipelineRecord, SliceRecord, audit_key,
+};
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
-use crate::plan::{HoldInput, Plan, hold, plan_deployment};
+use crate::plan::{HoldInput, Plan, hold, plan_deployment_in};
 use crate::release::{
     Advance, AnalysisOutcome, AnalysisStatusView, DeploymentStatusView, Measurement,
     MeasurementResult, Observed, ReleaseState, Stage, UnitProgress, UnitStatusView, WaitClock,
@@ -151,6 +153,8 @@ pub struct Core {
     pub(super) units: Arc<BTreeMap<UnitName, LogicalUnit>>,
     /// Deployments with their releases.
     pub(super) deployments: OrdMap<DeploymentKey, Arc<DeploymentRecord>>,
+    /// ReleasePipelines with their state.
+    pub(super) pipelines: OrdMap<crate::resources::PipelineKey, Arc<PipelineRecord>>,
     /// Desired slices.
     pub(super) slices: OrdMap<SliceId, LiveSlice>,
     /// The units each deployment has slices in.
@@ -468,10 +472,11 @@ impl Core {
     /// The deployment's plan against the current units.
     pub fn plan(&self, key: &DeploymentKey) -> Option<Result<Plan, FieldErrors>> {
         let record = self.deployments.get(key)?;
-        Some(plan_deployment(
+        Some(plan_deployment_in(
             &record.deployment,
             &self.units,
             &record.last_allocation,
+            self.plan_blocks(key),
         ))
     }
 
@@ -903,10 +908,11 @@ impl Core {
             return Ok(Effects::default());
         };
         let clock = self.release_clocks.get(key).copied().unwrap_or_default();
+        let open = self.open_groups(key, &plan);
         let (advance, clock) = record.release.advance(
             clock,
             &record.deployment.spec.strategy,
-            plan.batches.len(),
+            (plan.batches.len(), open),
             &progress,
             self.now_ms,
         );

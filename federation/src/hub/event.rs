@@ -38,6 +38,26 @@ pub enum Event {
         /// The caller.
         who: String,
     },
+    /// Remove a pipeline that no longer drives its deployments.
+    DeletePipeline {
+        /// The pipeline.
+        key: DeploymentKey,
+        /// The caller.
+        who: String,
+    },
+    /// An operator's pipeline command.
+    PipelineCommand {
+        /// The pipeline.
+        key: DeploymentKey,
+        /// The command.
+        command: crate::pipeline::PipelineCommand,
+        /// `--stage`: the stage the operator expects the pipeline at.
+        expected_stage: Option<String>,
+        /// Why, for the audit log.
+        reason: String,
+        /// The caller.
+        who: String,
+    },
     /// Remove a deployment; its slices are withdrawn.
     DeleteDeployment {
         /// The deployment.
@@ -118,6 +138,8 @@ pub enum Answer {
     Deleted(bool),
     /// What a release command did (boxed: it carries a release state).
     Command(Box<CommandOutcome>),
+    /// What a pipeline command did.
+    Pipeline(super::pipelines::PipelineOutcome),
     /// What a failover command did.
     Failover(FailoverOutcome),
     /// The stream's view of its cluster (see [`Heard`]).
@@ -156,6 +178,16 @@ impl Core {
     /// caller (the writer) throws the changed model away.
     pub fn decide(&mut self, event: Event, now_ms: i64) -> Result<Decision, HubError> {
         self.now_ms = now_ms;
+        let mut decision = self.decide_event(event)?;
+        // Whatever the event changed, the pipelines look at their releases again: they are
+        // level-triggered, so a restarted hub or a missed report changes nothing.
+        if !self.pipelines.is_empty() {
+            decision.effects.merge(self.drive_pipelines()?);
+        }
+        Ok(decision)
+    }
+
+    fn decide_event(&mut self, event: Event) -> Result<Decision, HubError> {
         match event {
             Event::Apply {
                 resources,
@@ -164,6 +196,14 @@ impl Core {
             } => self.apply(resources, &who, dry_run),
             Event::DeleteUnit { name, who } => self.delete_unit(&name, &who),
             Event::DeleteDeployment { key, who } => self.delete_deployment(&key, &who),
+            Event::DeletePipeline { key, who } => self.delete_pipeline(&key, &who),
+            Event::PipelineCommand {
+                key,
+                command,
+                expected_stage,
+                reason,
+                who,
+            } => self.pipeline_command(&key, command, expected_stage.as_deref(), &reason, &who),
             Event::Command {
                 key,
                 command,

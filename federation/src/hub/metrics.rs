@@ -220,6 +220,14 @@ struct DeploymentLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineInfo {
+    namespace: String,
+    name: String,
+    phase: String,
+    stage: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabel {
     cluster: String,
 }
@@ -257,6 +265,29 @@ impl Collector for StateCollector {
                 })
                 .set(i64::try_from(release.batch()).unwrap_or(i64::MAX));
         }
+        let pipeline_info = Family::<PipelineInfo, Gauge>::default();
+        let pipeline_stage = Family::<DeploymentLabels, Gauge>::default();
+        for (key, record) in core.pipelines() {
+            let progress = &record.state.progress;
+            let stage = progress.stage();
+            pipeline_info
+                .get_or_create(&PipelineInfo {
+                    namespace: key.namespace.to_string(),
+                    name: key.name.to_string(),
+                    phase: progress.phase().to_owned(),
+                    stage: stage
+                        .and_then(|s| record.pipeline.spec.stages.get(s))
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                })
+                .set(1);
+            pipeline_stage
+                .get_or_create(&DeploymentLabels {
+                    namespace: key.namespace.to_string(),
+                    name: key.name.to_string(),
+                })
+                .set(stage.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX)));
+        }
         let connected = Family::<ClusterLabel, Gauge>::default();
         for cluster in core.known_clusters() {
             let state = super::core::LinkState::of(core.cluster(&cluster), now);
@@ -282,6 +313,16 @@ impl Collector for StateCollector {
                 "cafe_deployment_group",
                 "Each deployment's current release group (0-based)",
                 &group,
+            ),
+            (
+                "cafe_pipeline_info",
+                "Each ReleasePipeline's phase and current stage (always 1)",
+                &pipeline_info,
+            ),
+            (
+                "cafe_pipeline_stage",
+                "Each ReleasePipeline's current stage (0-based; -1 once it has ended)",
+                &pipeline_stage,
             ),
             (
                 "cafe_cluster_connected",

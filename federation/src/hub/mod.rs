@@ -16,6 +16,7 @@ pub mod failover;
 pub mod link;
 pub mod metrics;
 pub mod notify;
+pub mod pipelines;
 pub mod records;
 pub mod replicated;
 mod resources;
@@ -91,6 +92,8 @@ pub enum Kind {
     LogicalUnit,
     /// A CafeDeployment.
     CafeDeployment,
+    /// A ReleasePipeline.
+    ReleasePipeline,
 }
 
 impl Kind {
@@ -99,6 +102,7 @@ impl Kind {
         match self {
             Self::LogicalUnit => "LogicalUnit",
             Self::CafeDeployment => "CafeDeployment",
+            Self::ReleasePipeline => "ReleasePipeline",
         }
     }
 }
@@ -501,6 +505,37 @@ impl Hub {
         self.deleted(event).await
     }
 
+    /// Removes a pipeline that no longer drives its deployments. Idempotent.
+    pub async fn delete_pipeline(&self, key: &DeploymentKey, who: &str) -> Result<bool, HubError> {
+        let event = Event::DeletePipeline {
+            key: key.clone(),
+            who: who.to_owned(),
+        };
+        self.deleted(event).await
+    }
+
+    /// Runs a pipeline command.
+    pub async fn pipeline_command(
+        &self,
+        key: &DeploymentKey,
+        command: crate::pipeline::PipelineCommand,
+        expected_stage: Option<String>,
+        reason: &str,
+        who: &str,
+    ) -> Result<pipelines::PipelineOutcome, HubError> {
+        let event = Event::PipelineCommand {
+            key: key.clone(),
+            command,
+            expected_stage,
+            reason: reason.to_owned(),
+            who: who.to_owned(),
+        };
+        match self.submit(event).await? {
+            Answer::Pipeline(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn deleted(&self, event: Event) -> Result<bool, HubError> {
         match self.submit(event).await? {
             Answer::Deleted(deleted) => Ok(deleted),
@@ -740,6 +775,14 @@ fn load_core(store: &dyn Store, mut core: Core) -> Result<(Core, Effects), HubEr
             .key()
             .map_err(|e| corrupt("deployments", &key, e.0))?;
         core.deployments.insert(dkey, Arc::new(record));
+    }
+    for (key, value) in store.load(Table::Pipelines)? {
+        let record: records::PipelineRecord = parse_record("pipelines", &key, &value)?;
+        let pkey = record
+            .pipeline
+            .key()
+            .map_err(|e| corrupt("pipelines", &key, e.0))?;
+        core.pipelines.insert(pkey, Arc::new(record));
     }
     for (key, value) in store.load(Table::Slices)? {
         let record: SliceRecord = parse_record("slices", &key, &value)?;

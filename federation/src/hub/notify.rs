@@ -56,6 +56,22 @@ pub enum NoticeType {
     Evacuated,
     /// An evacuated unit takes its replicas back.
     FailedBack,
+    /// A pipeline's stage started.
+    PipelineStageStarted,
+    /// A pipeline's stage is done and its gate waits for `approve`.
+    PipelineAwaitingApproval,
+    /// An operator paused a pipeline.
+    PipelinePaused,
+    /// A release of a pipeline failed and `onFailure: Stop` stopped it.
+    PipelineFailed,
+    /// A pipeline's releases go back, latest stage first.
+    PipelineRollingBack,
+    /// Every stage of a pipeline is done.
+    PipelineSucceeded,
+    /// Every release of a pipeline is back on its revision from before it.
+    PipelineRolledBack,
+    /// An operator aborted a pipeline.
+    PipelineAborted,
 }
 
 /// The deployment a notice is about.
@@ -94,6 +110,12 @@ pub struct Notice {
     /// The unit, for failover events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// The pipeline, for pipeline events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<NoticeDeployment>,
+    /// The pipeline's stage, for pipeline events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     /// A readable account.
     pub message: String,
 }
@@ -110,6 +132,45 @@ impl Notice {
             phase: None,
             reason: None,
             unit: Some(unit.to_string()),
+            pipeline: None,
+            stage: None,
+            message: message.to_owned(),
+        }
+    }
+
+    /// A pipeline event: it entered `progress`, at `stage`.
+    pub fn pipeline(
+        key: &DeploymentKey,
+        progress: &crate::pipeline::Progress,
+        stage: Option<String>,
+        message: &str,
+        time: String,
+    ) -> Self {
+        use crate::pipeline::Progress;
+        let kind = match progress {
+            Progress::Running { .. } => NoticeType::PipelineStageStarted,
+            Progress::AwaitingApproval { .. } => NoticeType::PipelineAwaitingApproval,
+            Progress::Paused { .. } => NoticeType::PipelinePaused,
+            Progress::Failed { .. } => NoticeType::PipelineFailed,
+            Progress::RollingBack { .. } => NoticeType::PipelineRollingBack,
+            Progress::Succeeded => NoticeType::PipelineSucceeded,
+            Progress::RolledBack { .. } => NoticeType::PipelineRolledBack,
+            Progress::Aborted { .. } => NoticeType::PipelineAborted,
+        };
+        Self {
+            kind,
+            time,
+            deployment: None,
+            group: None,
+            revision: None,
+            phase: Some(progress.phase().to_owned()),
+            reason: None,
+            unit: None,
+            pipeline: Some(NoticeDeployment {
+                namespace: key.namespace.to_string(),
+                name: key.name.to_string(),
+            }),
+            stage,
             message: message.to_owned(),
         }
     }
@@ -140,6 +201,8 @@ pub fn release_notices(
         phase: Some(now.to_string()),
         reason: Some(reason.to_string()),
         unit: None,
+        pipeline: None,
+        stage: None,
         message: next.message().to_owned(),
     };
     let mut notices = Vec::new();

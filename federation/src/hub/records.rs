@@ -1,8 +1,10 @@
 //! What the hub keeps in its store, as JSON records.
 
 use crate::names::UnitName;
+use crate::pipeline::PipelineState;
 use crate::release::ReleaseState;
-use crate::resources::CafeDeployment;
+use crate::resources::{CafeDeployment, ReleasePipeline};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +30,18 @@ pub struct DeploymentRecord {
     /// When each of `status.conditions[]` last changed status (see [`super::conditions`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub condition_times: BTreeMap<String, super::conditions::Transition>,
+}
+
+/// A pipeline with its state: one record, so one commit moves both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRecord {
+    /// The pipeline as applied, with the hub's metadata.
+    pub pipeline: ReleasePipeline,
+    /// Where it stands.
+    pub state: PipelineState,
+    /// Per deployment, the template it releases (the deployment's, with the stage's images).
+    pub templates: BTreeMap<String, PodTemplateSpec>,
 }
 
 /// The last slice the hub decided for one unit: enough to keep generations across restarts.

@@ -90,6 +90,43 @@ impl Core {
                     }
                 }
             }
+            // While a pipeline drives a deployment, its template is the pipeline's.
+            for (i, resource) in resources.iter().enumerate() {
+                let Resource::Deployment(d) = resource else {
+                    continue;
+                };
+                let Ok(key) = d.key() else { continue };
+                let Some(pipeline) = core.driving(&key) else {
+                    continue;
+                };
+                let changed = core
+                    .deployments
+                    .get(&key)
+                    .is_some_and(|r| r.deployment.spec.template != d.spec.template);
+                if changed {
+                    failures.push(DocumentError {
+                        index: i + 1,
+                        subject: Some(subject(resource)),
+                        errors: FieldErrors(vec![FieldError::new(
+                            "spec.template",
+                            format!(
+                                "CafeDeployment {key} is released by pipeline {pipeline}: its template changes through the pipeline (pause, rollback and failover still act; abort the pipeline to release it directly)"
+                            ),
+                        )]),
+                    });
+                }
+            }
+            let mut checked_pipelines = BTreeMap::new();
+            for (i, resource) in resources.iter().enumerate() {
+                if let Resource::Pipeline(p) = resource {
+                    match core.check_pipeline(p, i + 1, &resources) {
+                        Ok(checked) => {
+                            checked_pipelines.insert(i, checked);
+                        }
+                        Err(error) => failures.push(error),
+                    }
+                }
+            }
             if !failures.is_empty() {
                 return Err(HubError::Invalid(failures));
             }
@@ -97,8 +134,19 @@ impl Core {
             let mut effects = Effects::default();
             let mut touched_units = Vec::new();
             let mut touched_deployments = Vec::new();
-            for resource in resources {
+            for (i, resource) in resources.into_iter().enumerate() {
                 match resource {
+                    Resource::Pipeline(pipeline) => {
+                        let checked = checked_pipelines.remove(&i).unwrap_or_default();
+                        let (key, action) =
+                            core.apply_pipeline(*pipeline, checked, dry_run, &mut effects)?;
+                        results.push(Applied {
+                            kind: Kind::ReleasePipeline,
+                            namespace: key.namespace.to_string(),
+                            name: key.name.to_string(),
+                            action,
+                        });
+                    }
                     Resource::Unit(unit) => {
                         let (name, action) = apply_unit(core, *unit, now, dry_run, &mut effects)?;
                         results.push(Applied {
@@ -291,7 +339,7 @@ fn apply_unit(
     Ok((name, action))
 }
 
-fn apply_deployment(
+pub(super) fn apply_deployment(
     core: &mut Core,
     mut deployment: CafeDeployment,
     now: i64,

@@ -32,6 +32,19 @@ pub struct GroupShape {
     pub region_order: RegionOrder,
     /// The region order for Sequential.
     pub regions: Vec<RegionName>,
+    /// While a pipeline drives the deployment: its stages that move it, in order. Empty: one
+    /// release over every unit.
+    pub blocks: Vec<Block>,
+}
+
+/// The units one pipeline stage moves: every group of a block comes before the next block's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The stage's name.
+    pub stage: String,
+    /// Its regions; empty: every unit no earlier block moves. A unit no block names moves with
+    /// the last block.
+    pub regions: Vec<RegionName>,
 }
 
 /// One group: per unit (in input order), the pods updated in it and the cumulative target after it.
@@ -39,6 +52,9 @@ pub struct GroupShape {
 pub struct Group {
     /// 0-based.
     pub index: usize,
+    /// The pipeline stage it belongs to, while a pipeline drives the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     /// Per unit, in input order.
     pub units: Vec<GroupStep>,
 }
@@ -88,8 +104,65 @@ fn unit_stages(replicas: i32, shape: &GroupShape) -> Vec<i32> {
 }
 
 /// Plans the groups. Deterministic; groups are cumulative, never decrease, and end at each unit's
-/// replicas.
+/// replicas. With blocks, each block's units go through the shape's groups in turn, the units of
+/// earlier blocks staying at their replicas and those of later ones at 0.
 pub fn plan_groups(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
+    if shape.blocks.is_empty() {
+        return plan_block(units, shape);
+    }
+    let last = shape.blocks.len() - 1;
+    let mut block_of: Vec<usize> = vec![last; units.len()];
+    let mut assigned = vec![false; units.len()];
+    for (b, block) in shape.blocks.iter().enumerate() {
+        for (i, unit) in units.iter().enumerate() {
+            if !assigned[i] && (block.regions.is_empty() || block.regions.contains(&unit.region)) {
+                block_of[i] = b;
+                assigned[i] = true;
+            }
+        }
+    }
+    let plain = GroupShape {
+        blocks: Vec::new(),
+        ..shape.clone()
+    };
+    let mut groups = Vec::new();
+    for (b, block) in shape.blocks.iter().enumerate() {
+        let members: Vec<GroupUnitInput> = units
+            .iter()
+            .zip(&block_of)
+            .filter(|(_, of)| **of == b)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for inner in plan_block(&members, &plain) {
+            let steps = units
+                .iter()
+                .zip(&block_of)
+                .map(|(unit, &of)| {
+                    let done = if of < b { unit.replicas.max(0) } else { 0 };
+                    inner
+                        .units
+                        .iter()
+                        .find(|s| s.unit == unit.unit)
+                        .cloned()
+                        .unwrap_or(GroupStep {
+                            unit: unit.unit.clone(),
+                            size: 0,
+                            updated: done,
+                        })
+                })
+                .collect();
+            groups.push(Group {
+                index: groups.len(),
+                stage: Some(block.stage.clone()),
+                units: steps,
+            });
+        }
+    }
+    groups
+}
+
+/// The groups of one release over `units`.
+fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
     let per_region = usize::from(shape.beta) + shape.batches.max(1) as usize;
     let region_slot = |region: &RegionName| -> usize {
         match shape.region_order {
@@ -133,6 +206,7 @@ pub fn plan_groups(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
         }
         groups.push(Group {
             index: groups.len(),
+            stage: None,
             units: units
                 .iter()
                 .zip(targets.iter().zip(&previous))

@@ -10,7 +10,7 @@ pub use allocation::{
     Allocation, AllocationError, AllocationRequest, PlanUnit, UnitAllocation, allocate,
     parse_current,
 };
-pub use groups::{Group, GroupShape, GroupStep, GroupUnitInput, plan_groups};
+pub use groups::{Block, Group, GroupShape, GroupStep, GroupUnitInput, plan_groups};
 pub use rebalance::{HoldInput, hold};
 pub use table::render_table;
 
@@ -63,6 +63,17 @@ pub fn plan_deployment(
     units: &BTreeMap<UnitName, LogicalUnit>,
     current: &BTreeMap<UnitName, i32>,
 ) -> Result<Plan, FieldErrors> {
+    plan_deployment_in(deployment, units, current, Vec::new())
+}
+
+/// [`plan_deployment`] while a pipeline drives the deployment: its groups come in `blocks`, one
+/// per pipeline stage that moves it.
+pub fn plan_deployment_in(
+    deployment: &CafeDeployment,
+    units: &BTreeMap<UnitName, LogicalUnit>,
+    current: &BTreeMap<UnitName, i32>,
+    blocks: Vec<Block>,
+) -> Result<Plan, FieldErrors> {
     let resolved = deployment.resolve_units(units)?;
     let plan_units: Vec<PlanUnit> = resolved
         .iter()
@@ -102,6 +113,7 @@ pub fn plan_deployment(
         batches: spec.strategy.batches,
         region_order: spec.strategy.region_order,
         regions: spec.strategy.regions.clone(),
+        blocks,
     };
     Ok(Plan {
         name: deployment.metadata.name.clone(),

@@ -311,7 +311,46 @@ fn parallel(beta: bool, batches: u32) -> GroupShape {
         batches,
         region_order: RegionOrder::Parallel,
         regions: Vec::new(),
+        blocks: Vec::new(),
     }
+}
+
+#[test]
+fn a_pipeline_moves_its_stages_regions_in_turn() {
+    let units = group_units(&[
+        ("sh-az1", "sh", 2),
+        ("hz-az1", "hz", 3),
+        ("sh-az2", "sh", 2),
+    ]);
+    let shape = GroupShape {
+        blocks: vec![
+            Block {
+                stage: "hangzhou".to_owned(),
+                regions: vec![RegionName::new("hz").expect("region")],
+            },
+            Block {
+                stage: "rest".to_owned(),
+                regions: Vec::new(),
+            },
+        ],
+        ..parallel(true, 1)
+    };
+    let groups = plan_groups(&units, &shape);
+    let stages: Vec<&str> = groups.iter().filter_map(|g| g.stage.as_deref()).collect();
+    assert_eq!(stages, ["hangzhou", "hangzhou", "rest", "rest"]);
+    // Hangzhou first (beta then the rest), Shanghai untouched; then Shanghai with Hangzhou done.
+    assert_eq!(
+        sizes(&groups),
+        [vec![0, 1, 0], vec![0, 2, 0], vec![1, 0, 1], vec![1, 0, 1]]
+    );
+    let targets: Vec<Vec<i32>> = groups
+        .iter()
+        .map(|g| g.units.iter().map(|s| s.updated).collect())
+        .collect();
+    assert_eq!(targets[1], [0, 3, 0]);
+    assert_eq!(targets[3], [2, 3, 2]);
+    let indices: Vec<usize> = groups.iter().map(|g| g.index).collect();
+    assert_eq!(indices, [0, 1, 2, 3]);
 }
 
 #[test]
@@ -342,6 +381,7 @@ fn sequential_runs_every_group_of_a_region_before_the_next() {
             RegionName::new("hz").expect("region"),
             RegionName::new("sh").expect("region"),
         ],
+        blocks: Vec::new(),
     };
     let groups = plan_groups(&units, &shape);
     assert_eq!(
@@ -474,6 +514,7 @@ proptest! {
             batches,
             region_order: if sequential { RegionOrder::Sequential } else { RegionOrder::Parallel },
             regions: vec![RegionName::new("r2").expect("region"), RegionName::new("r1").expect("region")],
+            blocks: Vec::new(),
         };
         let groups = plan_groups(&input, &shape);
         let mut previous = vec![0; input.len()];

@@ -67,6 +67,9 @@ pub enum Reason {
     AnalysisFailed,
     /// The group's analysis was inconclusive too often; a human decides.
     AnalysisInconclusive,
+    /// The groups of the pipeline's current stage are done; the next stage's wait for the
+    /// pipeline to start it.
+    AwaitingStage,
 }
 
 impl fmt::Display for Reason {
@@ -110,6 +113,9 @@ pub enum PauseReason {
     PausedByOperator,
     /// The analysis was inconclusive too often: `continue` accepts the group, `rollback` returns.
     AnalysisInconclusive,
+    /// A pipeline drives the release: its stage's groups are done, and the next group belongs to a
+    /// later stage of the pipeline, which starts it.
+    AwaitingStage,
 }
 
 /// Why a release rolls back.
@@ -216,6 +222,7 @@ impl Stage {
                 PauseReason::AwaitingConfirm => Reason::AwaitingConfirm,
                 PauseReason::PausedByOperator => Reason::PausedByOperator,
                 PauseReason::AnalysisInconclusive => Reason::AnalysisInconclusive,
+                PauseReason::AwaitingStage => Reason::AwaitingStage,
             },
             Self::Failed { failure, .. } => match failure {
                 Failure::PodsFailing { .. } => Reason::PodsFailing,
@@ -389,6 +396,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
                     Reason::AwaitingConfirm => PauseReason::AwaitingConfirm,
                     Reason::PausedByOperator => PauseReason::PausedByOperator,
                     Reason::AnalysisInconclusive => PauseReason::AnalysisInconclusive,
+                    Reason::AwaitingStage => PauseReason::AwaitingStage,
                     other => return Err(illegal(Phase::Paused, other)),
                 },
             },
@@ -667,17 +675,26 @@ impl ReleaseState {
     }
 
     /// Looks at the units' reports and the time. `clock` is the group's wait clock (see
-    /// [`WaitClock`]); the one returned replaces it.
+    /// [`WaitClock`]); the one returned replaces it. `groups` is the plan's number of groups, and
+    /// `open` how many of them may run now: fewer while a pipeline holds the later ones for its
+    /// later stages.
     pub fn advance(
         &self,
         clock: WaitClock,
         strategy: &Strategy,
-        groups: usize,
+        (groups, open): (usize, usize),
         units: &[UnitProgress],
         now_ms: i64,
     ) -> (Advance, WaitClock) {
         let active = || units.iter().filter(|u| !u.evacuated);
         match &self.stage {
+            Stage::Paused {
+                group,
+                reason: PauseReason::AwaitingStage,
+            } if group + 1 < open.min(groups) => (
+                Advance::Moved(self.next_group(*group, now_ms)),
+                WaitClock::started(now_ms),
+            ),
             Stage::Stable { .. } | Stage::Paused { .. } | Stage::Failed { .. } => {
                 (Advance::Unchanged, clock)
             }
@@ -880,6 +897,21 @@ impl ReleaseState {
                     next.current_revision = this.update_revision.clone();
                     return (Advance::Moved(next), clock);
                 }
+                if group + 1 >= open {
+                    // The pipeline's gate, not the deployment's pause, decides when the next
+                    // stage's groups start.
+                    let next = this.with(
+                        Stage::Paused {
+                            group,
+                            reason: PauseReason::AwaitingStage,
+                        },
+                        format!(
+                            "group {group} is done; group {} waits for the pipeline's next stage",
+                            group + 1
+                        ),
+                    );
+                    return (Advance::Moved(next), clock);
+                }
                 match strategy.pause {
                     // An operator accepted the group already, or promoted the whole release:
                     // the next one starts now.
@@ -1024,6 +1056,10 @@ impl ReleaseState {
                 PauseReason::PausedByOperator => CommandOutcome::to(self.with(
                     Stage::progressing(group, now_ms, ProgressReason::WaitingForUnits),
                     format!("group {group} resumed"),
+                )),
+                PauseReason::AwaitingStage => CommandOutcome::unchanged(format!(
+                    "group {group} is done; the pipeline's next stage starts group {}",
+                    group + 1
                 )),
                 PauseReason::AnalysisInconclusive => {
                     let mut next = self.with(

@@ -15,6 +15,8 @@ struct Fixture {
     state: ReleaseState,
     clock: WaitClock,
     now: i64,
+    /// The groups a pipeline lets run (all when `None`).
+    open: Option<usize>,
 }
 
 impl Fixture {
@@ -29,6 +31,7 @@ impl Fixture {
                     units.insert(u.name().expect("name"), *u);
                 }
                 Resource::Deployment(d) => deployment = Some(*d),
+                Resource::Pipeline(_) => {}
             }
         }
         let deployment = deployment.expect("payments example");
@@ -39,6 +42,7 @@ impl Fixture {
             state,
             clock: WaitClock::default(),
             now: 1_000,
+            open: None,
         }
     }
 
@@ -141,7 +145,7 @@ impl Fixture {
         let (advance, clock) = self.state.advance(
             self.clock,
             &self.deployment.spec.strategy,
-            groups,
+            (groups, self.open.unwrap_or(groups)),
             progress,
             self.now,
         );
@@ -247,6 +251,35 @@ fn seed_example_releases_group_by_group_with_confirmation() {
     );
     assert_eq!(f.state.current_revision, f.state.update_revision);
     assert_eq!(f.partitions(), [0, 0]);
+}
+
+#[test]
+fn a_pipeline_holds_the_groups_of_its_later_stages() {
+    let mut f = Fixture::new();
+    f.open = Some(1);
+    assert!(f.new_image("registry.example/payments:1.1.0"));
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    assert!(f.advance(&done));
+    // The stage's last group is done: the pipeline, not `pause: Manual`, starts the next.
+    assert_eq!(
+        (f.state.phase(), f.state.reason(), f.state.batch()),
+        (Phase::Paused, Reason::AwaitingStage, 0)
+    );
+    assert!(!f.state.slices_paused(), "the units keep what they run");
+    let outcome = f
+        .command(ReleaseCommand::Continue, None, f.now)
+        .expect("no error");
+    assert!(
+        !outcome.changed(),
+        "continue cannot pass a pipeline's stage"
+    );
+    assert!(!f.advance(&done), "nothing moves while the stage holds");
+    f.open = Some(3);
+    assert!(f.advance(&done));
+    assert_eq!((f.state.phase(), f.state.batch()), (Phase::Progressing, 1));
+    assert_eq!(f.partitions(), [2, 2]);
 }
 
 #[test]
@@ -575,9 +608,13 @@ fn a_transition_leaves_the_state_it_started_from_as_it_was() {
     let done = f.report_done();
     let groups = f.plan().batches.len();
     f.now += 10_000;
-    let (advance, clock) =
-        f.state
-            .advance(f.clock, &f.deployment.spec.strategy, groups, &done, f.now);
+    let (advance, clock) = f.state.advance(
+        f.clock,
+        &f.deployment.spec.strategy,
+        (groups, groups),
+        &done,
+        f.now,
+    );
     assert_eq!(f.state, before, "advance changed the state in place");
     let Advance::Noted(next) = advance else {
         panic!("a healthy group first notes since when: {advance:?}");

@@ -2,6 +2,7 @@
 
 use super::deployment::{CAFE_DEPLOYMENT_KIND, CafeDeployment};
 use super::error::{FieldError, FieldErrors};
+use super::pipeline::{RELEASE_PIPELINE_KIND, ReleasePipeline};
 use super::unit::{LOGICAL_UNIT_KIND, LogicalUnit};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -14,6 +15,8 @@ pub enum Resource {
     Unit(Box<LogicalUnit>),
     /// A CafeDeployment.
     Deployment(Box<CafeDeployment>),
+    /// A ReleasePipeline.
+    Pipeline(Box<ReleasePipeline>),
 }
 
 impl Resource {
@@ -22,6 +25,16 @@ impl Resource {
         match self {
             Self::Unit(_) => LOGICAL_UNIT_KIND,
             Self::Deployment(_) => CAFE_DEPLOYMENT_KIND,
+            Self::Pipeline(_) => RELEASE_PIPELINE_KIND,
+        }
+    }
+
+    /// The document as JSON, as the hub's API takes it.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        match self {
+            Self::Unit(unit) => serde_json::to_string(unit),
+            Self::Deployment(deployment) => serde_json::to_string(deployment),
+            Self::Pipeline(pipeline) => serde_json::to_string(pipeline),
         }
     }
 
@@ -30,6 +43,7 @@ impl Resource {
         match self {
             Self::Unit(unit) => unit.metadata.name.clone(),
             Self::Deployment(d) => format!("{}/{}", d.namespace(), d.metadata.name),
+            Self::Pipeline(p) => format!("{}/{}", p.namespace(), p.metadata.name),
         }
     }
 }
@@ -237,21 +251,84 @@ fn parse_value(value: Value) -> Result<Resource, (Option<Subject>, FieldErrors)>
             deployment.validate().map_err(|e| (what, e))?;
             Ok(Resource::Deployment(Box::new(deployment)))
         }
+        RELEASE_PIPELINE_KIND => {
+            let raw_templates: Vec<(String, Value)> = pipeline_templates(&value);
+            let pipeline: ReleasePipeline = typed(value).map_err(|e| (what.clone(), e))?;
+            let what = Some(Subject::new(
+                RELEASE_PIPELINE_KIND,
+                format!("{}/{}", pipeline.namespace(), pipeline.metadata.name),
+            ));
+            let mut unknown = Vec::new();
+            for (path, raw) in raw_templates {
+                let known =
+                    serde_json::to_value(pointer_template(&pipeline, &path)).unwrap_or(Value::Null);
+                unknown_fields(&raw, &known, &path, &mut unknown);
+            }
+            if !unknown.is_empty() {
+                return Err((what, FieldErrors(unknown)));
+            }
+            pipeline.validate().map_err(|e| (what, e))?;
+            Ok(Resource::Pipeline(Box::new(pipeline)))
+        }
         "" => Err((
             None,
-            single("kind", "is required (LogicalUnit or CafeDeployment)"),
+            single(
+                "kind",
+                "is required (LogicalUnit, CafeDeployment or ReleasePipeline)",
+            ),
         )),
         other => Err((
             what,
             single(
                 "kind",
-                format!("unknown kind {other:?}; expected LogicalUnit or CafeDeployment"),
+                format!(
+                    "unknown kind {other:?}; expected LogicalUnit, CafeDeployment or ReleasePipeline"
+                ),
             ),
         )),
     }
 }
 
 /// Deserializes with the path of the failing field.
+/// The raw `template` of each stage release, with its path: fields Kubernetes' types would drop
+/// silently are refused, as in a deployment's template.
+fn pipeline_templates(value: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let stages = value.pointer("/spec/stages").and_then(Value::as_array);
+    for (s, stage) in stages.into_iter().flatten().enumerate() {
+        let releases = stage.get("releases").and_then(Value::as_array);
+        for (r, release) in releases.into_iter().flatten().enumerate() {
+            if let Some(template) = release.get("template").filter(|t| !t.is_null()) {
+                out.push((
+                    format!("spec.stages[{s}].releases[{r}].template"),
+                    template.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The typed template at a path made by [`pipeline_templates`].
+fn pointer_template<'a>(
+    pipeline: &'a ReleasePipeline,
+    path: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::PodTemplateSpec> {
+    let numbers: Vec<usize> = path
+        .split(['[', ']'])
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    let (&s, &r) = (numbers.first()?, numbers.get(1)?);
+    pipeline
+        .spec
+        .stages
+        .get(s)?
+        .releases
+        .get(r)?
+        .template
+        .as_ref()
+}
+
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, FieldErrors> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();

@@ -6,6 +6,7 @@ mod deployment;
 mod error;
 mod manifest;
 mod meta;
+mod pipeline;
 mod quantity;
 mod unit;
 
@@ -22,5 +23,9 @@ pub use deployment::{
 pub use error::{Collector, FieldError, FieldErrors};
 pub use manifest::{DocumentError, Resource, Subject, parse_json_document, parse_yaml_documents};
 pub use meta::{API_VERSION, DEFAULT_NAMESPACE, Metadata};
+pub use pipeline::{
+    Appearance, Gate, PipelineKey, PipelineOnFailure, PipelineSpec, PipelineStage,
+    RELEASE_PIPELINE_KIND, ReleasePipeline, StageRelease,
+};
 pub use quantity::ReplicaCount;
 pub use unit::{LOGICAL_UNIT_KIND, LogicalUnit, LogicalUnitSpec, LogicalUnitStatus, UnitPhase};

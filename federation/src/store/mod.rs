@@ -23,16 +23,19 @@ pub enum Table {
     Meta,
     /// The audit log, by a zero-padded sequence number.
     Audit,
+    /// ReleasePipelines with their state, by `namespace/name`.
+    Pipelines,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Units,
         Self::Deployments,
         Self::Slices,
         Self::Meta,
         Self::Audit,
+        Self::Pipelines,
     ];
 
     /// The table's name in the store.
@@ -43,6 +46,7 @@ impl Table {
             Self::Slices => "slices",
             Self::Meta => "meta",
             Self::Audit => "audit",
+            Self::Pipelines => "pipelines",
         }
     }
 }
