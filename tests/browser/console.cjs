@@ -7,7 +7,8 @@
 //   VIEWER_URL         a console with a viewer's credentials
 //   METRICS_URL        the hub's /metrics
 //   DEPLOYMENT         NAMESPACE/NAME, paused at group 0 of a release
-//   OTHER_DEPLOYMENT   NAMESPACE/NAME of a second deployment, settled
+//   OTHER_DEPLOYMENT   NAMESPACE/NAME of a second deployment, holding at PIPELINE's gate
+//   PIPELINE           NAMESPACE/NAME of a ReleasePipeline of OTHER_DEPLOYMENT at its approval gate
 //   EVACUATE_UNIT      the unit to evacuate
 //   SCREENSHOTS        where to save the screenshots
 //
@@ -28,6 +29,7 @@ const VIEWER_URL = env("VIEWER_URL");
 const METRICS_URL = env("METRICS_URL");
 const DEPLOYMENT = env("DEPLOYMENT");
 const OTHER = env("OTHER_DEPLOYMENT");
+const PIPELINE = env("PIPELINE");
 const UNIT = env("EVACUATE_UNIT");
 const SCREENSHOTS = env("SCREENSHOTS");
 // Every wait is for a condition, with this deadline.
@@ -153,6 +155,21 @@ async function main() {
     assert.match(seen.viewerRefusal, /permission denied/);
     await viewer.waitForSelector(at("Paused", 1));
     await viewer.close();
+
+    // The pipeline at its gate: approved from its page, it releases its last stage.
+    await admin.goto(`${CONSOLE_URL}#/pipelines`);
+    const card = `article[data-pipeline="${PIPELINE}"]`;
+    await admin.waitForSelector(`${card}[data-phase="AwaitingApproval"] button[data-pipeline-action="approve"]`);
+    await admin.waitForSelector(`${card} tr[data-stage="hangzhou"] td:has-text("Done")`);
+    await admin.screenshot({ path: path.join(SCREENSHOTS, "pipeline-gate.png"), fullPage: true });
+    await admin.click(`${card} button[data-pipeline-action="approve"]`);
+    await admin.waitForSelector("dialog#confirm[open]");
+    await admin.fill("#confirm-reason", "console test: approve");
+    await admin.click("#confirm-ok");
+    await admin.waitForSelector('#notice:not(.error):has-text("Done")');
+    // Pipelines have no watch: the page fetches them again as the streamed releases move.
+    await admin.waitForSelector(`${card}[data-phase="Succeeded"]`);
+    seen.pipeline = await admin.$$eval(`${card} tbody tr`, (rows) => rows.map((r) => r.textContent));
 
     // An evacuation from the failover page shows the unit evacuated there and on the map.
     await admin.goto(`${CONSOLE_URL}#/failover`);

@@ -11,6 +11,11 @@ use std::time::Duration;
 
 /// The demo's deployment.
 pub const DEMO_YAML: &str = include_str!("../../deploy/examples/demo.yaml");
+/// The demo's second application, released with payments by [`PIPELINE_YAML`].
+pub const LEDGER_YAML: &str = include_str!("../../deploy/examples/ledger.yaml");
+/// The demo's pipeline: the ledger in Hangzhou, an approval, then the ledger in Shanghai with
+/// payments.
+pub const PIPELINE_YAML: &str = include_str!("../../deploy/examples/pipeline.yaml");
 /// How long one step of the demo may take.
 const STEP_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -164,6 +169,7 @@ pub async fn run(playground: &Playground) -> anyhow::Result<()> {
     }
 
     analysis_scene(playground, &mut operator, &reference, &good_revision).await?;
+    pipeline_scene(&mut operator).await?;
 
     let (sent, lost) = playground.traffic();
     say(&format!(
@@ -245,5 +251,131 @@ async fn analysis_scene(
     say(&format!(
         "Rolled back automatically: every unit runs revision {good_revision} again"
     ));
+    Ok(())
+}
+
+/// The pipeline's status document (the `status` of `get pipeline -o json`).
+async fn pipeline_status(
+    operator: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let document = operator
+        .get(cafe_proto::v1::GetRequest {
+            kind: cafe_proto::v1::ResourceKind::ReleasePipeline as i32,
+            namespace: "finance".into(),
+            name: name.into(),
+        })
+        .await?
+        .into_inner();
+    let value: serde_json::Value = serde_json::from_str(&document.json)?;
+    Ok(value["status"].clone())
+}
+
+/// Waits until the pipeline's status satisfies `done`.
+async fn wait_pipeline(
+    operator: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+    name: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let until = tokio::time::Instant::now() + STEP_DEADLINE;
+    loop {
+        let status = pipeline_status(operator, name).await?;
+        if done(&status) {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() > until {
+            bail!("pipeline {name} did not get there within {STEP_DEADLINE:?}: {status}");
+        }
+        tokio::time::sleep(crate::playground::POLL).await;
+    }
+}
+
+fn print_pipeline(status: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    match status["stage"].as_str().filter(|s| !s.is_empty()) {
+        Some(stage) => println!(
+            "    pipeline {} at stage {stage}; waiting for: {}",
+            text(&status["phase"]),
+            text(&status["waitingFor"])
+        ),
+        None => println!(
+            "    pipeline {}: {}",
+            text(&status["phase"]),
+            text(&status["message"])
+        ),
+    }
+    for release in status["releases"].as_array().into_iter().flatten() {
+        let group = match (release["group"].as_u64(), release["groups"].as_u64()) {
+            (Some(g), Some(n)) if release["phase"] != "Stable" => format!(" group {}/{n}", g + 1),
+            _ => String::new(),
+        };
+        println!(
+            "      {:<16} {:<9} {:<10} {} ({}){group}",
+            text(&release["stage"]),
+            text(&release["deployment"]),
+            text(&release["standing"]),
+            text(&release["phase"]),
+            text(&release["reason"]),
+        );
+    }
+}
+
+/// The scene of a change across two applications: the ledger in Hangzhou, an approval, then the
+/// ledger in Shanghai with payments.
+async fn pipeline_scene(
+    operator: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+) -> anyhow::Result<()> {
+    let ledger = deployment("finance", "ledger");
+    let payments = deployment("finance", "payments");
+    say("A second application, finance/ledger 1.0.0 (one pod per unit), beside payments");
+    apply_yaml(operator, LEDGER_YAML).await?;
+    let status = wait_status(operator, &ledger, STEP_DEADLINE, |_| {}, settled).await?;
+    print_status(&status);
+
+    say(
+        "Pipeline q4-payments: the ledger in Hangzhou first, then (approved) the ledger in Shanghai \
+         with payments",
+    );
+    apply_yaml(operator, PIPELINE_YAML).await?;
+    let gate = wait_pipeline(operator, "q4-payments", |s| {
+        s["phase"] == "AwaitingApproval"
+    })
+    .await?;
+    print_pipeline(&gate);
+    let status = crate::driver::status(operator, &ledger).await?;
+    print_status(&status);
+    if status
+        .units
+        .iter()
+        .any(|u| u.unit.starts_with("sh-") && u.target > 0)
+    {
+        bail!("the ledger moved in Shanghai before the approval");
+    }
+
+    say("Hangzhou's ledger is verified; an operator approves the next stage");
+    let result = operator
+        .pipeline_command(cafe_proto::v1::PipelineCommandRequest {
+            r#ref: Some(deployment("finance", "q4-payments")),
+            verb: cafe_proto::v1::PipelineVerb::Approve as i32,
+            expected_stage: Some("ledger-hangzhou".into()),
+            reason: "demo: Hangzhou looks good".into(),
+        })
+        .await?
+        .into_inner();
+    println!("    approve: {}", result.message);
+    // Payments keeps its own pauses inside the stage: the operator promotes it through them.
+    let status = wait_status(operator, &payments, STEP_DEADLINE, |_| {}, awaiting_confirm).await?;
+    print_status(&status);
+    let mut promote = command(&payments, Some(status.batch));
+    promote.full = true;
+    let result = operator.r#continue(promote).await?.into_inner();
+    println!("    promote --full: {}", result.message);
+    let done = wait_pipeline(operator, "q4-payments", |s| s["phase"] == "Succeeded").await?;
+    print_pipeline(&done);
+    for reference in [&ledger, &payments] {
+        let status = wait_status(operator, reference, STEP_DEADLINE, |_| {}, settled).await?;
+        print_status(&status);
+    }
+    say("Pipeline complete: both applications run their new revision in every unit");
     Ok(())
 }

@@ -22,6 +22,20 @@ use std::time::Duration;
 
 /// The unit the page evacuates.
 const UNIT: &str = "hz-az2";
+
+/// The pipeline the page approves.
+const PIPELINE: &str = "apiVersion: cafe.io/v1alpha1
+kind: ReleasePipeline
+metadata: {name: ledger-q4, namespace: finance}
+spec:
+  stages:
+    - name: hangzhou
+      regions: [cn-hangzhou]
+      gate: Approval
+      releases: [{deployment: ledger, images: {app: registry.example/ledger:2.0.0}}]
+    - name: shanghai
+      releases: [{deployment: ledger}]
+";
 /// The browser's whole run may take this long.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(400);
 
@@ -164,6 +178,25 @@ async fn the_console_shows_and_drives_a_release_live() {
     wait_status(&mut client, &payments, STEP, |_| {}, awaiting_confirm)
         .await
         .expect("group 0 waits for confirmation");
+    // A pipeline over the ledger, at its approval gate: Hangzhou first, then the rest.
+    apply_yaml(&mut client, PIPELINE)
+        .await
+        .expect("apply the pipeline");
+    cafe_tests::driver::poll_until(
+        std::time::Instant::now(),
+        STEP,
+        "the pipeline's gate",
+        || async {
+            let (_, out, _) = cafectl(
+                &pg,
+                Role::Viewer,
+                &["pipeline", "status", "finance/ledger-q4", "-o", "json"],
+            );
+            out.contains("\"AwaitingApproval\"")
+        },
+    )
+    .await
+    .expect("the pipeline waits for approval");
 
     let admin = console(&pg, Role::Admin);
     let viewer = console(&pg, Role::Viewer);
@@ -180,6 +213,7 @@ async fn the_console_shows_and_drives_a_release_live() {
         .env("DEPLOYMENT", "finance/payments")
         .env("OTHER_DEPLOYMENT", "finance/ledger")
         .env("EVACUATE_UNIT", UNIT)
+        .env("PIPELINE", "finance/ledger-q4")
         .env("SCREENSHOTS", &shots)
         .kill_on_drop(true)
         .output();

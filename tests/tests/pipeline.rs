@@ -7,10 +7,12 @@
 mod common;
 
 use cafe_federation::tls::Role;
+use cafe_sim::member::Backend;
 use cafe_tests::demo::DEMO_YAML;
 use cafe_tests::driver::{apply_yaml, awaiting_confirm, deployment, settled, status, wait_status};
+use cafe_tests::playground::PlaygroundOptions;
 use cafe_tests::playground::{POLL, Playground};
-use common::{cafectl, cafectl_json, start};
+use common::{BINARY, Setup, cafectl, cafectl_json};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -197,9 +199,69 @@ async fn watch_order(
     (order, task)
 }
 
+/// The notices the hub posts.
+type Notices = Arc<Mutex<Vec<Value>>>;
+
+/// A webhook receiver that accepts every notice: its URL and what it heard.
+async fn receiver() -> (String, Notices) {
+    let notices = Notices::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let kept = Arc::clone(&notices);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<Value>| async move {
+            kept.lock().expect("notices").push(body.0);
+            axum::http::StatusCode::OK
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, notices)
+}
+
+/// The pipeline notices about `name`, as `TYPE STAGE`.
+fn pipeline_notices(notices: &Notices, name: &str) -> Vec<String> {
+    notices
+        .lock()
+        .expect("notices")
+        .iter()
+        .filter(|n| n["pipeline"]["name"] == name)
+        .map(|n| {
+            format!(
+                "{} {}",
+                n["type"].as_str().unwrap_or_default(),
+                n["stage"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+async fn scrape(url: &str) -> String {
+    cafe_federation::http_client::get(url, Duration::from_secs(5))
+        .await
+        .expect("the hub serves its metrics")
+        .body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
-    let mut setup = start().await;
+    let (hook, notices) = receiver().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let metrics_port = cafe_sim::control_plane::free_port().expect("port");
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let mut options = PlaygroundOptions::new(dir.path(), BINARY).with_backend(Backend::from_env());
+    options.hub_args = vec![
+        "--notify-webhook".to_owned(),
+        hook,
+        "--metrics-listen".to_owned(),
+        format!("127.0.0.1:{metrics_port}"),
+    ];
+    let playground = Playground::start(options)
+        .await
+        .expect("the playground starts");
+    let mut setup = Setup { playground, dir };
     let dir = setup.dir.path().to_owned();
     let mut client = setup
         .playground
@@ -349,6 +411,11 @@ async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
     assert!(
         err.contains("spec.template") && err.contains("pipeline finance/q4"),
         "{err}"
+    );
+    let scraped = scrape(&metrics).await;
+    assert!(
+        scraped.contains(r#"cafe_pipeline_info{namespace="finance",name="q4",phase="AwaitingApproval",stage="backends"} 1"#),
+        "{scraped}"
     );
     let table = cafectl(
         pg,
@@ -517,6 +584,47 @@ async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
         matches!((accounts_back, ledger_back), (Some(a), Some(l)) if l < a),
         "stage 2 rolls back before stage 1: {lines:#?}"
     );
+
+    // What a webhook heard, and what the metrics say, of both pipelines.
+    cafe_tests::driver::poll_until(
+        std::time::Instant::now(),
+        STEP,
+        "the rollback's notice",
+        || {
+            let last = pipeline_notices(&notices, "q4-fix").last().cloned();
+            async move { last.is_some_and(|l| l.starts_with("PipelineRolledBack")) }
+        },
+    )
+    .await
+    .expect("the notices arrive");
+    assert_eq!(
+        pipeline_notices(&notices, "q4"),
+        [
+            "PipelineStageStarted backends",
+            "PipelineAwaitingApproval backends",
+            "PipelineStageStarted backends-shanghai",
+            "PipelineStageStarted front",
+            "PipelineSucceeded -",
+        ]
+    );
+    assert_eq!(
+        pipeline_notices(&notices, "q4-fix"),
+        [
+            "PipelineStageStarted ledger",
+            "PipelineStageStarted accounts",
+            "PipelineRollingBack accounts",
+            "PipelineRollingBack ledger",
+            "PipelineRolledBack -",
+        ]
+    );
+    let scraped = scrape(&metrics).await;
+    for line in [
+        r#"cafe_pipeline_info{namespace="finance",name="q4",phase="Succeeded",stage=""} 1"#,
+        r#"cafe_pipeline_info{namespace="finance",name="q4-fix",phase="RolledBack",stage=""} 1"#,
+        r#"cafe_pipeline_stage{namespace="finance",name="q4"} -1"#,
+    ] {
+        assert!(scraped.contains(line), "{line} not in {scraped}");
+    }
 
     let (sent, lost) = pg.traffic();
     assert!(sent > 0, "the load balancers sent no traffic");

@@ -246,6 +246,11 @@ fn router(console: Arc<Console>) -> Router {
         .route("/api/deployments/{namespace}/{name}/plan", get(plan))
         .route("/api/deployments/{namespace}/{name}/history", get(history))
         .route("/api/deployments/{namespace}/{name}/{verb}", post(command))
+        .route("/api/pipelines", get(pipelines))
+        .route(
+            "/api/pipelines/{namespace}/{name}/{verb}",
+            post(pipeline_command),
+        )
         .route("/api/clusters", get(clusters))
         .route("/api/failover", get(failover_status))
         .route("/api/failover/evacuate", post(evacuate))
@@ -370,9 +375,19 @@ async fn context(State(console): State<Arc<Console>>) -> ApiResult {
 
 /// Every deployment in every namespace, as `get deployments -A -o json` prints them.
 async fn deployments(State(console): State<Arc<Console>>) -> ApiResult {
+    documents(&console, pb::ResourceKind::CafeDeployment).await
+}
+
+/// Every ReleasePipeline, as `get pipelines -A -o json` prints them.
+async fn pipelines(State(console): State<Arc<Console>>) -> ApiResult {
+    documents(&console, pb::ResourceKind::ReleasePipeline).await
+}
+
+/// Every document of `kind` over all namespaces, as `{"items": [...]}`.
+async fn documents(console: &Console, kind: pb::ResourceKind) -> ApiResult {
     let mut client = console.client().await?;
     let request = unary(pb::ListRequest {
-        kind: pb::ResourceKind::CafeDeployment as i32,
+        kind: kind as i32,
         namespace: String::new(),
     });
     let list = match client.client.list(request).await {
@@ -519,6 +534,37 @@ async fn command(
     let reference = pb::DeploymentRef { namespace, name };
     let request = verb.request(reference, body.batch, body.to_revision, body.reason);
     match verb.send(&mut client, request).await {
+        Ok(result) => command_result(result),
+        Err(status) => Err(console.failed(&client, status)),
+    }
+}
+
+/// A pipeline command's body: `--stage` and `--reason`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineBody {
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/pipelines/NS/NAME/approve|pause|resume|abort|rollback`, as `cafectl pipeline`.
+async fn pipeline_command(
+    State(console): State<Arc<Console>>,
+    Path((namespace, name, verb)): Path<(String, String, String)>,
+    body: Result<Json<PipelineBody>, JsonRejection>,
+) -> ApiResult {
+    let body = json_body(body)?;
+    let Some(verb) = super::pipeline::verb_from_word(&verb) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{verb:?} is not one of approve, pause, resume, abort, rollback"),
+        ));
+    };
+    let mut client = console.client().await?;
+    let reference = pb::DeploymentRef { namespace, name };
+    match super::pipeline::send(&mut client, reference, verb, body.stage, body.reason).await {
         Ok(result) => command_result(result),
         Err(status) => Err(console.failed(&client, status)),
     }

@@ -441,6 +441,16 @@ impl Core {
                 PipelineState::new(from, targets, now)
             }
         };
+        if restart {
+            let first = pipeline.spec.stages.first().map(|s| s.name.clone());
+            self.notices.push(super::notify::Notice::pipeline(
+                &key,
+                &state.progress,
+                first,
+                &state.message,
+                clock::rfc3339(now),
+            ));
+        }
         let record = PipelineRecord {
             pipeline,
             state,

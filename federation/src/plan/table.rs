@@ -56,6 +56,19 @@ pub fn render_table(plan: &Plan) -> String {
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
+    // While a pipeline drives the deployment, which stage each group belongs to.
+    let stages: Vec<String> = plan
+        .batches
+        .iter()
+        .filter_map(|g| {
+            g.stage
+                .as_ref()
+                .map(|stage| format!("G{} {stage}", g.index))
+        })
+        .collect();
+    if !stages.is_empty() {
+        let _ = writeln!(out, "pipeline stages: {}", stages.join(", "));
+    }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }

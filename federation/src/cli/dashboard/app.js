@@ -87,8 +87,9 @@ function statusOf(key) {
   return state.statuses.get(key) || state.deployments.get(key)?.status || null;
 }
 
+// A release holding for its pipeline's next stage waits for the pipeline, not for a human.
 function waitsForAHuman(status) {
-  return status && (status.phase === "Paused" || status.phase === "Failed");
+  return status && status.reason !== "AwaitingStage" && (status.phase === "Paused" || status.phase === "Failed");
 }
 
 function groupText(status) {
@@ -180,7 +181,7 @@ function parseRoute() {
   if (parts[0] === "deployments" && parts.length === 3) {
     return { view: "deployment", key: `${parts[1]}/${parts[2]}`, namespace: parts[1], name: parts[2] };
   }
-  if (["clusters", "failover", "audit"].includes(parts[0])) return { view: parts[0] };
+  if (["pipelines", "clusters", "failover", "audit"].includes(parts[0])) return { view: parts[0] };
   return { view: "deployments" };
 }
 
@@ -206,6 +207,9 @@ function render(fetchToo) {
   switch (route.view) {
     case "deployment":
       content = deploymentView(route, fetchToo);
+      break;
+    case "pipelines":
+      content = fetched("pipelines", "/api/pipelines", fetchToo, pipelinesView);
       break;
     case "clusters":
       content = fetched("clusters", "/api/clusters", fetchToo, clustersView);
@@ -494,6 +498,77 @@ function problems(status) {
 }
 
 // ---- clusters, failover, audit ----
+
+// ---- pipelines ----
+
+// Which pipeline commands apply in which phase: each is sent with the stage shown (as --stage).
+const PIPELINE_VERBS = {
+  approve: { label: "Approve", when: ["AwaitingApproval"], text: "Open the gate: the next stage starts." },
+  pause: { label: "Pause", when: ["Running", "AwaitingApproval"], text: "Pause the stage's releases; no stage starts until resumed." },
+  resume: { label: "Resume", when: ["Paused", "Failed"], text: "Resume the stage's releases." },
+  abort: { label: "Abort", when: ["Running", "AwaitingApproval", "Paused", "Failed", "RollingBack"], text: "Stop driving the deployments: they stay where they stand.", danger: true },
+  rollback: { label: "Roll back all", when: ["Running", "AwaitingApproval", "Paused", "Failed", "Succeeded", "Aborted"], text: "Every release back to its revision from before the pipeline, latest stage first.", danger: true },
+};
+
+function pipelinesView(data) {
+  if (!data.items.length) {
+    return h("section", {}, h("h1", {}, "Pipelines"), h("p", { class: "empty" }, "No ReleasePipeline on this hub."));
+  }
+  return h(
+    "section",
+    {},
+    h("h1", {}, "Pipelines"),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => render(true) }, "Refresh")),
+    data.items.map((doc) => pipelineCard(doc)),
+  );
+}
+
+function pipelineCard(doc) {
+  const key = keyOf(doc);
+  const status = doc.status || {};
+  const stage = status.stageIndex == null ? "-" : `${status.stage} (${status.stageIndex + 1}/${status.stages})`;
+  const buttons = Object.entries(PIPELINE_VERBS)
+    .filter(([, about]) => about.when.includes(status.phase))
+    .map(([verb, about]) =>
+      h(
+        "button",
+        {
+          class: about.danger ? "danger" : verb === "approve" ? "primary" : "",
+          dataset: { pipelineAction: verb },
+          onclick: () => act(`${about.label} ${key}?`, about.text, (reason) =>
+            api(`/api/pipelines/${encodeURIComponent(doc.metadata.namespace)}/${encodeURIComponent(doc.metadata.name)}/${verb}`, {
+              stage: status.stage || undefined,
+              reason,
+            }),
+          ),
+        },
+        about.label,
+      ),
+    );
+  return h(
+    "article",
+    { class: "pipeline", dataset: { pipeline: key, phase: status.phase || "" } },
+    h("h2", {}, key, " ", badge(status.phase || "-", status.phase === "AwaitingApproval" ? "needs" : `phase-${status.phase}`)),
+    h("p", {}, `Stage ${stage} · gate ${status.gate || "None"} (${status.gateState || "-"})`),
+    status.waitingFor ? h("p", { class: "waiting-for" }, `Waiting for: ${status.waitingFor}`) : "",
+    status.message ? h("p", {}, status.message) : "",
+    h("div", { class: "actions" }, buttons),
+    table(
+      ["Stage", "Deployment", "Regions", "Standing", "Phase", "Reason", "Group", "Revision"],
+      (status.releases || []).map((r) => [
+        r.stage,
+        h("a", { href: `#/deployments/${doc.metadata.namespace}/${r.deployment}` }, r.deployment),
+        r.regions.length ? r.regions.join(", ") : "the rest",
+        badge(r.standing, `standing-${r.standing}`),
+        r.phase || "-",
+        r.reason || "-",
+        r.groups && r.phase !== "Stable" ? `${r.group + 1}/${r.groups}` : "-",
+        r.revision,
+      ]),
+      (i) => ({ dataset: { deployment: status.releases[i].deployment, stage: status.releases[i].stage } }),
+    ),
+  );
+}
 
 function clustersView(data) {
   return h(
