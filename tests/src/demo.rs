@@ -254,23 +254,6 @@ async fn analysis_scene(
     Ok(())
 }
 
-/// The pipeline's status document (the `status` of `get pipeline -o json`).
-async fn pipeline_status(
-    operator: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
-    name: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let document = operator
-        .get(cafe_proto::v1::GetRequest {
-            kind: cafe_proto::v1::ResourceKind::ReleasePipeline as i32,
-            namespace: "finance".into(),
-            name: name.into(),
-        })
-        .await?
-        .into_inner();
-    let value: serde_json::Value = serde_json::from_str(&document.json)?;
-    Ok(value["status"].clone())
-}
-
 /// Waits until the pipeline's status satisfies `done`.
 async fn wait_pipeline(
     operator: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
@@ -279,7 +262,7 @@ async fn wait_pipeline(
 ) -> anyhow::Result<serde_json::Value> {
     let until = tokio::time::Instant::now() + STEP_DEADLINE;
     loop {
-        let status = pipeline_status(operator, name).await?;
+        let status = crate::driver::pipeline_status(operator, "finance", name).await?;
         if done(&status) {
             return Ok(status);
         }

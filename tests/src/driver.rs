@@ -45,6 +45,24 @@ pub fn deployment(namespace: &str, name: &str) -> pb::DeploymentRef {
     }
 }
 
+/// A pipeline's status: the `status` of its document (`pipeline status -o json`).
+pub async fn pipeline_status(
+    client: &mut FederationClient<Channel>,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let document = client
+        .get(pb::GetRequest {
+            kind: pb::ResourceKind::ReleasePipeline as i32,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let value: serde_json::Value = serde_json::from_str(&document.json)?;
+    Ok(value["status"].clone())
+}
+
 /// The deployment's status.
 pub async fn status(
     client: &mut FederationClient<Channel>,

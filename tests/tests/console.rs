@@ -264,6 +264,23 @@ async fn the_console_shows_and_drives_a_release_live() {
         whats.contains(&format!("failover evacuate {UNIT} (console test: evacuate)").as_str()),
         "{whats:?}"
     );
+    // The pipeline the page approved: audited with the page's reason, and done in both stages.
+    assert!(
+        whats.contains(&"pipeline approve finance/ledger-q4 (console test: approve)"),
+        "{whats:?}"
+    );
+    let rows: Vec<&str> = seen["pipeline"]
+        .as_array()
+        .expect("the pipeline's rows")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("Done") && r.contains("Stable")),
+        "{rows:?}"
+    );
 
     // Ctrl-C stops a console even while a page holds its event stream open.
     let mut admin = admin;

@@ -9,7 +9,9 @@ mod common;
 use cafe_federation::tls::Role;
 use cafe_sim::member::Backend;
 use cafe_tests::demo::DEMO_YAML;
-use cafe_tests::driver::{apply_yaml, awaiting_confirm, deployment, settled, status, wait_status};
+use cafe_tests::driver::{
+    apply_yaml, awaiting_confirm, deployment, pipeline_status, settled, status, wait_status,
+};
 use cafe_tests::playground::PlaygroundOptions;
 use cafe_tests::playground::{POLL, Playground};
 use common::{BINARY, Setup, cafectl, cafectl_json};
@@ -126,6 +128,20 @@ fn is(phase: &'static str, stage: &'static str) -> impl Fn(&Value) -> bool {
     move |s| s["phase"] == phase && s["stage"] == stage
 }
 
+/// Waits for ledger, accounts and payments to settle; their revisions.
+async fn settle_all(
+    client: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+) -> [String; 3] {
+    let mut revisions = Vec::new();
+    for name in ["ledger", "accounts", "payments"] {
+        let s = wait_status(client, &deployment("finance", name), STEP, |_| {}, settled)
+            .await
+            .expect("the deployment settles");
+        revisions.push(s.current_revision);
+    }
+    revisions.try_into().expect("three")
+}
+
 /// What the observer saw break the pipeline's order.
 #[derive(Default)]
 struct Order {
@@ -152,24 +168,13 @@ async fn watch_order(
                     Err(_) => break,
                 }
             }
-            let document = client
-                .get(cafe_proto::v1::GetRequest {
-                    kind: cafe_proto::v1::ResourceKind::ReleasePipeline as i32,
-                    namespace: "finance".into(),
-                    name: "q4".into(),
-                })
-                .await;
-            let (Ok(document), 3) = (document, statuses.len()) else {
+            let pipeline = pipeline_status(&mut client, "finance", "q4").await;
+            let (Ok(value), 3) = (pipeline, statuses.len()) else {
                 tokio::time::sleep(POLL).await;
                 continue;
             };
-            let value: Value =
-                serde_json::from_str(&document.into_inner().json).unwrap_or_default();
-            let stage = value["status"]["stageIndex"].as_u64();
-            let phase = value["status"]["phase"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let stage = value["stageIndex"].as_u64();
+            let phase = value["phase"].as_str().unwrap_or_default().to_owned();
             {
                 let mut order = seen.lock().expect("order");
                 order.samples += 1;
@@ -276,20 +281,7 @@ async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
     apply_yaml(&mut client, &apps)
         .await
         .expect("apply the applications");
-    let mut from = Vec::new();
-    for name in ["ledger", "accounts", "payments"] {
-        let s = wait_status(
-            &mut client,
-            &deployment("finance", name),
-            STEP,
-            |_| {},
-            settled,
-        )
-        .await
-        .expect("v1 runs everywhere");
-        from.push(s.current_revision);
-    }
-    let from: [String; 3] = from.try_into().expect("three");
+    let from = settle_all(&mut client).await;
     let pg = &setup.playground;
 
     // Bad pipelines: refused with exit code 2 naming the field, and nothing stored.
@@ -497,6 +489,8 @@ async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
                 "finance",
                 "--batch",
                 &s.batch.to_string(),
+                "--reason",
+                "front group verified",
             ],
         );
         assert_eq!(code, 0, "{err}");
@@ -517,19 +511,9 @@ async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
     };
     assert!(samples > 10, "the observer saw {samples} samples");
     assert!(violations.is_empty(), "{violations:?}");
-    let mut released = Vec::new();
-    for name in ["ledger", "accounts", "payments"] {
-        let s = wait_status(
-            &mut client,
-            &deployment("finance", name),
-            STEP,
-            |_| {},
-            settled,
-        )
-        .await
-        .expect("released");
-        assert_ne!(s.current_revision, from[released.len()], "{name}");
-        released.push(s.current_revision);
+    let released = settle_all(&mut client).await;
+    for (i, revision) in released.iter().enumerate() {
+        assert_ne!(*revision, from[i], "deployment {i} was not released");
     }
 
     // A crash-looping image in stage 2 stops the pipeline, and RollbackAll returns stage 2, then
@@ -569,6 +553,10 @@ async fn a_pipeline_releases_stage_by_stage_and_rolls_back_as_one() {
         .map(|r| format!("{} | {} | {}", r["who"], r["what"], r["result"]))
         .collect();
     let find = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    assert!(
+        find("continue finance/payments (front group verified)").is_some(),
+        "{lines:#?}"
+    );
     assert!(
         find("pipeline approve finance/q4 (hangzhou looks good)").is_some(),
         "{lines:#?}"

@@ -95,14 +95,7 @@ pub async fn pipeline(hub: &HubArgs, args: &PipelineArgs) -> Result<String, CliE
 
 /// The command a word names, as in `cafectl pipeline WORD` (and the console's paths).
 pub(super) fn verb_from_word(word: &str) -> Option<pb::PipelineVerb> {
-    Some(match word {
-        "approve" => pb::PipelineVerb::Approve,
-        "pause" => pb::PipelineVerb::Pause,
-        "resume" => pb::PipelineVerb::Resume,
-        "abort" => pb::PipelineVerb::Abort,
-        "rollback" => pb::PipelineVerb::Rollback,
-        _ => return None,
-    })
+    crate::pipeline::PipelineCommand::from_word(word).map(crate::hub::convert::pipeline_verb)
 }
 
 /// Sends one pipeline command.

@@ -369,36 +369,36 @@ pub async fn get(hub: &HubArgs, args: &GetArgs) -> Result<String, CliError> {
         }
         GetKind::Pipelines => {
             let kind = pb::ResourceKind::ReleasePipeline;
-            let documents = match &args.name {
-                Some(name) => {
-                    let r = deployment_ref(name, args.namespace.as_deref())?;
-                    vec![get_one(&mut client, kind, &r.namespace, &r.name).await?]
-                }
-                None => {
-                    let namespace = args.namespace.as_deref().unwrap_or_default();
-                    list(&mut client, kind, namespace).await?
-                }
-            };
+            let documents = get_namespaced(&mut client, kind, args).await?;
             print_documents(&documents, args, pipeline_table)
         }
         GetKind::Deployments => {
             let kind = pb::ResourceKind::CafeDeployment;
-            let documents = match &args.name {
-                Some(name) => {
-                    let r = deployment_ref(name, args.namespace.as_deref())?;
-                    vec![get_one(&mut client, kind, &r.namespace, &r.name).await?]
-                }
-                None => {
-                    let namespace = args.namespace.as_deref().unwrap_or_default();
-                    list(&mut client, kind, namespace).await?
-                }
-            };
+            let documents = get_namespaced(&mut client, kind, args).await?;
             let documents = if args.waiting {
                 documents.into_iter().filter(waits_for_a_human).collect()
             } else {
                 documents
             };
             print_documents(&documents, args, deployment_table)
+        }
+    }
+}
+
+/// The named document of a namespaced kind, or every one (of `-n`'s namespace, else of all).
+async fn get_namespaced(
+    client: &mut HubClient,
+    kind: pb::ResourceKind,
+    args: &GetArgs,
+) -> Result<Vec<Value>, CliError> {
+    match &args.name {
+        Some(name) => {
+            let r = deployment_ref(name, args.namespace.as_deref())?;
+            Ok(vec![get_one(client, kind, &r.namespace, &r.name).await?])
+        }
+        None => {
+            let namespace = args.namespace.as_deref().unwrap_or_default();
+            list(client, kind, namespace).await
         }
     }
 }

@@ -4,7 +4,6 @@
 use super::failover::EvacuationTarget;
 use super::{Hub, HubError};
 use crate::names::{DeploymentKey, DeploymentName, Namespace, UnitName};
-use crate::pipeline::PipelineCommand;
 use crate::release::ReleaseCommand;
 use crate::resources::{CafeDeployment, DEFAULT_NAMESPACE, Resource, parse_json_document};
 use crate::tls::{Role, authorize};
@@ -100,7 +99,7 @@ impl FederationService {
             .transpose()?;
         let outcome = self
             .hub
-            .command(&key, command(&body), expected, &who)
+            .command(&key, command(&body), expected, &body.reason, &who)
             .await?;
         let status = self.hub.status_proto(&key)?;
         Ok(Response::new(pb::CommandResult {
@@ -301,23 +300,18 @@ impl pb::federation_server::Federation for FederationService {
                 let name = unit_name(&request.get_ref().name, "name")?;
                 self.hub.delete_unit(&name, &who).await?
             }
-            pb::ResourceKind::CafeDeployment => {
+            pb::ResourceKind::CafeDeployment | pb::ResourceKind::ReleasePipeline => {
                 let who = self.caller(&request, Role::Operator)?;
                 let body = request.get_ref();
                 let key = deployment_key(Some(&pb::DeploymentRef {
                     namespace: body.namespace.clone(),
                     name: body.name.clone(),
                 }))?;
-                self.hub.delete_deployment(&key, &who).await?
-            }
-            pb::ResourceKind::ReleasePipeline => {
-                let who = self.caller(&request, Role::Operator)?;
-                let body = request.get_ref();
-                let key = deployment_key(Some(&pb::DeploymentRef {
-                    namespace: body.namespace.clone(),
-                    name: body.name.clone(),
-                }))?;
-                self.hub.delete_pipeline(&key, &who).await?
+                if kind == pb::ResourceKind::ReleasePipeline {
+                    self.hub.delete_pipeline(&key, &who).await?
+                } else {
+                    self.hub.delete_deployment(&key, &who).await?
+                }
             }
             pb::ResourceKind::Unspecified => {
                 return Err(Status::invalid_argument(KINDS));
@@ -601,18 +595,12 @@ impl pb::federation_server::Federation for FederationService {
         let who = self.caller(&request, Role::Operator)?;
         let body = request.into_inner();
         let key = deployment_key(body.r#ref.as_ref())?;
-        let command = match pb::PipelineVerb::try_from(body.verb) {
-            Ok(pb::PipelineVerb::Approve) => PipelineCommand::Approve,
-            Ok(pb::PipelineVerb::Pause) => PipelineCommand::Pause,
-            Ok(pb::PipelineVerb::Resume) => PipelineCommand::Resume,
-            Ok(pb::PipelineVerb::Abort) => PipelineCommand::Abort,
-            Ok(pb::PipelineVerb::Rollback) => PipelineCommand::Rollback,
-            Ok(pb::PipelineVerb::Unspecified) | Err(_) => {
-                return Err(Status::invalid_argument(
-                    "verb: approve, pause, resume, abort or rollback",
-                ));
-            }
-        };
+        let command = pb::PipelineVerb::try_from(body.verb)
+            .ok()
+            .and_then(super::convert::pipeline_command)
+            .ok_or_else(|| {
+                Status::invalid_argument("verb: approve, pause, resume, abort or rollback")
+            })?;
         let outcome = self
             .hub
             .pipeline_command(&key, command, body.expected_stage, &body.reason, &who)

@@ -315,3 +315,23 @@ pub fn observation_from_proto(
         .with_problems(problems);
     Ok((id, observation))
 }
+
+/// The wire form of a pipeline command.
+pub fn pipeline_verb(command: crate::pipeline::PipelineCommand) -> pb::PipelineVerb {
+    use crate::pipeline::PipelineCommand as C;
+    match command {
+        C::Approve => pb::PipelineVerb::Approve,
+        C::Pause => pb::PipelineVerb::Pause,
+        C::Resume => pb::PipelineVerb::Resume,
+        C::Abort => pb::PipelineVerb::Abort,
+        C::Rollback => pb::PipelineVerb::Rollback,
+    }
+}
+
+/// The pipeline command a wire verb names (`None` for an unset one).
+pub fn pipeline_command(verb: pb::PipelineVerb) -> Option<crate::pipeline::PipelineCommand> {
+    crate::pipeline::PipelineCommand::ALL
+        .iter()
+        .map(|(c, _)| *c)
+        .find(|c| pipeline_verb(*c) == verb)
+}

@@ -350,6 +350,15 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
     serde_json::to_vec(value).map_err(|e| HubError::Encode(e.to_string()))
 }
 
+/// An audit record's `what`: the command, with the operator's reason when one was given.
+pub(super) fn with_reason(what: String, reason: &str) -> String {
+    if reason.is_empty() {
+        what
+    } else {
+        format!("{what} ({reason})")
+    }
+}
+
 /// The store write of a record.
 pub fn put_json<T: serde::Serialize>(
     table: Table,

@@ -71,6 +71,8 @@ pub enum Event {
         key: DeploymentKey,
         /// The command.
         command: ReleaseCommand,
+        /// Why, for the audit log.
+        reason: String,
         /// When given, the group the release must be at.
         expected_batch: Option<usize>,
         /// The caller.
@@ -208,8 +210,9 @@ impl Core {
                 key,
                 command,
                 expected_batch,
+                reason,
                 who,
-            } => self.command(&key, command, expected_batch, &who),
+            } => self.command(&key, command, expected_batch, &reason, &who),
             Event::Evacuate {
                 target,
                 force,

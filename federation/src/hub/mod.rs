@@ -549,12 +549,14 @@ impl Hub {
         key: &DeploymentKey,
         command: ReleaseCommand,
         expected_batch: Option<usize>,
+        reason: &str,
         who: &str,
     ) -> Result<CommandOutcome, HubError> {
         let event = Event::Command {
             key: key.clone(),
             command,
             expected_batch,
+            reason: reason.to_owned(),
             who: who.to_owned(),
         };
         match self.submit(event).await? {

@@ -62,6 +62,8 @@ pub enum NoticeType {
     PipelineAwaitingApproval,
     /// An operator paused a pipeline.
     PipelinePaused,
+    /// An operator resumed a paused or stopped pipeline.
+    PipelineResumed,
     /// A release of a pipeline failed and `onFailure: Stop` stopped it.
     PipelineFailed,
     /// A pipeline's releases go back, latest stage first.

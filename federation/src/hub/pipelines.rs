@@ -67,6 +67,19 @@ pub struct PipelineReleaseView {
     pub from_revision: String,
 }
 
+/// The pipeline stage of each group of a plan, in order.
+fn group_stages(plan: &crate::plan::Plan) -> Vec<Option<String>> {
+    plan.batches.iter().map(|g| g.stage.clone()).collect()
+}
+
+/// The deployment `name` of the pipeline `key` (in its namespace).
+fn member(key: &PipelineKey, name: &str) -> Option<DeploymentKey> {
+    Some(DeploymentKey {
+        namespace: key.namespace.clone(),
+        name: crate::names::DeploymentName::new(name.to_owned()).ok()?,
+    })
+}
+
 /// The blocks of `deployment`'s plan: one per stage that releases it.
 fn blocks_of(pipeline: &ReleasePipeline, deployment: &str) -> Vec<Block> {
     pipeline
@@ -97,58 +110,61 @@ fn document_error(
 }
 
 impl Core {
-    /// The pipeline whose stages shape the deployment's plan: one that drives it, or one aborted
-    /// while its release was under way (its groups keep their meaning until it settles).
-    pub(super) fn holding(&self, key: &DeploymentKey) -> Option<&PipelineRecord> {
-        let record = self.deployments.get(key)?;
+    /// The pipelines that name the deployment.
+    fn pipelines_of(
+        &self,
+        key: &DeploymentKey,
+    ) -> impl Iterator<Item = (&PipelineKey, &PipelineRecord)> + '_ {
+        let key = key.clone();
         self.pipelines
             .iter()
-            .filter(|(pkey, _)| pkey.namespace == key.namespace)
-            .map(|(_, p)| p.as_ref())
-            .find(|p| {
-                let Some(target) = p.state.targets.get(key.name.as_str()) else {
-                    return false;
-                };
-                p.state.progress.drives()
-                    || (matches!(p.state.progress, Progress::Aborted { .. })
-                        && !record.release.settled()
-                        && record.release.update_revision == *target)
+            .filter(move |(pkey, p)| {
+                pkey.namespace == key.namespace && p.state.targets.contains_key(key.name.as_str())
             })
+            .map(|(k, p)| (k, p.as_ref()))
+    }
+
+    /// The pipeline whose stages shape the deployment's plan: one that drives it, or one aborted
+    /// while its release was under way (its groups keep their meaning until it settles).
+    pub(super) fn holding(&self, key: &DeploymentKey) -> Option<(&PipelineKey, &PipelineRecord)> {
+        let record = self.deployments.get(key)?;
+        self.pipelines_of(key).find(|(_, p)| {
+            p.state.progress.drives()
+                || (matches!(p.state.progress, Progress::Aborted { .. })
+                    && !record.release.settled()
+                    && p.state.targets.get(key.name.as_str())
+                        == Some(&record.release.update_revision))
+        })
     }
 
     /// The pipeline that drives the deployment: its template is the pipeline's to change.
     pub(super) fn driving(&self, key: &DeploymentKey) -> Option<PipelineKey> {
-        self.pipelines
-            .iter()
-            .find(|(pkey, p)| {
-                pkey.namespace == key.namespace
-                    && p.state.progress.drives()
-                    && p.state.targets.contains_key(key.name.as_str())
-            })
+        self.pipelines_of(key)
+            .find(|(_, p)| p.state.progress.drives())
             .map(|(k, _)| k.clone())
     }
 
     /// The blocks of the deployment's plan while a pipeline holds it.
     pub fn plan_blocks(&self, key: &DeploymentKey) -> Vec<Block> {
         self.holding(key)
-            .map(|p| blocks_of(&p.pipeline, key.name.as_str()))
+            .map(|(_, p)| blocks_of(&p.pipeline, key.name.as_str()))
             .unwrap_or_default()
     }
 
-    /// How many of the deployment's groups may run now (all, unless a pipeline holds later ones).
+    /// How many of the deployment's groups may run now: all, unless a pipeline holds later ones
+    /// (while it rolls back too, for the releases that have not gone back yet).
     pub(super) fn open_groups(&self, key: &DeploymentKey, plan: &crate::plan::Plan) -> usize {
         let all = plan.batches.len();
-        let Some(pipeline) = self.holding(key) else {
+        let Some((_, pipeline)) = self.holding(key) else {
             return all;
         };
-        match pipeline.state.progress {
-            Progress::RollingBack { .. } => all,
-            ref progress => progress.stage().map_or(all, |stage| {
-                let stages: Vec<Option<String>> =
-                    plan.batches.iter().map(|g| g.stage.clone()).collect();
-                open_groups(&pipeline.pipeline, stage, &stages)
-            }),
-        }
+        let stage = match pipeline.state.progress {
+            Progress::RollingBack { from_stage, .. } => Some(from_stage),
+            ref progress => progress.stage(),
+        };
+        stage.map_or(all, |stage| {
+            open_groups(&pipeline.pipeline, stage, &group_stages(plan))
+        })
     }
 
     fn release_view(&self, key: &DeploymentKey) -> Option<ReleaseView> {
@@ -161,9 +177,7 @@ impl Core {
             group: release.batch(),
             current_revision: release.current_revision.clone(),
             update_revision: release.update_revision.clone(),
-            group_stages: plan
-                .map(|p| p.batches.iter().map(|g| g.stage.clone()).collect())
-                .unwrap_or_default(),
+            group_stages: plan.as_ref().map(group_stages).unwrap_or_default(),
             message: release.message().to_owned(),
         })
     }
@@ -177,13 +191,7 @@ impl Core {
             .state
             .targets
             .keys()
-            .filter_map(|name| {
-                let dkey = DeploymentKey {
-                    namespace: key.namespace.clone(),
-                    name: crate::names::DeploymentName::new(name.clone()).ok()?,
-                };
-                Some((name.clone(), self.release_view(&dkey)?))
-            })
+            .filter_map(|name| Some((name.clone(), self.release_view(&member(key, name)?)?)))
             .collect()
     }
 
@@ -247,12 +255,8 @@ impl Core {
                 continue;
             };
             let path = format!("spec.stages[{}].releases[{}]", first.stage, first.release);
-            let Ok(name) = crate::names::DeploymentName::new(deployment.clone()) else {
+            let Some(dkey) = member(&pkey, &deployment) else {
                 continue;
-            };
-            let dkey = DeploymentKey {
-                namespace: pkey.namespace.clone(),
-                name,
             };
             if applied
                 .iter()
@@ -293,11 +297,9 @@ impl Core {
                 ));
                 continue;
             }
-            let (s, r, release) = pipeline.target_release(&deployment).unwrap_or((
-                first.stage,
-                first.release,
-                &pipeline.spec.stages[first.stage].releases[first.release],
-            ));
+            let Some((s, r, release)) = pipeline.target_release(&deployment) else {
+                continue;
+            };
             let at = format!("spec.stages[{s}].releases[{r}]");
             let mut template = record.deployment.spec.template.clone();
             if let Some(whole) = &release.template {
@@ -478,21 +480,30 @@ impl Core {
                 record.state.progress
             )));
         }
+        // An aborted pipeline's stages still shape the plan of a release it left under way: its
+        // group numbers would point elsewhere without them.
+        let held: Vec<String> = record
+            .state
+            .targets
+            .keys()
+            .filter(|name| {
+                member(key, name)
+                    .and_then(|d| self.holding(&d).map(|(k, _)| k == key))
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            return Err(HubError::FailedPrecondition(format!(
+                "pipeline {key} left the release of {} under way in its stages; roll it back or release it again before deleting the pipeline",
+                held.join(", ")
+            )));
+        }
         self.pipelines.remove(key);
         let mut effects = Effects::default();
         effects
             .writes
             .push(Write::delete(Table::Pipelines, key.to_string()));
-        // A deployment its aborted stages held plans as its own again.
-        let held: Vec<DeploymentKey> = self
-            .deployments
-            .keys()
-            .filter(|k| k.namespace == key.namespace)
-            .cloned()
-            .collect();
-        for d in &held {
-            effects.merge(self.sync_slices(d)?);
-        }
         self.audit(
             &mut effects,
             who,
@@ -538,11 +549,7 @@ impl Core {
             &views,
             self.now_ms,
         );
-        let what = if reason.is_empty() {
-            format!("pipeline {command} {key}")
-        } else {
-            format!("pipeline {command} {key} ({reason})")
-        };
+        let what = super::core::with_reason(format!("pipeline {command} {key}"), reason);
         let message = step
             .next
             .as_ref()
@@ -568,9 +575,7 @@ impl Core {
         let keys: Vec<PipelineKey> = self
             .pipelines
             .iter()
-            .filter(|(_, p)| {
-                p.state.progress.drives() || matches!(p.state.progress, Progress::Aborted { .. })
-            })
+            .filter(|(_, p)| p.state.progress.drives())
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -614,14 +619,8 @@ impl Core {
                 .get(key)
                 .map(|p| p.state.targets.keys().cloned().collect())
                 .unwrap_or_default();
-            for name in held {
-                if let Ok(name) = crate::names::DeploymentName::new(name) {
-                    let dkey = DeploymentKey {
-                        namespace: key.namespace.clone(),
-                        name,
-                    };
-                    effects.merge(self.evaluate(&dkey)?);
-                }
+            for dkey in held.iter().filter_map(|name| member(key, name)) {
+                effects.merge(self.evaluate(&dkey)?);
             }
         }
         let who = format!("pipeline {key}");
@@ -630,14 +629,10 @@ impl Core {
                 PipelineAction::Start { deployment }
                 | PipelineAction::Pause { deployment }
                 | PipelineAction::Resume { deployment }
-                | PipelineAction::Rollback { deployment, .. } => deployment.clone(),
+                | PipelineAction::Rollback { deployment, .. } => deployment.as_str(),
             };
-            let Ok(name) = crate::names::DeploymentName::new(name) else {
+            let Some(dkey) = member(key, name) else {
                 continue;
-            };
-            let dkey = DeploymentKey {
-                namespace: key.namespace.clone(),
-                name,
             };
             match action {
                 PipelineAction::Start { deployment } => {
@@ -677,10 +672,15 @@ impl Core {
                         .deployments
                         .get(&dkey)
                         .and_then(|r| r.release.history.get(&revision).map(|r| r.number));
+                    // Never "the previous revision": asked again, it would step further back.
+                    let Some(number) = number else {
+                        tracing::warn!(deployment = %dkey, %revision, "cannot roll back: the revision from before the pipeline is not in the history any more");
+                        continue;
+                    };
                     self.release_command(
                         &dkey,
                         ReleaseCommand::Rollback {
-                            to_revision: number,
+                            to_revision: Some(number),
                         },
                         &who,
                         effects,
@@ -736,13 +736,19 @@ impl Core {
         };
         let moved = before != next.progress;
         if moved {
-            let notice = super::notify::Notice::pipeline(
+            let mut notice = super::notify::Notice::pipeline(
                 key,
                 &next.progress,
                 stage_name(next.progress.stage()),
                 &next.message,
                 clock::rfc3339(self.now_ms),
             );
+            // Running again at the same stage is a resume, not a new stage.
+            if matches!(next.progress, Progress::Running { .. })
+                && before.stage() == next.progress.stage()
+            {
+                notice.kind = super::notify::NoticeType::PipelineResumed;
+            }
             self.notices.push(notice);
         }
         let record = Arc::make_mut(
@@ -777,8 +783,8 @@ impl Core {
         let current = stage.and_then(|s| pipeline.spec.stages.get(s));
         let gate_state = match &state.progress {
             Progress::AwaitingApproval { .. } => "Waiting",
-            Progress::Succeeded => "Open",
-            _ => "Closed",
+            progress if progress.stage().is_some() => "Closed",
+            _ => "",
         };
         let mut releases = Vec::new();
         for (s, st) in pipeline.spec.stages.iter().enumerate() {

@@ -235,6 +235,11 @@ impl Core {
         key: &DeploymentKey,
         who: &str,
     ) -> Result<Decision, HubError> {
+        if let Some(pipeline) = self.driving(key) {
+            return Err(HubError::FailedPrecondition(format!(
+                "CafeDeployment {key} is released by pipeline {pipeline}; abort the pipeline before deleting it"
+            )));
+        }
         if self.deployments.remove(key).is_none() {
             return Ok(Decision::answer(Answer::Deleted(false)));
         }
@@ -259,6 +264,7 @@ impl Core {
         key: &DeploymentKey,
         command: ReleaseCommand,
         expected_batch: Option<usize>,
+        reason: &str,
         who: &str,
     ) -> Result<Decision, HubError> {
         let now = self.now_ms;
@@ -266,7 +272,7 @@ impl Core {
             .deployments
             .get(key)
             .ok_or_else(|| HubError::NotFound(format!("CafeDeployment {key}")))?;
-        let what = format!("{command} {key}");
+        let what = super::core::with_reason(format!("{command} {key}"), reason);
         let mut effects = Effects::default();
         let outcome = match record.release.command(command, expected_batch, now) {
             Ok(outcome) => outcome,

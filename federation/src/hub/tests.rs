@@ -381,6 +381,7 @@ fn a_refused_command_is_audited_and_changes_nothing_else() {
                 to_revision: Some(9),
             },
             expected_batch: None,
+            reason: String::new(),
             who: "test".to_owned(),
         })
         .expect("decided");
@@ -731,4 +732,219 @@ async fn a_failed_group_commit_fails_only_the_events_whose_writes_were_refused()
         hub.status(&key()).is_err(),
         "the refused apply left nothing"
     );
+}
+
+/// `unit_name`'s slice runs `replicas` ready pods of its generation, `updated` of them on its
+/// update revision.
+fn report(
+    model: &Model,
+    unit_name: &str,
+    session: u64,
+    replicas: i32,
+    updated: i32,
+) -> PendingReport {
+    let slice = model.slice(unit_name);
+    let observation = core::Observation::new(slice.generation, slice.update_revision.to_string())
+        .with_pods(replicas, replicas, updated, updated);
+    let id = SliceId::new(&key(), &unit(unit_name));
+    (slice.cluster.clone(), session, id, observation)
+}
+
+const PIPELINE: &str = "apiVersion: cafe.io/v1alpha1
+kind: ReleasePipeline
+metadata: {name: q4, namespace: finance}
+spec:
+  stages:
+    - name: hangzhou
+      regions: [cn-hangzhou]
+      gate: Approval
+      releases: [{deployment: payments, images: {app: registry.example/payments:2.0.0}}]
+    - name: shanghai
+      releases: [{deployment: payments}]
+";
+
+#[test]
+fn a_pipeline_holds_the_other_region_and_waits_at_its_gate_across_a_restart() {
+    let mut model = Model::new(FailoverPolicy::default());
+    model.step(apply(&format!(
+        "{UNITS}\n---\n{}",
+        payments_in_both_regions()
+    )));
+    let units = ["sh-az1", "sh-az2", "hz-az1", "hz-az2"];
+    let clusters = ["sh-dc1", "sh-dc2", "hz-dc1", "hz-dc2"];
+    let mut sessions: Vec<u64> = clusters.iter().map(|c| model.connect(c)).collect();
+    let replicas = |model: &Model, u: &str| model.slice(u).replicas;
+    let all_ready = |model: &Model, sessions: &[u64], updated: &dyn Fn(&str) -> bool| {
+        let reports = units
+            .iter()
+            .zip(sessions)
+            .map(|(u, s)| {
+                let n = replicas(model, u);
+                report(model, u, *s, n, if updated(u) { n } else { 0 })
+            })
+            .collect();
+        Event::Reports(reports)
+    };
+    let event = all_ready(&model, &sessions, &|_| true);
+    model.step(event);
+
+    model.step(apply(PIPELINE));
+    let targets =
+        |model: &Model| -> Vec<i32> { units.iter().map(|u| model.slice(u).target).collect() };
+    assert_eq!(targets(&model)[..2], [0, 0], "Shanghai waits for its stage");
+    assert!(
+        targets(&model)[2..].iter().all(|t| *t > 0),
+        "Hangzhou moves: {:?}",
+        targets(&model)
+    );
+    let event = all_ready(&model, &sessions, &|u| u.starts_with("hz-"));
+    model.step(event);
+    let pkey = key_of("q4");
+    let stage = |model: &Model| {
+        model
+            .core
+            .pipeline_status(&pkey)
+            .map(|s| (s.phase, s.stage))
+    };
+    assert_eq!(
+        stage(&model),
+        Some(("AwaitingApproval".into(), "hangzhou".into()))
+    );
+    let release = model
+        .core
+        .deployment(&key())
+        .expect("record")
+        .release
+        .clone();
+    assert_eq!(release.reason(), crate::release::Reason::AwaitingStage);
+
+    // A restarted hub (or the next leader, which loads the same records) waits at the same gate.
+    model.restart();
+    assert_eq!(
+        stage(&model),
+        Some(("AwaitingApproval".into(), "hangzhou".into()))
+    );
+    assert_eq!(targets(&model)[..2], [0, 0]);
+    sessions = clusters.iter().map(|c| model.connect(c)).collect();
+    let event = all_ready(&model, &sessions, &|u| u.starts_with("hz-"));
+    model.step(event);
+    assert_eq!(
+        stage(&model),
+        Some(("AwaitingApproval".into(), "hangzhou".into()))
+    );
+
+    // Its deployment is the pipeline's: a direct release and a deletion are refused.
+    let direct = payments_in_both_regions().replace("payments:1.0.0", "payments:9.0.0");
+    let refused = model.decide(apply(&direct)).expect_err("refused");
+    assert!(refused.to_string().contains("spec.template"), "{refused}");
+    assert!(
+        refused.to_string().contains("pipeline finance/q4"),
+        "{refused}"
+    );
+    let refused = model
+        .decide(Event::DeleteDeployment {
+            key: key(),
+            who: "test".to_owned(),
+        })
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("pipeline finance/q4"),
+        "{refused}"
+    );
+
+    let approve = |stage: &str| Event::PipelineCommand {
+        key: key_of("q4"),
+        command: crate::pipeline::PipelineCommand::Approve,
+        expected_stage: Some(stage.to_owned()),
+        reason: String::new(),
+        who: "test".to_owned(),
+    };
+    let Answer::Pipeline(outcome) = model.step(approve("shanghai")) else {
+        panic!("a pipeline answer");
+    };
+    assert!(!outcome.changed, "another stage's approval changes nothing");
+    model.step(approve("hangzhou"));
+    assert_eq!(stage(&model), Some(("Running".into(), "shanghai".into())));
+    assert!(
+        targets(&model).iter().all(|t| *t > 0),
+        "{:?}",
+        targets(&model)
+    );
+    let event = all_ready(&model, &sessions, &|_| true);
+    model.step(event);
+    assert_eq!(stage(&model).map(|s| s.0), Some("Succeeded".into()));
+}
+
+fn key_of(name: &str) -> DeploymentKey {
+    DeploymentKey {
+        namespace: Namespace::new("finance").expect("namespace"),
+        name: DeploymentName::new(name).expect("name"),
+    }
+}
+
+/// Payments over every example unit, one group per stage, no pauses or waits of its own.
+fn payments_in_both_regions() -> String {
+    PAYMENTS
+        .replace(
+            "units: [sh-az1, sh-az2]",
+            "units: [sh-az1, sh-az2, hz-az1, hz-az2]",
+        )
+        .replace(
+            "beta: true\n    batches: 2\n    pause: Manual",
+            "batches: 1\n    pause: Auto",
+        )
+        .replace("minReadySeconds: 5", "minReadySeconds: 0")
+}
+
+#[test]
+fn an_aborted_pipeline_frees_its_deployment_and_goes_once_its_release_settles() {
+    let mut model = Model::new(FailoverPolicy::default());
+    model.step(apply(&format!(
+        "{UNITS}\n---\n{}",
+        payments_in_both_regions()
+    )));
+    model.step(apply(PIPELINE));
+    let release = |model: &Model| {
+        model
+            .core
+            .deployment(&key())
+            .expect("record")
+            .release
+            .clone()
+    };
+    assert_eq!(release(&model).phase(), crate::release::Phase::Progressing);
+    // A second pipeline over the same deployment is refused.
+    let other = PIPELINE.replace("name: q4,", "name: q5,");
+    let refused = model.decide(apply(&other)).expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("released by pipeline finance/q4"),
+        "{refused}"
+    );
+
+    model.step(Event::PipelineCommand {
+        key: key_of("q4"),
+        command: crate::pipeline::PipelineCommand::Abort,
+        expected_stage: None,
+        reason: "test".to_owned(),
+        who: "test".to_owned(),
+    });
+    assert_eq!(
+        release(&model).reason(),
+        crate::release::Reason::PausedByOperator
+    );
+    let delete = || Event::DeletePipeline {
+        key: key_of("q4"),
+        who: "test".to_owned(),
+    };
+    let refused = model.decide(delete()).expect_err("refused");
+    assert!(refused.to_string().contains("under way"), "{refused}");
+    // The deployment is free: a direct release starts, and nothing pauses it again.
+    let direct = payments_in_both_regions().replace("payments:1.0.0", "payments:9.0.0");
+    model.step(apply(&direct));
+    assert_eq!(release(&model).phase(), crate::release::Phase::Progressing);
+    model.step(Event::Tick);
+    assert_eq!(release(&model).phase(), crate::release::Phase::Progressing);
+    assert!(matches!(model.step(delete()), Answer::Deleted(true)));
 }

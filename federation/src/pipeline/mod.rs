@@ -217,15 +217,26 @@ pub enum PipelineCommand {
 }
 
 impl PipelineCommand {
-    /// The command's word, as in `cafectl pipeline WORD`.
+    /// Every command with its word, as in `cafectl pipeline WORD`.
+    pub const ALL: [(Self, &'static str); 5] = [
+        (Self::Approve, "approve"),
+        (Self::Pause, "pause"),
+        (Self::Resume, "resume"),
+        (Self::Abort, "abort"),
+        (Self::Rollback, "rollback"),
+    ];
+
+    /// The command's word.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Pause => "pause",
-            Self::Resume => "resume",
-            Self::Abort => "abort",
-            Self::Rollback => "rollback",
-        }
+        Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or("", |(_, w)| w)
+    }
+
+    /// The command a word names.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, w)| *w == word).map(|(c, _)| *c)
     }
 }
 
@@ -309,7 +320,12 @@ impl PipelineState {
             return ReleaseStanding::Failed;
         };
         if !self.started.contains(deployment) {
-            return ReleaseStanding::Pending;
+            // A stage that has none of the deployment's units to move has nothing to wait for.
+            return if open_groups(pipeline, stage, &view.group_stages) == 0 {
+                ReleaseStanding::Done
+            } else {
+                ReleaseStanding::Pending
+            };
         }
         if view.phase == Phase::Stable && view.current_revision == *from && from != target {
             return ReleaseStanding::RolledBack;
@@ -416,8 +432,15 @@ impl PipelineState {
                 if let Some(failure) = self.failure(views) {
                     return self.failed(pipeline, stage, failure, views, now_ms);
                 }
+                // A deployment starts with the first stage that has groups of it: started earlier,
+                // its first group would belong to a later stage.
                 let starting: Vec<String> = stage_deployments(pipeline, stage)
                     .filter(|d| !self.started.contains(*d))
+                    .filter(|d| {
+                        views
+                            .get(*d)
+                            .is_some_and(|v| open_groups(pipeline, stage, &v.group_stages) > 0)
+                    })
                     .map(str::to_owned)
                     .collect();
                 if !starting.is_empty() {
@@ -464,11 +487,8 @@ impl PipelineState {
                 Some(failure) => self.failed(pipeline, *stage, failure, views, now_ms),
                 None => Step::default(),
             },
-            Progress::Paused { stage } => Step {
-                actions: self.pauses(pipeline, *stage, views),
-                ..Step::default()
-            },
-            Progress::Failed { stage, .. } | Progress::Aborted { stage } => Step {
+            // Nothing of the stage may run while it is paused or stopped.
+            Progress::Paused { stage } | Progress::Failed { stage, .. } => Step {
                 actions: self.pauses(pipeline, *stage, views),
                 ..Step::default()
             },
@@ -484,7 +504,10 @@ impl PipelineState {
                 views,
                 now_ms,
             ),
-            Progress::Succeeded | Progress::RolledBack { .. } => Step::default(),
+            // An aborted pipeline's deployments are free: it does nothing to them any more.
+            Progress::Succeeded | Progress::RolledBack { .. } | Progress::Aborted { .. } => {
+                Step::default()
+            }
         }
     }
 
@@ -695,6 +718,15 @@ impl PipelineState {
                 Step::unchanged("the pipeline is rolled back already")
             }
             (PipelineCommand::Rollback, progress) => {
+                if !progress.drives()
+                    && let Some((deployment, view)) = self.moved_on(views)
+                {
+                    return Step::unchanged(format!(
+                        "{deployment} moves to revision {} now, not the pipeline's {}: roll it back by itself",
+                        view.update_revision,
+                        self.targets.get(deployment).map_or("", String::as_str)
+                    ));
+                }
                 let top = progress
                     .stage()
                     .unwrap_or(pipeline.spec.stages.len().saturating_sub(1));
@@ -714,6 +746,19 @@ impl PipelineState {
                 }
             }
         }
+    }
+
+    /// A started deployment released past the pipeline since it ended (its target is not the
+    /// pipeline's any more).
+    fn moved_on<'a>(
+        &'a self,
+        views: &'a BTreeMap<String, ReleaseView>,
+    ) -> Option<(&'a String, &'a ReleaseView)> {
+        self.started.iter().find_map(|d| {
+            let view = views.get(d)?;
+            let ours = [self.targets.get(d), self.from.get(d)];
+            (!ours.contains(&Some(&view.update_revision))).then_some((d, view))
+        })
     }
 
     /// What the pipeline waits for now, in words.

@@ -203,14 +203,26 @@ fn a_failure_rolls_back_every_release_latest_stage_first() {
     let s = s.drive(&p, &views, 3).next.unwrap();
     assert!(matches!(s.progress, Progress::RollingBack { stage: 1, .. }));
     let step = s.drive(&p, &views, 4);
-    assert_eq!(step.actions.len(), 2, "{step:?}");
+    assert_eq!(
+        step.actions,
+        [
+            Action::Rollback {
+                deployment: "ledger".into(),
+                revision: "ledger-old".into()
+            },
+            Action::Rollback {
+                deployment: "accounts".into(),
+                revision: "accounts-old".into()
+            }
+        ]
+    );
     for d in ["ledger", "accounts"] {
         views.insert(
             d.into(),
             view(d, Phase::Stable, Reason::RolledBack, 0, false),
         );
     }
-    // Stage 1's deployments were rolled back with stage 2 (their latest): nothing left there.
+    // The backends rolled back with stage 1, their latest: stage 0 has nothing left.
     let s = s.drive(&p, &views, 5).next.unwrap();
     assert!(matches!(s.progress, Progress::RollingBack { stage: 0, .. }));
     let s = s.drive(&p, &views, 6).next.unwrap();
@@ -270,13 +282,96 @@ fn stop_pauses_the_stage_and_resume_continues_it() {
             deployment: "accounts".into()
         }]
     );
-    assert_eq!(
-        resumed.next.unwrap().progress,
-        Progress::Running { stage: 0 }
+    let resumed = resumed.next.unwrap();
+    assert_eq!(resumed.progress, Progress::Running { stage: 0 });
+    // Twice is once: a second resume, or a second pause, changes nothing.
+    assert!(
+        !resumed
+            .command(&p, PipelineCommand::Resume, None, &views, 3)
+            .changed()
     );
-    // Twice is once.
-    let paused = s.command(&p, PipelineCommand::Pause, None, &views, 3);
-    assert!(!paused.changed());
+    let paused = resumed
+        .command(&p, PipelineCommand::Pause, None, &views, 4)
+        .next
+        .unwrap();
+    assert!(
+        !paused
+            .command(&p, PipelineCommand::Pause, None, &views, 5)
+            .changed()
+    );
+}
+
+#[test]
+fn an_aborted_pipeline_leaves_its_deployments_alone() {
+    let p = pipeline();
+    let mut views = stable_old();
+    let mut s = state();
+    s.started = ["ledger", "accounts"]
+        .iter()
+        .map(|d| (*d).to_owned())
+        .collect();
+    for d in ["ledger", "accounts"] {
+        views.insert(
+            d.into(),
+            view(d, Phase::Progressing, Reason::WaitingForUnits, 0, true),
+        );
+    }
+    let step = s.command(&p, PipelineCommand::Abort, Some("backends"), &views, 1);
+    assert_eq!(
+        step.actions.len(),
+        2,
+        "the abort pauses what runs: {step:?}"
+    );
+    let aborted = step.next.unwrap();
+    assert!(!aborted.progress.drives());
+    // An operator releases another template of ledger: the pipeline does nothing to it.
+    let mut direct = view("ledger", Phase::Progressing, Reason::NewRevision, 0, false);
+    direct.update_revision = "ledger-direct".into();
+    views.insert("ledger".into(), direct);
+    assert_eq!(aborted.drive(&p, &views, 2), Step::default());
+    // Rolling all of it back would undo the operator's own release of ledger: refused.
+    let refused = aborted.command(&p, PipelineCommand::Rollback, None, &views, 3);
+    assert!(!refused.changed());
+    assert!(
+        refused
+            .message
+            .contains("ledger moves to revision ledger-direct"),
+        "{}",
+        refused.message
+    );
+}
+
+#[test]
+fn a_stage_without_units_of_a_deployment_starts_it_in_the_next() {
+    let p = pipeline();
+    let mut views = stable_old();
+    // No unit of ledger in Hangzhou: its plan has only the second stage's groups.
+    views.get_mut("ledger").unwrap().group_stages = vec![Some("backends-shanghai".into())];
+    let step = state().drive(&p, &views, 1);
+    assert_eq!(
+        step.actions,
+        [Action::Start {
+            deployment: "accounts".into()
+        }],
+        "ledger would move Shanghai in stage backends"
+    );
+    let mut s = step.next.unwrap();
+    assert_eq!(
+        s.standing(&p, 0, "ledger", views.get("ledger")),
+        ReleaseStanding::Done
+    );
+    views.insert(
+        "accounts".into(),
+        view("accounts", Phase::Paused, Reason::AwaitingStage, 1, true),
+    );
+    s.progress = Progress::Running { stage: 1 };
+    let step = s.drive(&p, &views, 2);
+    assert_eq!(
+        step.actions,
+        [Action::Start {
+            deployment: "ledger".into()
+        }]
+    );
 }
 
 #[test]

@@ -2,12 +2,11 @@
 
 use super::analysis::Analysis;
 use super::error::{Collector, FieldErrors};
-use super::meta::{API_VERSION, DEFAULT_NAMESPACE, Metadata};
+use super::meta::Metadata;
 use super::quantity::ReplicaCount;
 use super::unit::{LogicalUnit, check_labels};
 use crate::names::{
-    DeploymentKey, DeploymentName, InvalidName, Namespace, RegionName, UnitName,
-    dns1123_label_error, qualified_name_error,
+    DeploymentKey, InvalidName, RegionName, UnitName, dns1123_label_error, qualified_name_error,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
@@ -264,35 +263,19 @@ impl Default for Traffic {
 impl CafeDeployment {
     /// The deployment's namespace and name. Valid once [`CafeDeployment::validate`] passed.
     pub fn key(&self) -> Result<DeploymentKey, InvalidName> {
-        Ok(DeploymentKey {
-            namespace: Namespace::new(self.namespace())?,
-            name: DeploymentName::new(self.metadata.name.clone())?,
-        })
+        self.metadata.namespaced_key()
     }
 
     /// The namespace, `default` when none is given.
     pub fn namespace(&self) -> &str {
-        match self.metadata.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => ns,
-            _ => DEFAULT_NAMESPACE,
-        }
+        self.metadata.namespace_or_default()
     }
 
     /// Checks everything that needs no other resource.
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = Collector::default();
-        if self.api_version != API_VERSION {
-            errors.push("apiVersion", format!("must be {API_VERSION:?}"));
-        }
-        errors.check("metadata.name", dns1123_label_error(&self.metadata.name));
-        if let Some(ns) = self
-            .metadata
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty())
-        {
-            errors.check("metadata.namespace", dns1123_label_error(ns));
-        }
+        self.metadata
+            .check_namespaced(&self.api_version, &mut errors);
         self.spec.validate(&mut errors);
         errors.finish()
     }

@@ -252,16 +252,22 @@ fn parse_value(value: Value) -> Result<Resource, (Option<Subject>, FieldErrors)>
             Ok(Resource::Deployment(Box::new(deployment)))
         }
         RELEASE_PIPELINE_KIND => {
-            let raw_templates: Vec<(String, Value)> = pipeline_templates(&value);
+            let raw_templates = pipeline_templates(&value);
             let pipeline: ReleasePipeline = typed(value).map_err(|e| (what.clone(), e))?;
             let what = Some(Subject::new(
                 RELEASE_PIPELINE_KIND,
                 format!("{}/{}", pipeline.namespace(), pipeline.metadata.name),
             ));
             let mut unknown = Vec::new();
-            for (path, raw) in raw_templates {
-                let known =
-                    serde_json::to_value(pointer_template(&pipeline, &path)).unwrap_or(Value::Null);
+            for (s, r, raw) in raw_templates {
+                let typed = pipeline
+                    .spec
+                    .stages
+                    .get(s)
+                    .and_then(|stage| stage.releases.get(r))
+                    .and_then(|release| release.template.as_ref());
+                let known = serde_json::to_value(typed).unwrap_or(Value::Null);
+                let path = format!("spec.stages[{s}].releases[{r}].template");
                 unknown_fields(&raw, &known, &path, &mut unknown);
             }
             if !unknown.is_empty() {
@@ -289,46 +295,23 @@ fn parse_value(value: Value) -> Result<Resource, (Option<Subject>, FieldErrors)>
     }
 }
 
-/// Deserializes with the path of the failing field.
-/// The raw `template` of each stage release, with its path: fields Kubernetes' types would drop
-/// silently are refused, as in a deployment's template.
-fn pipeline_templates(value: &Value) -> Vec<(String, Value)> {
+/// The raw `template` of each stage release, by stage and release: fields Kubernetes' types
+/// would drop silently are refused, as in a deployment's template.
+fn pipeline_templates(value: &Value) -> Vec<(usize, usize, Value)> {
     let mut out = Vec::new();
     let stages = value.pointer("/spec/stages").and_then(Value::as_array);
     for (s, stage) in stages.into_iter().flatten().enumerate() {
         let releases = stage.get("releases").and_then(Value::as_array);
         for (r, release) in releases.into_iter().flatten().enumerate() {
             if let Some(template) = release.get("template").filter(|t| !t.is_null()) {
-                out.push((
-                    format!("spec.stages[{s}].releases[{r}].template"),
-                    template.clone(),
-                ));
+                out.push((s, r, template.clone()));
             }
         }
     }
     out
 }
 
-/// The typed template at a path made by [`pipeline_templates`].
-fn pointer_template<'a>(
-    pipeline: &'a ReleasePipeline,
-    path: &str,
-) -> Option<&'a k8s_openapi::api::core::v1::PodTemplateSpec> {
-    let numbers: Vec<usize> = path
-        .split(['[', ']'])
-        .filter_map(|part| part.parse().ok())
-        .collect();
-    let (&s, &r) = (numbers.first()?, numbers.get(1)?);
-    pipeline
-        .spec
-        .stages
-        .get(s)?
-        .releases
-        .get(r)?
-        .template
-        .as_ref()
-}
-
+/// Deserializes with the path of the failing field.
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, FieldErrors> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();

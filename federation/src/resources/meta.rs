@@ -1,5 +1,7 @@
 //! The parts every resource document shares.
 
+use super::error::Collector;
+use crate::names::{DeploymentKey, DeploymentName, InvalidName, Namespace, dns1123_label_error};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,6 +44,33 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// The namespace, `default` when none is given.
+    pub fn namespace_or_default(&self) -> &str {
+        match self.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => ns,
+            _ => DEFAULT_NAMESPACE,
+        }
+    }
+
+    /// The namespace and name of a namespaced resource.
+    pub fn namespaced_key(&self) -> Result<DeploymentKey, InvalidName> {
+        Ok(DeploymentKey {
+            namespace: Namespace::new(self.namespace_or_default())?,
+            name: DeploymentName::new(self.name.clone())?,
+        })
+    }
+
+    /// Checks what every namespaced document declares: its `apiVersion`, name and namespace.
+    pub(super) fn check_namespaced(&self, api_version: &str, errors: &mut Collector) {
+        if api_version != API_VERSION {
+            errors.push("apiVersion", format!("must be {API_VERSION:?}"));
+        }
+        errors.check("metadata.name", dns1123_label_error(&self.name));
+        if let Some(ns) = self.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+            errors.check("metadata.namespace", dns1123_label_error(ns));
+        }
+    }
+
     /// Drops the output-only fields, leaving what a user declares.
     pub fn declared(&self) -> Self {
         Self {

@@ -5,10 +5,8 @@
 //! by the hub when it is applied.
 
 use super::error::{Collector, FieldErrors};
-use super::meta::{API_VERSION, DEFAULT_NAMESPACE, Metadata};
-use crate::names::{
-    DeploymentKey, DeploymentName, InvalidName, Namespace, RegionName, dns1123_label_error,
-};
+use super::meta::Metadata;
+use crate::names::{DeploymentKey, InvalidName, RegionName, dns1123_label_error};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,18 +118,12 @@ pub struct Appearance {
 impl ReleasePipeline {
     /// Its namespace and name.
     pub fn key(&self) -> Result<PipelineKey, InvalidName> {
-        Ok(DeploymentKey {
-            namespace: Namespace::new(self.namespace())?,
-            name: DeploymentName::new(self.metadata.name.clone())?,
-        })
+        self.metadata.namespaced_key()
     }
 
     /// The namespace, `default` when none is given.
     pub fn namespace(&self) -> &str {
-        match self.metadata.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => ns,
-            _ => DEFAULT_NAMESPACE,
-        }
+        self.metadata.namespace_or_default()
     }
 
     /// The stage named `name`.
@@ -171,18 +163,8 @@ impl ReleasePipeline {
     /// Checks everything that needs no other resource.
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = Collector::default();
-        if self.api_version != API_VERSION {
-            errors.push("apiVersion", format!("must be {API_VERSION:?}"));
-        }
-        errors.check("metadata.name", dns1123_label_error(&self.metadata.name));
-        if let Some(ns) = self
-            .metadata
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty())
-        {
-            errors.check("metadata.namespace", dns1123_label_error(ns));
-        }
+        self.metadata
+            .check_namespaced(&self.api_version, &mut errors);
         if self.spec.stages.is_empty() {
             errors.push("spec.stages", "needs at least one stage");
         }
