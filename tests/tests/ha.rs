@@ -336,3 +336,104 @@ async fn a_backup_taken_during_a_release_restores_into_an_empty_store_at_the_sam
     common::finish_release(&setup.playground, &before).await;
     setup.playground.shutdown().await;
 }
+
+/// A pipeline over the ledger: Hangzhou behind an approval, then the rest.
+const LEDGER_PIPELINE: &str = "apiVersion: cafe.io/v1alpha1
+kind: ReleasePipeline
+metadata: {name: ledger-q4, namespace: finance}
+spec:
+  stages:
+    - name: hangzhou
+      regions: [cn-hangzhou]
+      gate: Approval
+      releases: [{deployment: ledger, images: {app: registry.example/ledger:2.0.0}}]
+    - name: shanghai
+      releases: [{deployment: ledger}]
+";
+
+/// The pipeline's phase and stage, as `pipeline status -o json` shows them through cafectl (which
+/// finds the leader among the configured replicas); `None` while no replica answers.
+fn pipeline_at(playground: &Playground) -> Option<(String, String)> {
+    let (code, stdout, _) = common::cafectl(
+        playground,
+        Role::Viewer,
+        &["pipeline", "status", "finance/ledger-q4", "-o", "json"],
+    );
+    let status: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| code == 0)?;
+    Some((
+        status["phase"].as_str()?.to_owned(),
+        status["stage"].as_str()?.to_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_waits_at_its_gate_on_the_next_leader_and_goes_on_when_approved() {
+    let mut setup = start_replicated(Vec::new()).await;
+    let dir = setup.dir.path().to_owned();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let ledger = write("ledger.yaml", cafe_tests::demo::LEDGER_YAML);
+    let pipeline = write("pipeline.yaml", LEDGER_PIPELINE);
+    let playground = &setup.playground;
+    let (code, _, err) = common::cafectl(playground, Role::Operator, &["apply", "-f", &ledger]);
+    assert_eq!(code, 0, "{err}");
+    let mut client = playground.client(Role::Operator).await.expect("client");
+    wait_status(
+        &mut client,
+        &deployment("finance", "ledger"),
+        STEP,
+        |_| {},
+        cafe_tests::driver::settled,
+    )
+    .await
+    .expect("ledger 1.0.0 everywhere");
+    let (code, _, err) = common::cafectl(playground, Role::Operator, &["apply", "-f", &pipeline]);
+    assert_eq!(code, 0, "{err}");
+    let at_gate = |playground: &Playground| {
+        pipeline_at(playground) == Some(("AwaitingApproval".into(), "hangzhou".into()))
+    };
+    within(Instant::now(), STEP, "the gate", || async {
+        at_gate(playground)
+    })
+    .await;
+
+    setup
+        .playground
+        .kill_hub_replica(0)
+        .await
+        .expect("kill -9 the leader");
+    let playground = &setup.playground;
+    within(Instant::now(), STEP, "a new leader", || async {
+        playground.leader().await.is_some_and(|l| l != 0)
+    })
+    .await;
+    // The next leader loaded the pipeline where the first left it: at the same gate.
+    within(
+        Instant::now(),
+        STEP,
+        "the gate on the new leader",
+        || async { at_gate(playground) },
+    )
+    .await;
+    let (code, out, err) = common::cafectl(
+        playground,
+        Role::Operator,
+        &[
+            "pipeline",
+            "approve",
+            "finance/ledger-q4",
+            "--stage",
+            "hangzhou",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("stage shanghai starts"), "{out}");
+    within(Instant::now(), STEP, "the pipeline's success", || async {
+        pipeline_at(playground).is_some_and(|(phase, _)| phase == "Succeeded")
+    })
+    .await;
+    setup.playground.shutdown().await;
+}
