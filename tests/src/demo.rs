@@ -13,6 +13,20 @@ use std::time::Duration;
 pub const DEMO_YAML: &str = include_str!("../../deploy/examples/demo.yaml");
 /// The demo's second application, released with payments by [`PIPELINE_YAML`].
 pub const LEDGER_YAML: &str = include_str!("../../deploy/examples/ledger.yaml");
+/// A pipeline over the ledger alone (`finance/ledger-q4`, for the tests): Hangzhou behind an
+/// approval, then the rest.
+pub const LEDGER_PIPELINE_YAML: &str = "apiVersion: cafe.io/v1alpha1
+kind: ReleasePipeline
+metadata: {name: ledger-q4, namespace: finance}
+spec:
+  stages:
+    - name: hangzhou
+      regions: [cn-hangzhou]
+      gate: Approval
+      releases: [{deployment: ledger, images: {app: registry.example/ledger:2.0.0}}]
+    - name: shanghai
+      releases: [{deployment: ledger}]
+";
 /// The demo's pipeline: the ledger in Hangzhou, an approval, then the ledger in Shanghai with
 /// payments.
 pub const PIPELINE_YAML: &str = include_str!("../../deploy/examples/pipeline.yaml");

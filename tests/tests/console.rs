@@ -23,19 +23,6 @@ use std::time::Duration;
 /// The unit the page evacuates.
 const UNIT: &str = "hz-az2";
 
-/// The pipeline the page approves.
-const PIPELINE: &str = "apiVersion: cafe.io/v1alpha1
-kind: ReleasePipeline
-metadata: {name: ledger-q4, namespace: finance}
-spec:
-  stages:
-    - name: hangzhou
-      regions: [cn-hangzhou]
-      gate: Approval
-      releases: [{deployment: ledger, images: {app: registry.example/ledger:2.0.0}}]
-    - name: shanghai
-      releases: [{deployment: ledger}]
-";
 /// The browser's whole run may take this long.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(400);
 
@@ -179,7 +166,7 @@ async fn the_console_shows_and_drives_a_release_live() {
         .await
         .expect("group 0 waits for confirmation");
     // A pipeline over the ledger, at its approval gate: Hangzhou first, then the rest.
-    apply_yaml(&mut client, PIPELINE)
+    apply_yaml(&mut client, cafe_tests::demo::LEDGER_PIPELINE_YAML)
         .await
         .expect("apply the pipeline");
     cafe_tests::driver::poll_until(

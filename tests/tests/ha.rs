@@ -337,20 +337,6 @@ async fn a_backup_taken_during_a_release_restores_into_an_empty_store_at_the_sam
     setup.playground.shutdown().await;
 }
 
-/// A pipeline over the ledger: Hangzhou behind an approval, then the rest.
-const LEDGER_PIPELINE: &str = "apiVersion: cafe.io/v1alpha1
-kind: ReleasePipeline
-metadata: {name: ledger-q4, namespace: finance}
-spec:
-  stages:
-    - name: hangzhou
-      regions: [cn-hangzhou]
-      gate: Approval
-      releases: [{deployment: ledger, images: {app: registry.example/ledger:2.0.0}}]
-    - name: shanghai
-      releases: [{deployment: ledger}]
-";
-
 /// The pipeline's phase and stage, as `pipeline status -o json` shows them through cafectl (which
 /// finds the leader among the configured replicas); `None` while no replica answers.
 fn pipeline_at(playground: &Playground) -> Option<(String, String)> {
@@ -376,7 +362,7 @@ async fn a_pipeline_waits_at_its_gate_on_the_next_leader_and_goes_on_when_approv
         path.display().to_string()
     };
     let ledger = write("ledger.yaml", cafe_tests::demo::LEDGER_YAML);
-    let pipeline = write("pipeline.yaml", LEDGER_PIPELINE);
+    let pipeline = write("pipeline.yaml", cafe_tests::demo::LEDGER_PIPELINE_YAML);
     let playground = &setup.playground;
     let (code, _, err) = common::cafectl(playground, Role::Operator, &["apply", "-f", &ledger]);
     assert_eq!(code, 0, "{err}");
