@@ -530,9 +530,22 @@ impl Playground {
                 if let Some(child) = hub.as_mut()
                     && let Some(status) = child.try_wait()?
                 {
+                    // The directory is often a test's temporary one, gone with the failure:
+                    // the end of the replica's log says why it stopped.
+                    let name = if self.hubs.len() > 1 {
+                        format!("hub-{replica}")
+                    } else {
+                        "hub".to_owned()
+                    };
+                    let log =
+                        std::fs::read_to_string(self.dir.join("logs").join(format!("{name}.log")))
+                            .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
                     bail!(
-                        "hub replica {replica} exited with {status}; see {}",
-                        self.dir.join("logs").display()
+                        "hub replica {replica} exited with {status}; see {}; its log ends:\n{}",
+                        self.dir.join("logs").display(),
+                        tail.join("\n")
                     );
                 }
             }

@@ -58,6 +58,44 @@ where
 async fn the_leader_killed_mid_group_is_replaced_within_the_ttl_and_the_release_resumes() {
     let mut setup = start_replicated(Vec::new()).await;
     let (_, _) = common::deploy_demo(&setup.playground).await;
+    // Beside the release, a pipeline waits at its approval gate (issue 16: at the same stage on
+    // the next leader).
+    let ledger = setup.dir.path().join("ledger.yaml");
+    // In a namespace of its own: the release's checks look at every pod of finance.
+    let books = |text: &str| text.replace("namespace: finance", "namespace: books");
+    std::fs::write(&ledger, books(cafe_tests::demo::LEDGER_YAML)).expect("write");
+    let pipeline = setup.dir.path().join("pipeline.yaml");
+    std::fs::write(&pipeline, books(cafe_tests::demo::LEDGER_PIPELINE_YAML)).expect("write");
+    for file in [&ledger, &pipeline] {
+        let file = file.display().to_string();
+        let (code, _, err) =
+            common::cafectl(&setup.playground, Role::Operator, &["apply", "-f", &file]);
+        assert_eq!(code, 0, "{err}");
+        if file.ends_with("ledger.yaml") {
+            let mut client = setup
+                .playground
+                .client(Role::Operator)
+                .await
+                .expect("client");
+            wait_status(
+                &mut client,
+                &deployment("books", "ledger"),
+                STEP,
+                |_| {},
+                cafe_tests::driver::settled,
+            )
+            .await
+            .expect("ledger 1.0.0 everywhere");
+        }
+    }
+    let at_gate = |playground: &Playground| {
+        pipeline_at(playground) == Some(("AwaitingApproval".into(), "hangzhou".into()))
+    };
+    let playground = &setup.playground;
+    within(Instant::now(), STEP, "the pipeline's gate", || async {
+        at_gate(playground)
+    })
+    .await;
     let before = pods(&setup.playground, "finance").await;
     common::release_to_group_1(&setup.playground).await;
 
@@ -83,6 +121,32 @@ async fn the_leader_killed_mid_group_is_replaced_within_the_ttl_and_the_release_
     )
     .await;
     println!("leader change {leader_change:?}, every agent connected {reconnect:?} after the kill");
+    // The next leader loaded the pipeline where the first left it: at the same gate, and its
+    // approval finishes it.
+    within(
+        Instant::now(),
+        STEP,
+        "the gate on the new leader",
+        || async { at_gate(playground) },
+    )
+    .await;
+    let (code, out, err) = common::cafectl(
+        playground,
+        Role::Operator,
+        &[
+            "pipeline",
+            "approve",
+            "books/ledger-q4",
+            "--stage",
+            "hangzhou",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("stage shanghai starts"), "{out}");
+    within(Instant::now(), STEP, "the pipeline's success", || async {
+        pipeline_at(playground).is_some_and(|(phase, _)| phase == "Succeeded")
+    })
+    .await;
     // The killed replica comes back as a follower.
     setup.playground.spawn_hub(0).expect("restart replica 0");
     common::finish_release(&setup.playground, &before).await;
@@ -343,83 +407,11 @@ fn pipeline_at(playground: &Playground) -> Option<(String, String)> {
     let (code, stdout, _) = common::cafectl(
         playground,
         Role::Viewer,
-        &["pipeline", "status", "finance/ledger-q4", "-o", "json"],
+        &["pipeline", "status", "books/ledger-q4", "-o", "json"],
     );
     let status: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| code == 0)?;
     Some((
         status["phase"].as_str()?.to_owned(),
         status["stage"].as_str()?.to_owned(),
     ))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipeline_waits_at_its_gate_on_the_next_leader_and_goes_on_when_approved() {
-    let mut setup = start_replicated(Vec::new()).await;
-    let dir = setup.dir.path().to_owned();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("write");
-        path.display().to_string()
-    };
-    let ledger = write("ledger.yaml", cafe_tests::demo::LEDGER_YAML);
-    let pipeline = write("pipeline.yaml", cafe_tests::demo::LEDGER_PIPELINE_YAML);
-    let playground = &setup.playground;
-    let (code, _, err) = common::cafectl(playground, Role::Operator, &["apply", "-f", &ledger]);
-    assert_eq!(code, 0, "{err}");
-    let mut client = playground.client(Role::Operator).await.expect("client");
-    wait_status(
-        &mut client,
-        &deployment("finance", "ledger"),
-        STEP,
-        |_| {},
-        cafe_tests::driver::settled,
-    )
-    .await
-    .expect("ledger 1.0.0 everywhere");
-    let (code, _, err) = common::cafectl(playground, Role::Operator, &["apply", "-f", &pipeline]);
-    assert_eq!(code, 0, "{err}");
-    let at_gate = |playground: &Playground| {
-        pipeline_at(playground) == Some(("AwaitingApproval".into(), "hangzhou".into()))
-    };
-    within(Instant::now(), STEP, "the gate", || async {
-        at_gate(playground)
-    })
-    .await;
-
-    setup
-        .playground
-        .kill_hub_replica(0)
-        .await
-        .expect("kill -9 the leader");
-    let playground = &setup.playground;
-    within(Instant::now(), STEP, "a new leader", || async {
-        playground.leader().await.is_some_and(|l| l != 0)
-    })
-    .await;
-    // The next leader loaded the pipeline where the first left it: at the same gate.
-    within(
-        Instant::now(),
-        STEP,
-        "the gate on the new leader",
-        || async { at_gate(playground) },
-    )
-    .await;
-    let (code, out, err) = common::cafectl(
-        playground,
-        Role::Operator,
-        &[
-            "pipeline",
-            "approve",
-            "finance/ledger-q4",
-            "--stage",
-            "hangzhou",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("stage shanghai starts"), "{out}");
-    within(Instant::now(), STEP, "the pipeline's success", || async {
-        pipeline_at(playground).is_some_and(|(phase, _)| phase == "Succeeded")
-    })
-    .await;
-    setup.playground.shutdown().await;
 }

@@ -35,11 +35,19 @@ fn ephemeral_start() -> u16 {
 /// machine, and the server then fails to bind. Binding port 0 remains the fallback.
 pub fn free_port() -> Result<u16, SimError> {
     use rand::RngExt as _;
+    // Tests of one binary run at once: a port handed to one must not go to another before it
+    // binds it (the check below only sees ports already bound).
+    static HANDED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let top = ephemeral_start();
     let bottom = 10_000.min(top.saturating_sub(1));
     for _ in 0..200 {
         let port = rand::rng().random_range(bottom..top);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed = HANDED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.insert(port);
             return Ok(port);
         }
     }
