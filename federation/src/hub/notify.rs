@@ -123,8 +123,8 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// A failover event of `unit`.
-    pub fn failover(kind: NoticeType, unit: &UnitName, message: &str, time: String) -> Self {
+    /// A notice of `kind` about nothing yet: the constructors fill in what it is about.
+    fn about(kind: NoticeType, time: String, message: &str) -> Self {
         Self {
             kind,
             time,
@@ -133,16 +133,25 @@ impl Notice {
             revision: None,
             phase: None,
             reason: None,
-            unit: Some(unit.to_string()),
+            unit: None,
             pipeline: None,
             stage: None,
             message: message.to_owned(),
         }
     }
 
-    /// A pipeline event: it entered `progress`, at `stage`.
+    /// A failover event of `unit`.
+    pub fn failover(kind: NoticeType, unit: &UnitName, message: &str, time: String) -> Self {
+        Self {
+            unit: Some(unit.to_string()),
+            ..Self::about(kind, time, message)
+        }
+    }
+
+    /// A pipeline event: it went from `before` (none for a new pipeline) to `progress`, at `stage`.
     pub fn pipeline(
         key: &DeploymentKey,
+        before: Option<&crate::pipeline::Progress>,
         progress: &crate::pipeline::Progress,
         stage: Option<String>,
         message: &str,
@@ -150,6 +159,10 @@ impl Notice {
     ) -> Self {
         use crate::pipeline::Progress;
         let kind = match progress {
+            // Running again at the same stage is a resume, not a new stage.
+            Progress::Running { .. } if before.is_some_and(|b| b.stage() == progress.stage()) => {
+                NoticeType::PipelineResumed
+            }
             Progress::Running { .. } => NoticeType::PipelineStageStarted,
             Progress::AwaitingApproval { .. } => NoticeType::PipelineAwaitingApproval,
             Progress::Paused { .. } => NoticeType::PipelinePaused,
@@ -160,20 +173,19 @@ impl Notice {
             Progress::Aborted { .. } => NoticeType::PipelineAborted,
         };
         Self {
-            kind,
-            time,
-            deployment: None,
-            group: None,
-            revision: None,
             phase: Some(progress.phase().to_owned()),
-            reason: None,
-            unit: None,
-            pipeline: Some(NoticeDeployment {
-                namespace: key.namespace.to_string(),
-                name: key.name.to_string(),
-            }),
+            pipeline: Some(NoticeDeployment::of(key)),
             stage,
-            message: message.to_owned(),
+            ..Self::about(kind, time, message)
+        }
+    }
+}
+
+impl NoticeDeployment {
+    fn of(key: &DeploymentKey) -> Self {
+        Self {
+            namespace: key.namespace.to_string(),
+            name: key.name.to_string(),
         }
     }
 }
@@ -192,20 +204,12 @@ pub fn release_notices(
         return Vec::new();
     }
     let notice = |kind, group: usize| Notice {
-        kind,
-        time: time.to_owned(),
-        deployment: Some(NoticeDeployment {
-            namespace: key.namespace.to_string(),
-            name: key.name.to_string(),
-        }),
+        deployment: Some(NoticeDeployment::of(key)),
         group: Some(group),
         revision: Some(next.update_revision.clone()),
         phase: Some(now.to_string()),
         reason: Some(reason.to_string()),
-        unit: None,
-        pipeline: None,
-        stage: None,
-        message: next.message().to_owned(),
+        ..Notice::about(kind, time.to_owned(), next.message())
     };
     let mut notices = Vec::new();
     if !same_release && now == Phase::Progressing {
@@ -325,6 +329,28 @@ async fn post_all(
 #[allow(clippy::unwrap_used)] // Tests fail loudly on unexpected errors.
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipeline_running_again_at_its_stage_is_resumed_and_at_the_next_one_started() {
+        use crate::pipeline::Progress;
+        let key = DeploymentKey {
+            namespace: crate::names::Namespace::new("finance").unwrap(),
+            name: crate::names::DeploymentName::new("q4").unwrap(),
+        };
+        let notice = |before: Option<&Progress>, next: Progress| {
+            Notice::pipeline(&key, before, &next, None, "", String::new()).kind
+        };
+        let running = |stage| Progress::Running { stage };
+        assert_eq!(
+            notice(Some(&Progress::Paused { stage: 1 }), running(1)),
+            NoticeType::PipelineResumed
+        );
+        assert_eq!(
+            notice(Some(&Progress::AwaitingApproval { stage: 0 }), running(1)),
+            NoticeType::PipelineStageStarted
+        );
+        assert_eq!(notice(None, running(0)), NoticeType::PipelineStageStarted);
+    }
 
     fn evacuated(n: usize) -> Notice {
         Notice::failover(

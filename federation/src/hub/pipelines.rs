@@ -447,6 +447,7 @@ impl Core {
             let first = pipeline.spec.stages.first().map(|s| s.name.clone());
             self.notices.push(super::notify::Notice::pipeline(
                 &key,
+                None,
                 &state.progress,
                 first,
                 &state.message,
@@ -736,19 +737,14 @@ impl Core {
         };
         let moved = before != next.progress;
         if moved {
-            let mut notice = super::notify::Notice::pipeline(
+            let notice = super::notify::Notice::pipeline(
                 key,
+                Some(&before),
                 &next.progress,
                 stage_name(next.progress.stage()),
                 &next.message,
                 clock::rfc3339(self.now_ms),
             );
-            // Running again at the same stage is a resume, not a new stage.
-            if matches!(next.progress, Progress::Running { .. })
-                && before.stage() == next.progress.stage()
-            {
-                notice.kind = super::notify::NoticeType::PipelineResumed;
-            }
             self.notices.push(notice);
         }
         let record = Arc::make_mut(
@@ -797,13 +793,6 @@ impl Core {
                             && !matches!(state.progress, Progress::RollingBack { .. }) =>
                     {
                         ReleaseStanding::Pending
-                    }
-                    Some(current)
-                        if s < current
-                            && state.standing(pipeline, s, d, view)
-                                == ReleaseStanding::Releasing =>
-                    {
-                        ReleaseStanding::Done
                     }
                     _ => state.standing(pipeline, s, d, view),
                 };

@@ -336,8 +336,9 @@ impl PipelineState {
         let through = open_groups(pipeline, stage, &view.group_stages);
         let done = match view.phase {
             Phase::Stable => view.current_revision == *target,
-            Phase::Paused => view.reason == Reason::AwaitingStage && view.group + 1 >= through,
-            _ => false,
+            // Held after the stage's groups, or already in a later stage's.
+            Phase::Paused if view.reason == Reason::AwaitingStage => view.group + 1 >= through,
+            _ => view.group >= through,
         };
         if done {
             ReleaseStanding::Done
