@@ -79,5 +79,5 @@ if [[ " $backends " == *" kube "* ]]; then
     --test process --test deploy -- --test-threads=1
   # End to end: hub, agents and four member clusters.
   cargo test --locked -p cafe-tests --test release --test restarts --test failover --test security --test install \
-    --test rbac --test agent_ha --test pipeline -- --test-threads=1
+    --test rbac --test agent_ha --test pipeline --test blue_green -- --test-threads=1
 fi

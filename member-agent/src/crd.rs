@@ -70,6 +70,30 @@ pub struct InPlaceSetSpec {
     /// The name of the stable revision; a hash of `stableTemplate` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
+    /// Blue-green mode: whole sets of pods of the two templates side by side, and traffic moved from
+    /// one to the other in one step. `partition` is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenPolicy>,
+}
+
+/// Blue-green mode. `replicas` pods of the serving template take traffic. Before the switch
+/// (`switched: false`) the stable template serves, and `preview` runs `replicas` pods of `template`
+/// beside them with their gate closed. At the switch (`switched: true`) the template's pods open
+/// their gates first; pods of any other revision are then drained, once the template's pods alone
+/// keep `replicas - maxUnavailable` available, and kept (out of traffic, ready) for
+/// `scaleDownDelaySeconds` as the way back, then removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenPolicy {
+    /// `template`'s pods serve (else `stableTemplate`'s).
+    #[serde(default)]
+    pub switched: bool,
+    /// Before the switch: run `replicas` pods of `template` out of traffic.
+    #[serde(default)]
+    pub preview: bool,
+    /// How long drained pods of another revision are kept ready for a switch back.
+    #[serde(default)]
+    pub scale_down_delay_seconds: i32,
 }
 
 fn default_max_unavailable() -> i32 {
@@ -145,6 +169,21 @@ pub struct InPlaceSetStatus {
     /// Pods that are failing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<PodProblem>,
+    /// Pods in traffic: behind an open gate and not drained, or still held by a traffic finalizer.
+    #[serde(default)]
+    pub serving_replicas: i32,
+    /// Pods of the update revision in traffic.
+    #[serde(default)]
+    pub updated_serving_replicas: i32,
+    /// Blue-green: pods of the update revision whose containers are ready, out of traffic.
+    #[serde(default)]
+    pub preview_ready_replicas: i32,
+    /// Blue-green: drained pods of another revision kept for a switch back.
+    #[serde(default)]
+    pub standby_replicas: i32,
+    /// Blue-green: when the last of them is removed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_until: Option<String>,
 }
 
 /// A status condition, as Kubernetes writes them.

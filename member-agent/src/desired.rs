@@ -77,6 +77,30 @@ pub struct Desired {
     /// The revision the `partition` pods keep, when the set names one (`stableTemplate`); without it
     /// partition pods keep whatever revision they run.
     pub stable: Option<RevisionTemplate>,
+    /// Blue-green mode, when the set asks for it.
+    pub blue_green: Option<BlueGreen>,
+}
+
+/// Blue-green mode (see [`crate::crd::BlueGreenPolicy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlueGreen {
+    /// The update revision serves (else the stable one).
+    pub switched: bool,
+    /// Before the switch, a full set of the update revision runs out of traffic.
+    pub preview: bool,
+    /// How long drained pods of another revision are kept.
+    pub scale_down_delay: SignedDuration,
+}
+
+impl BlueGreen {
+    /// The template that serves.
+    pub fn serving(&self) -> RevisionKind {
+        if self.switched {
+            RevisionKind::Update
+        } else {
+            RevisionKind::Stable
+        }
+    }
 }
 
 impl Desired {
@@ -110,6 +134,21 @@ impl Desired {
             .as_ref()
             .map(|t| revision_of("stableTemplate", t, spec.stable_revision.as_ref()))
             .transpose()?;
+        let blue_green = spec
+            .blue_green
+            .as_ref()
+            .map(|bg| {
+                let delay = non_negative(
+                    "blueGreen.scaleDownDelaySeconds",
+                    bg.scale_down_delay_seconds,
+                )?;
+                Ok::<_, SpecError>(BlueGreen {
+                    switched: bg.switched,
+                    preview: bg.preview,
+                    scale_down_delay: SignedDuration::from_secs(i64::from(delay)),
+                })
+            })
+            .transpose()?;
         Ok(Self {
             replicas,
             update_target: replicas.saturating_sub(partition),
@@ -123,6 +162,7 @@ impl Desired {
             node_selector: spec.node_selector.clone(),
             update,
             stable,
+            blue_green,
         })
     }
 

@@ -10,6 +10,9 @@ pub const SHAPE_ANNOTATION: &str = "cafe.io/template-shape";
 /// Pod annotation recording when the agent took the pod out of traffic (RFC 3339). Kept in the pod so
 /// that a restarted agent knows a drain is in progress and how long it has lasted.
 pub const DRAIN_STARTED_ANNOTATION: &str = "cafe.io/drain-started";
+/// Pod annotation (`"true"`) on a pod a blue-green switch took out of traffic: it stays, ready, as the
+/// way back until `scaleDownDelaySeconds` after its drain mark, then it is removed.
+pub const RETIRED_ANNOTATION: &str = "cafe.io/retired";
 /// The field manager of every write the agent makes.
 pub const FIELD_MANAGER: &str = "cafe-agent";
 /// The controller name reported on Kubernetes Events.

@@ -3,7 +3,9 @@
 //! Everything the planner needs about a pod lives in the pod itself (labels, annotations, conditions,
 //! finalizers), never in the agent's memory, so that a restarted agent picks up where it stopped.
 
-use crate::names::{DRAIN_STARTED_ANNOTATION, REVISION_LABEL, SHAPE_ANNOTATION};
+use crate::names::{
+    DRAIN_STARTED_ANNOTATION, RETIRED_ANNOTATION, REVISION_LABEL, SHAPE_ANNOTATION,
+};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 
@@ -76,6 +78,8 @@ pub struct ObservedPod {
     pub gate: Gate,
     /// When the agent took it out of traffic (`cafe.io/drain-started`).
     pub drain_started: Option<Timestamp>,
+    /// A blue-green switch took it out of traffic and keeps it as the way back (`cafe.io/retired`).
+    pub retired: bool,
     /// Every container runs the image its spec names and is ready.
     pub containers_ready: bool,
     /// Since when the pod has been Ready (the Ready condition, gates included), if it is.
@@ -138,6 +142,7 @@ impl ObservedPod {
             terminating: meta.deletion_timestamp.is_some(),
             gate,
             drain_started: annotation(DRAIN_STARTED_ANNOTATION).and_then(|t| t.parse().ok()),
+            retired: annotation(RETIRED_ANNOTATION).is_some_and(|v| v == "true"),
             containers_ready,
             ready_since: since_if_true("Ready"),
             unready_since,

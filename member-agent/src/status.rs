@@ -2,7 +2,7 @@
 
 use crate::crd::{Condition, InPlaceSetStatus, PodProblem};
 use crate::desired::Desired;
-use crate::observed::ObservedPod;
+use crate::observed::{Gate, ObservedPod};
 use crate::plan::{Plan, Progress};
 use k8s_openapi::jiff::Timestamp;
 
@@ -46,9 +46,30 @@ pub fn compute(input: &StatusInput<'_>) -> InPlaceSetStatus {
     let replicas = count(&|_| true);
     let available_replicas = count(&available);
     let updated_replicas = count(&updated);
+    let in_traffic = |p: &ObservedPod| in_traffic(p, d);
+    let serving_replicas = count(&in_traffic);
+    let updated_serving_replicas = count(&|p| updated(p) && in_traffic(p));
+    let standby = |p: &ObservedPod| p.retired && p.gate != Gate::Open;
+    let wanted = i32::try_from(d.replicas).unwrap_or(i32::MAX);
     let settled = input.plan.progress == Progress::Complete
-        && updated_replicas == replicas
-        && replicas == i32::try_from(d.replicas).unwrap_or(i32::MAX);
+        && if d.blue_green.is_some() {
+            // Pods kept as the way back do not make the set unsettled.
+            updated_serving_replicas == wanted && serving_replicas == wanted
+        } else {
+            updated_replicas == replicas && replicas == wanted
+        };
+    let standby_until = d.blue_green.and_then(|bg| {
+        active
+            .iter()
+            .filter(|p| standby(p))
+            .filter_map(|p| p.drain_started)
+            .max()
+            .and_then(|t| {
+                t.saturating_add(bg.scale_down_delay.max(d.traffic.drain))
+                    .ok()
+            })
+            .map(rfc3339_seconds)
+    });
     let current_revision = if settled {
         Some(d.update.revision.clone())
     } else {
@@ -166,7 +187,24 @@ pub fn compute(input: &StatusInput<'_>) -> InPlaceSetStatus {
                 message: p.message.clone(),
             })
             .collect(),
+        serving_replicas,
+        updated_serving_replicas,
+        preview_ready_replicas: count(&|p| updated(p) && p.containers_ready && !in_traffic(p)),
+        standby_replicas: count(&standby),
+        standby_until,
     }
+}
+
+/// Whether balancers may send the pod requests: behind an open gate and not drained, or still
+/// registered (a traffic finalizer is on it).
+pub fn in_traffic(pod: &ObservedPod, desired: &Desired) -> bool {
+    !pod.terminating
+        && ((pod.gate == Gate::Open && pod.drain_started.is_none() && pod.containers_ready)
+            || desired
+                .traffic
+                .finalizers
+                .iter()
+                .any(|f| pod.finalizers.contains(f)))
 }
 
 /// `metav1.Time` format: RFC 3339 in whole seconds.
@@ -219,6 +257,7 @@ mod tests {
             terminating: false,
             gate: Gate::Open,
             drain_started: None,
+            retired: false,
             containers_ready: ready,
             ready_since: ready.then(|| Timestamp::from_second(0).unwrap()),
             unready_since: None,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// The demo's deployment.
 pub const DEMO_YAML: &str = include_str!("../../deploy/examples/demo.yaml");
+/// A blue-green deployment: 8 pods over the four units, switched one unit per region at a time.
+pub const BLUE_GREEN_YAML: &str = include_str!("../../deploy/examples/bluegreen.yaml");
 /// The demo's second application, released with payments by [`PIPELINE_YAML`].
 pub const LEDGER_YAML: &str = include_str!("../../deploy/examples/ledger.yaml");
 /// A pipeline over the ledger alone (`finance/ledger-q4`, for the tests): Hangzhou behind an

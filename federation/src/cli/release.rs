@@ -569,6 +569,7 @@ mod tests {
                 target: 1,
                 evacuated: false,
                 problems: vec!["pod x: ImagePullBackOff".into()],
+                blue_green: None,
             }],
             analysis: Some(crate::release::AnalysisStatusView {
                 group: 0,

@@ -1,7 +1,8 @@
 //! Conversions between the hub's domain values and the wire types, at the gRPC boundary.
 
 use crate::release::{
-    AnalysisStatusView, DeploymentStatusView, MeasurementView, Phase, SliceSpec, UnitStatusView,
+    AnalysisStatusView, BlueGreenUnitView, DeploymentStatusView, MeasurementView, Phase, SliceSpec,
+    UnitStatusView,
 };
 use crate::resources::UpgradeKind;
 use cafe_proto::v1 as pb;
@@ -74,6 +75,12 @@ pub fn slice_header(slice: &SliceSpec) -> pb::Slice {
         }),
         node_selector: slice.node_selector.clone(),
         reason: slice.reason.clone(),
+        blue_green: slice.blue_green.map(|bg| pb::BlueGreenSlice {
+            switched: bg.switched,
+            preview: bg.preview,
+            scale_down_delay_seconds: i32::try_from(bg.scale_down_delay_seconds)
+                .unwrap_or(i32::MAX),
+        }),
         analysis: slice
             .analysis
             .as_ref()
@@ -123,6 +130,14 @@ pub fn status_to_proto(phase: Phase, view: &DeploymentStatusView) -> pb::Deploym
                 target: u.target,
                 evacuated: u.evacuated,
                 problems: u.problems.clone(),
+                blue_green: u.blue_green.as_ref().map(|b| pb::BlueGreenUnitStatus {
+                    state: b.state.clone(),
+                    preview_ready: b.preview_ready,
+                    serving: b.serving,
+                    updated_serving: b.updated_serving,
+                    standby: b.standby,
+                    standby_until: b.standby_until.clone(),
+                }),
             })
             .collect(),
         analysis: view.analysis.as_ref().map(|a| pb::AnalysisStatus {
@@ -180,6 +195,14 @@ pub fn status_from_proto(status: &pb::DeploymentStatus) -> DeploymentStatusView 
                 target: u.target,
                 evacuated: u.evacuated,
                 problems: u.problems.clone(),
+                blue_green: u.blue_green.as_ref().map(|b| BlueGreenUnitView {
+                    state: b.state.clone(),
+                    preview_ready: b.preview_ready,
+                    serving: b.serving,
+                    updated_serving: b.updated_serving,
+                    standby: b.standby,
+                    standby_until: b.standby_until.clone(),
+                }),
             })
             .collect(),
         analysis: status.analysis.as_ref().map(|a| AnalysisStatusView {
@@ -298,7 +321,7 @@ pub fn apply_errors_from_status(status: &tonic::Status) -> Option<pb::ApplyError
 pub fn observation_from_proto(
     status: pb::SliceStatus,
 ) -> Result<(crate::names::SliceId, super::core::Observation), crate::names::InvalidName> {
-    use super::core::{Observation, Problem};
+    use super::core::{Observation, Problem, Traffic};
     let id = status.id.parse()?;
     let problems = status
         .problems
@@ -312,6 +335,13 @@ pub fn observation_from_proto(
             status.updated_replicas,
             status.updated_ready_replicas,
         )
+        .with_traffic(Traffic {
+            serving: status.serving_replicas,
+            updated_serving: status.updated_serving_replicas,
+            preview_ready: status.preview_ready_replicas,
+            standby: status.standby_replicas,
+            standby_until: status.standby_until,
+        })
         .with_problems(problems);
     Ok((id, observation))
 }

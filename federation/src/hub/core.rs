@@ -15,7 +15,7 @@ use super::records::{
 use crate::names::{ClusterName, DeploymentKey, SliceId, UnitName};
 use crate::plan::{HoldInput, Plan, hold, plan_deployment_in};
 use crate::release::{
-    Advance, AnalysisOutcome, AnalysisStatusView, DeploymentStatusView, Measurement,
+    Advance, AnalysisOutcome, AnalysisStatusView, BlueGreenPart, DeploymentStatusView, Measurement,
     MeasurementResult, Observed, ReleaseState, Stage, UnitProgress, UnitStatusView, WaitClock,
     desired_slices, revision_name,
 };
@@ -48,6 +48,8 @@ pub struct LiveSlice {
     pub(super) target: i32,
     /// The revision pods move to.
     pub(super) update_revision: Arc<str>,
+    /// Blue-green: what the unit was told.
+    pub(super) blue_green: Option<BlueGreenPart>,
 }
 
 /// What an agent's stream updates on every message, shared with the model so that the stream never
@@ -283,7 +285,23 @@ pub struct Observation {
     ready: i32,
     updated: i32,
     updated_ready: i32,
+    traffic: Traffic,
     problems: Vec<Problem>,
+}
+
+/// What an agent reported of the pods in traffic and beside it (blue-green).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Traffic {
+    /// Pods in traffic.
+    pub serving: i32,
+    /// Pods in traffic on the update revision.
+    pub updated_serving: i32,
+    /// Pods of the update revision ready out of traffic.
+    pub preview_ready: i32,
+    /// Old pods kept out of traffic as the way back.
+    pub standby: i32,
+    /// When the last of them goes (RFC 3339); empty without any.
+    pub standby_until: String,
 }
 
 impl Observation {
@@ -309,6 +327,17 @@ impl Observation {
         self.updated = updated;
         self.updated_ready = updated_ready;
         self
+    }
+
+    /// With the pods in traffic and beside it.
+    pub fn with_traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
+    /// The pods in traffic and beside it.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// With the problems.
@@ -340,7 +369,46 @@ impl Observation {
             updated: self.updated,
             updated_ready: self.updated_ready,
             problems: self.problem_lines(),
+            serving: self.traffic.serving,
+            updated_serving: self.traffic.updated_serving,
+            preview_ready: self.traffic.preview_ready,
         }
+    }
+}
+
+/// Where a unit stands in a blue-green release, from its slice and its agent's latest report.
+fn blue_green_view(
+    part: BlueGreenPart,
+    replicas: i32,
+    observation: Option<&Observation>,
+) -> crate::release::BlueGreenUnitView {
+    let observed = observation.map(Observation::observed).unwrap_or_default();
+    let traffic = observation
+        .map(Observation::traffic)
+        .cloned()
+        .unwrap_or_default();
+    let state = if part.switched {
+        if observed.serves_update(replicas) {
+            "Switched"
+        } else {
+            "Switching"
+        }
+    } else if part.preview {
+        if traffic.preview_ready >= replicas {
+            "PreviewReady"
+        } else {
+            "Previewing"
+        }
+    } else {
+        "Waiting"
+    };
+    crate::release::BlueGreenUnitView {
+        state: state.to_owned(),
+        preview_ready: traffic.preview_ready,
+        serving: traffic.serving,
+        updated_serving: traffic.updated_serving,
+        standby: traffic.standby,
+        standby_until: traffic.standby_until,
     }
 }
 
@@ -515,6 +583,7 @@ impl Core {
                 units: Vec::new(),
                 batches: Vec::new(),
                 notes: Vec::new(),
+                strategy: crate::resources::StrategyType::default(),
             },
         };
         self.remember_allocation(key, &plan, &mut effects)?;
@@ -652,6 +721,10 @@ impl Core {
                 replicas: spec.replicas,
                 target: spec.replicas - spec.partition,
                 update_revision: Arc::from(spec.update_revision),
+                blue_green: spec.blue_green.map(|bg| BlueGreenPart {
+                    switched: bg.switched,
+                    preview: bg.preview,
+                }),
             },
         );
         Ok(())
@@ -855,6 +928,7 @@ impl Core {
                     target: self.slice_target(&id),
                     changed: group.is_some_and(|g| g.changes(&unit.unit)),
                     observed,
+                    blue_green: self.slices.get(&id).and_then(|s| s.blue_green),
                 }
             })
             .collect()
@@ -1042,10 +1116,13 @@ impl Core {
                         let id = SliceId::new(key, &unit.unit);
                         let live = self.clusters.get(&unit.cluster);
                         let connected = live.is_some_and(|l| l.connected(now_ms));
-                        let report = live
-                            .and_then(|l| l.reports.get(&id))
-                            .map(Observation::observed)
-                            .unwrap_or_default();
+                        let observation = live.and_then(|l| l.reports.get(&id));
+                        let report = observation.map(Observation::observed).unwrap_or_default();
+                        let blue_green = self
+                            .slices
+                            .get(&id)
+                            .and_then(|s| s.blue_green)
+                            .map(|part| blue_green_view(part, unit.replicas, observation));
                         UnitStatusView {
                             unit: unit.unit.to_string(),
                             cluster: unit.cluster.to_string(),
@@ -1057,6 +1134,7 @@ impl Core {
                             target: self.slice_target(&id),
                             evacuated: unit.evacuated,
                             problems: report.problems,
+                            blue_green,
                         }
                     })
                     .collect()

@@ -35,6 +35,9 @@ pub struct GroupShape {
     /// While a pipeline drives the deployment: its stages that move it, in order. Empty: one
     /// release over every unit.
     pub blocks: Vec<Block>,
+    /// Blue-green: a unit switches whole, in one group. The beta group switches the first unit of
+    /// each region; the batches share the rest of each region's units.
+    pub blue_green: bool,
 }
 
 /// The units one pipeline stage moves: every group of a block comes before the next block's.
@@ -101,6 +104,29 @@ fn unit_stages(replicas: i32, shape: &GroupShape) -> Vec<i32> {
         stages.push(beta + cumulative);
     }
     stages
+}
+
+/// The cumulative targets of the unit at `place` among its region's `peers` units in blue-green:
+/// 0 until its group, then all of its replicas.
+fn blue_green_stages(replicas: i32, place: usize, peers: usize, shape: &GroupShape) -> Vec<i32> {
+    let batches = shape.batches.max(1) as usize;
+    let beta = usize::from(shape.beta);
+    let switch_at = match (shape.beta, place) {
+        (true, 0) => 0,
+        _ => {
+            let (k, n) = (place - beta, peers.saturating_sub(beta).max(1));
+            beta + k * batches / n
+        }
+    };
+    (0..beta + batches)
+        .map(|stage| {
+            if stage >= switch_at {
+                replicas.max(0)
+            } else {
+                0
+            }
+        })
+        .collect()
 }
 
 /// Plans the groups. Deterministic; groups are cumulative, never decrease, and end at each unit's
@@ -185,7 +211,19 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
     };
     let stages: Vec<Vec<i32>> = units
         .iter()
-        .map(|u| unit_stages(u.replicas, shape))
+        .enumerate()
+        .map(|(i, u)| {
+            if shape.blue_green {
+                let peers = units.iter().filter(|o| o.region == u.region);
+                let place = peers
+                    .clone()
+                    .take_while(|o| o.unit != units[i].unit)
+                    .count();
+                blue_green_stages(u.replicas, place, peers.count(), shape)
+            } else {
+                unit_stages(u.replicas, shape)
+            }
+        })
         .collect();
     let mut groups: Vec<Group> = Vec::new();
     let mut previous: Vec<i32> = vec![0; units.len()];

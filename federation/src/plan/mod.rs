@@ -15,7 +15,9 @@ pub use rebalance::{HoldInput, hold};
 pub use table::render_table;
 
 use crate::names::{ClusterName, RegionName, UnitName};
-use crate::resources::{CafeDeployment, FieldError, FieldErrors, LogicalUnit, UnitPhase};
+use crate::resources::{
+    CafeDeployment, FieldError, FieldErrors, LogicalUnit, StrategyType, UnitPhase,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,6 +37,9 @@ pub struct Plan {
     /// Things an operator should know about the allocation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Grouped or BlueGreen.
+    #[serde(default)]
+    pub strategy: StrategyType,
 }
 
 /// One unit's allocation.
@@ -54,6 +59,10 @@ pub struct PlannedUnit {
     /// Whether the unit is evacuated (its replicas run elsewhere).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub evacuated: bool,
+    /// The most pods the unit runs during a release: its replicas when pods move in place, twice
+    /// as many while a blue-green switch keeps the old pods beside the new ones.
+    #[serde(default)]
+    pub peak: i32,
 }
 
 /// Plans `deployment` over the hub's `units`, with `current` pods per unit for the remainder rule.
@@ -114,6 +123,7 @@ pub fn plan_deployment_in(
         region_order: spec.strategy.region_order,
         regions: spec.strategy.regions.clone(),
         blocks,
+        blue_green: spec.strategy.blue_green().is_some(),
     };
     Ok(Plan {
         name: deployment.metadata.name.clone(),
@@ -129,10 +139,15 @@ pub fn plan_deployment_in(
                 replicas: share.replicas,
                 nominal: share.nominal,
                 evacuated: unit.evacuated,
+                peak: match spec.strategy.type_ {
+                    StrategyType::Grouped => share.replicas,
+                    StrategyType::BlueGreen => share.replicas.saturating_mul(2),
+                },
             })
             .collect(),
         batches: plan_groups(&group_input, &shape),
         notes: allocation.notes,
+        strategy: spec.strategy.type_,
     })
 }
 

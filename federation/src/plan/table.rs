@@ -11,6 +11,10 @@ pub fn render_table(plan: &Plan) -> String {
         "CLUSTER".to_owned(),
         "REPLICAS".to_owned(),
     ];
+    let blue_green = plan.strategy == crate::resources::StrategyType::BlueGreen;
+    if blue_green {
+        header.push("PEAK".to_owned());
+    }
     header.extend(plan.batches.iter().map(|g| format!("G{}", g.index)));
     let mut rows = vec![header];
     for (i, unit) in plan.units.iter().enumerate() {
@@ -24,6 +28,9 @@ pub fn render_table(plan: &Plan) -> String {
                 unit.replicas.to_string()
             },
         ];
+        if blue_green {
+            row.push(unit.peak.to_string());
+        }
         row.extend(plan.batches.iter().map(|g| {
             g.units
                 .get(i)
@@ -68,6 +75,13 @@ pub fn render_table(plan: &Plan) -> String {
         .collect();
     if !stages.is_empty() {
         let _ = writeln!(out, "pipeline stages: {}", stages.join(", "));
+    }
+    if blue_green {
+        let _ = writeln!(
+            out,
+            "blue-green: each unit switches whole in its group (+size=updated); PEAK counts the \
+             old pods kept beside the new ones"
+        );
     }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");

@@ -312,6 +312,7 @@ fn parallel(beta: bool, batches: u32) -> GroupShape {
         region_order: RegionOrder::Parallel,
         regions: Vec::new(),
         blocks: Vec::new(),
+        blue_green: false,
     }
 }
 
@@ -382,6 +383,7 @@ fn sequential_runs_every_group_of_a_region_before_the_next() {
             RegionName::new("sh").expect("region"),
         ],
         blocks: Vec::new(),
+        blue_green: false,
     };
     let groups = plan_groups(&units, &shape);
     assert_eq!(
@@ -515,6 +517,7 @@ proptest! {
             region_order: if sequential { RegionOrder::Sequential } else { RegionOrder::Parallel },
             regions: vec![RegionName::new("r2").expect("region"), RegionName::new("r1").expect("region")],
             blocks: Vec::new(),
+            blue_green: false,
         };
         let groups = plan_groups(&input, &shape);
         let mut previous = vec![0; input.len()];

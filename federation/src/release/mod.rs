@@ -11,13 +11,15 @@ pub use analysis::{
     AnalysisOutcome, AnalysisRun, Measurement, MeasurementResult, OutcomeResult, Verdict,
 };
 pub use revision::{History, KEPT_REVISIONS, Revision, hex, revision_name};
-pub use slices::{SliceSpec, desired_slices};
+pub use slices::{BlueGreenSlice, SliceSpec, desired_slices};
 pub use state::{
-    Advance, CommandError, CommandOutcome, Failure, Observed, PauseReason, Phase, ProgressReason,
-    Reason, ReleaseCommand, ReleaseState, RollbackReason, StableReason, Stage, UnitProgress,
-    WaitClock,
+    Advance, BlueGreenPart, CommandError, CommandOutcome, Failure, Observed, PauseReason, Phase,
+    ProgressReason, Reason, ReleaseCommand, ReleaseState, RollbackReason, StableReason, Stage,
+    UnitProgress, WaitClock,
 };
-pub use status::{AnalysisStatusView, DeploymentStatusView, MeasurementView, UnitStatusView};
+pub use status::{
+    AnalysisStatusView, BlueGreenUnitView, DeploymentStatusView, MeasurementView, UnitStatusView,
+};
 
 #[cfg(test)]
 mod tests;

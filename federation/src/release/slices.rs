@@ -1,6 +1,6 @@
 //! The desired slices of one deployment: what each unit's agent must run now.
 
-use super::state::ReleaseState;
+use super::state::{BlueGreenPart, ReleaseState};
 use crate::names::{ClusterName, SliceId, UnitName};
 use crate::plan::Plan;
 use crate::resources::{CafeDeployment, Traffic, UpgradeKind};
@@ -46,6 +46,20 @@ pub struct SliceSpec {
     pub reason: String,
     /// How the analysis of a group that changed this unit ended: `(Event reason, message)`.
     pub analysis: Option<(String, String)>,
+    /// Blue-green: which template serves and what runs beside it (`None`: grouped, the partition
+    /// decides).
+    pub blue_green: Option<BlueGreenSlice>,
+}
+
+/// A unit's blue-green slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlueGreenSlice {
+    /// The update revision serves.
+    pub switched: bool,
+    /// Before the switch, the update revision's preview runs out of traffic.
+    pub preview: bool,
+    /// How long old pods stay after the switch.
+    pub scale_down_delay_seconds: u32,
 }
 
 impl SliceSpec {
@@ -78,6 +92,7 @@ impl SliceSpec {
             node_selector,
             reason,
             analysis,
+            blue_green,
         } = self;
         let mut content = Content(Sha256::new());
         content.number(i64::from(*replicas));
@@ -106,6 +121,19 @@ impl SliceSpec {
                 content.number(1);
                 content.text(reason);
                 content.text(message);
+            }
+        }
+        match blue_green {
+            None => content.number(0),
+            Some(BlueGreenSlice {
+                switched,
+                preview,
+                scale_down_delay_seconds,
+            }) => {
+                content.number(1);
+                content.number(i64::from(*switched));
+                content.number(i64::from(*preview));
+                content.number(i64::from(*scale_down_delay_seconds));
             }
         }
         super::hex(&content.0.finalize()[..16])
@@ -175,10 +203,47 @@ pub fn desired_slices(
         Some((plan.batches.get(run.group)?, notice))
     });
     let spec = &deployment.spec;
+    let blue_green = spec.strategy.blue_green();
     plan.units
         .iter()
         .map(|unit| {
-            let target = state.target(group.map(|g| g.target_of(&unit.unit)), unit.replicas);
+            let mut target = state.target(group.map(|g| g.target_of(&unit.unit)), unit.replicas);
+            let blue_green = blue_green.as_ref().map(|bg| {
+                // A unit switches whole in its group: before it (or while the group previews) its
+                // target is 0, from it on all of its replicas.
+                let part = if settled {
+                    BlueGreenPart {
+                        switched: true,
+                        preview: false,
+                    }
+                } else {
+                    let own_group = plan
+                        .batches
+                        .iter()
+                        .position(|g| g.target_of(&unit.unit) > 0);
+                    let current = state.batch();
+                    let switched_through = state.switched_group();
+                    match own_group {
+                        Some(g) if g < current || switched_through.is_some_and(|s| g <= s) => {
+                            BlueGreenPart {
+                                switched: true,
+                                preview: false,
+                            }
+                        }
+                        Some(g) if g == current => BlueGreenPart {
+                            switched: false,
+                            preview: true,
+                        },
+                        _ => BlueGreenPart::default(),
+                    }
+                };
+                target = if part.switched { unit.replicas } else { 0 };
+                BlueGreenSlice {
+                    switched: part.switched,
+                    preview: part.preview,
+                    scale_down_delay_seconds: bg.scale_down_delay_seconds,
+                }
+            });
             SliceSpec {
                 id: SliceId::new(&key, &unit.unit),
                 cluster: unit.cluster.clone(),
@@ -201,6 +266,7 @@ pub fn desired_slices(
                     .as_ref()
                     .filter(|(group, _)| group.changes(&unit.unit))
                     .map(|(_, notice)| notice.clone()),
+                blue_green,
             }
         })
         .collect()

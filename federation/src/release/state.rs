@@ -70,6 +70,10 @@ pub enum Reason {
     /// The groups of the pipeline's current stage are done; the next stage's wait for the
     /// pipeline to start it.
     AwaitingStage,
+    /// Blue-green: the group's preview is ready (and its analysis passed); `continue` switches it.
+    AwaitingSwitch,
+    /// Blue-green: traffic moves to the group's new pods.
+    Switching,
 }
 
 impl fmt::Display for Reason {
@@ -102,6 +106,8 @@ pub enum ProgressReason {
     Retrying,
     /// The group is healthy and its analysis is under way.
     Analyzing,
+    /// Blue-green: the group's units switch traffic to the new pods.
+    Switching,
 }
 
 /// Why a release is paused.
@@ -116,6 +122,8 @@ pub enum PauseReason {
     /// A pipeline drives the release: its stage's groups are done, and the next group belongs to a
     /// later stage of the pipeline, which starts it.
     AwaitingStage,
+    /// Blue-green: the group's preview is ready; `continue` switches it.
+    AwaitingSwitch,
 }
 
 /// Why a release rolls back.
@@ -217,12 +225,14 @@ impl Stage {
                 ProgressReason::AutoPausing => Reason::AutoPausing,
                 ProgressReason::Retrying => Reason::Retrying,
                 ProgressReason::Analyzing => Reason::Analyzing,
+                ProgressReason::Switching => Reason::Switching,
             },
             Self::Paused { reason, .. } => match reason {
                 PauseReason::AwaitingConfirm => Reason::AwaitingConfirm,
                 PauseReason::PausedByOperator => Reason::PausedByOperator,
                 PauseReason::AnalysisInconclusive => Reason::AnalysisInconclusive,
                 PauseReason::AwaitingStage => Reason::AwaitingStage,
+                PauseReason::AwaitingSwitch => Reason::AwaitingSwitch,
             },
             Self::Failed { failure, .. } => match failure {
                 Failure::PodsFailing { .. } => Reason::PodsFailing,
@@ -302,6 +312,9 @@ pub struct ReleaseState {
     analysis: Option<AnalysisRun>,
     /// `promote --full`: the remaining groups of this release run without pausing.
     promoted: bool,
+    /// Blue-green: the group whose units were told to switch last (the groups before it switched
+    /// too); `None` before the release's first switch.
+    switched: Option<usize>,
 }
 
 /// The record form of [`ReleaseState`].
@@ -327,6 +340,9 @@ struct StoredRelease {
     /// `promote --full` was given for this release.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     promoted: bool,
+    /// Blue-green: the last group told to switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    switched: Option<usize>,
 }
 
 impl From<ReleaseState> for StoredRelease {
@@ -358,6 +374,7 @@ impl From<ReleaseState> for StoredRelease {
             failing,
             analysis: state.analysis,
             promoted: state.promoted,
+            switched: state.switched,
         }
     }
 }
@@ -387,6 +404,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
                     Reason::AutoPausing => ProgressReason::AutoPausing,
                     Reason::Retrying => ProgressReason::Retrying,
                     Reason::Analyzing => ProgressReason::Analyzing,
+                    Reason::Switching => ProgressReason::Switching,
                     other => return Err(illegal(Phase::Progressing, other)),
                 },
             },
@@ -397,6 +415,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
                     Reason::PausedByOperator => PauseReason::PausedByOperator,
                     Reason::AnalysisInconclusive => PauseReason::AnalysisInconclusive,
                     Reason::AwaitingStage => PauseReason::AwaitingStage,
+                    Reason::AwaitingSwitch => PauseReason::AwaitingSwitch,
                     other => return Err(illegal(Phase::Paused, other)),
                 },
             },
@@ -436,6 +455,7 @@ impl TryFrom<StoredRelease> for ReleaseState {
             message: stored.message,
             analysis: stored.analysis,
             promoted: stored.promoted,
+            switched: stored.switched,
         })
     }
 }
@@ -460,6 +480,17 @@ pub struct UnitProgress {
     /// The agent's latest report, when its cluster is connected and the report is fresh (it describes
     /// the slice generation the hub sent last). `None`: unknown health, which is not health.
     pub observed: Option<Observed>,
+    /// Blue-green: what the unit was told (`None` for a grouped release).
+    pub blue_green: Option<BlueGreenPart>,
+}
+
+/// A unit's part in a blue-green group, as its slice says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlueGreenPart {
+    /// Its traffic moves (moved) to the update revision.
+    pub switched: bool,
+    /// Its preview runs.
+    pub preview: bool,
 }
 
 /// A fresh report of one unit.
@@ -475,21 +506,48 @@ pub struct Observed {
     pub updated_ready: i32,
     /// Failing pods, as `pod: reason`.
     pub problems: Vec<String>,
+    /// Pods in traffic.
+    pub serving: i32,
+    /// Pods of the update revision in traffic.
+    pub updated_serving: i32,
+    /// Pods of the update revision ready out of traffic (a blue-green preview).
+    pub preview_ready: i32,
+}
+
+impl Observed {
+    /// Every pod in traffic runs the update revision, and `replicas` of them are ready.
+    pub fn serves_update(&self, replicas: i32) -> bool {
+        self.updated_serving >= replicas
+            && self.serving == self.updated_serving
+            && self.updated_ready >= replicas
+    }
 }
 
 impl UnitProgress {
     fn group_done(&self) -> bool {
         self.observed.as_ref().is_some_and(|o| {
-            o.problems.is_empty() && o.updated >= self.target && o.updated_ready >= self.target
+            o.problems.is_empty()
+                && match self.blue_green {
+                    None => o.updated >= self.target && o.updated_ready >= self.target,
+                    Some(part) if part.switched => o.serves_update(self.replicas),
+                    Some(part) if part.preview => o.preview_ready >= self.replicas,
+                    Some(_) => true,
+                }
         })
     }
 
     fn fully_updated(&self) -> bool {
-        self.observed.as_ref().is_some_and(|o| {
-            o.updated >= self.replicas
-                && o.updated_ready >= self.replicas
-                && o.replicas == self.replicas
-        })
+        self.observed
+            .as_ref()
+            .is_some_and(|o| match self.blue_green {
+                // Old pods kept as the way back do not count: only what serves does.
+                Some(_) => o.serves_update(self.replicas),
+                None => {
+                    o.updated >= self.replicas
+                        && o.updated_ready >= self.replicas
+                        && o.replicas == self.replicas
+                }
+            })
     }
 }
 
@@ -604,6 +662,7 @@ impl ReleaseState {
             message: String::new(),
             analysis: None,
             promoted: false,
+            switched: None,
         }
     }
 
@@ -657,6 +716,7 @@ impl ReleaseState {
         next.update_revision = name.clone();
         next.analysis = None;
         next.promoted = false;
+        next.switched = None;
         Some(if name == self.current_revision {
             // The template went back to what the units ran: return there at once.
             next.with(
@@ -762,11 +822,17 @@ impl ReleaseState {
                         .collect();
                     let deadline = i64::from(strategy.progress_deadline_seconds) * 1000;
                     if clock.waited_ms < deadline {
-                        let message = format!("group {group} waits for {}", waiting.join(", "));
-                        let next =
-                            self.with(progressing(None, ProgressReason::WaitingForUnits), message);
+                        // A blue-green group waits for its switch, not its preview, once told to switch.
+                        let (waits, what) = if self.switched == Some(group) {
+                            (ProgressReason::Switching, "'s switch")
+                        } else {
+                            (ProgressReason::WaitingForUnits, "")
+                        };
+                        let message =
+                            format!("group {group}{what} waits for {}", waiting.join(", "));
+                        let next = self.with(progressing(None, waits), message);
                         // A new list of waiting units is news; only a new reason is a transition.
-                        return if reason == ProgressReason::WaitingForUnits {
+                        return if reason == waits {
                             (Advance::Noted(next), clock)
                         } else {
                             (Advance::Moved(next), clock)
@@ -886,6 +952,25 @@ impl ReleaseState {
                     }
                     None => self,
                 };
+                if strategy.blue_green().is_some() {
+                    if this.switched != Some(group) {
+                        return this.preview_ready(
+                            strategy,
+                            group,
+                            confirmed,
+                            (since, healthy_for, reason),
+                            now_ms,
+                            clock,
+                        );
+                    }
+                    if group + 1 < groups.min(open) {
+                        // The pause sits before each switch: the next preview starts at once.
+                        return (
+                            Advance::Moved(this.next_group(group, now_ms)),
+                            WaitClock::started(now_ms),
+                        );
+                    }
+                }
                 if group + 1 >= groups {
                     let mut next = this.with(
                         Stage::Stable {
@@ -960,6 +1045,74 @@ impl ReleaseState {
                 }
             }
         }
+    }
+
+    /// Blue-green: the preview of `group` is ready and its analysis passed. The group switches now
+    /// (after `autoPauseSeconds` with `pause: Auto`), or once an operator continues.
+    fn preview_ready(
+        &self,
+        strategy: &Strategy,
+        group: usize,
+        confirmed: bool,
+        (since, healthy_for, reason): (i64, i64, ProgressReason),
+        now_ms: i64,
+        clock: WaitClock,
+    ) -> (Advance, WaitClock) {
+        let wait = match strategy.pause {
+            PauseMode::Manual if !(confirmed || self.promoted) => {
+                let next = self.with(
+                    Stage::Paused {
+                        group,
+                        reason: PauseReason::AwaitingSwitch,
+                    },
+                    format!("the preview of group {group} is ready; continue switches its traffic"),
+                );
+                return (Advance::Moved(next), clock);
+            }
+            PauseMode::Auto if !self.promoted => strategy.auto_pause_seconds,
+            _ => 0,
+        };
+        if healthy_for < i64::from(strategy.min_ready_seconds + wait) * 1000 {
+            let next = self.with(
+                Stage::Progressing {
+                    group,
+                    since_ms: match self.stage {
+                        Stage::Progressing { since_ms, .. } => since_ms,
+                        _ => now_ms,
+                    },
+                    healthy_since_ms: Some(since),
+                    reason: ProgressReason::AutoPausing,
+                },
+                format!("the preview of group {group} is ready; the switch comes soon"),
+            );
+            return if reason == ProgressReason::AutoPausing {
+                (Self::noted_if_changed(self, next), clock)
+            } else {
+                (Advance::Moved(next), clock)
+            };
+        }
+        (
+            Advance::Moved(self.switch(group, now_ms)),
+            WaitClock::started(now_ms),
+        )
+    }
+
+    /// Blue-green: this state with `group`'s units told to switch their traffic.
+    fn switch(&self, group: usize, now_ms: i64) -> Self {
+        let mut next = self.with(
+            Stage::progressing(group, now_ms, ProgressReason::Switching),
+            format!(
+                "group {group} switches traffic to revision {}",
+                self.update_revision
+            ),
+        );
+        next.switched = Some(group);
+        next
+    }
+
+    /// Blue-green: the last group told to switch its traffic.
+    pub fn switched_group(&self) -> Option<usize> {
+        self.switched
     }
 
     /// This state with the group after `group` just started. The last group's analysis stays for
@@ -1053,6 +1206,7 @@ impl ReleaseState {
             }
             (ReleaseCommand::Continue, Stage::Paused { reason, .. }) => match reason {
                 PauseReason::AwaitingConfirm => CommandOutcome::to(self.next_group(group, now_ms)),
+                PauseReason::AwaitingSwitch => CommandOutcome::to(self.switch(group, now_ms)),
                 PauseReason::PausedByOperator => CommandOutcome::to(self.with(
                     Stage::progressing(group, now_ms, ProgressReason::WaitingForUnits),
                     format!("group {group} resumed"),

@@ -128,4 +128,26 @@ pub struct UnitStatusView {
     /// Failing pods the agent reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Blue-green releases only: where the unit stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenUnitView>,
+}
+
+/// One unit's part in a blue-green release.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenUnitView {
+    /// Waiting (its group has not started), Previewing, PreviewReady, Switching or Switched.
+    pub state: String,
+    /// Pods of the new revision ready out of traffic.
+    pub preview_ready: i32,
+    /// Pods in traffic.
+    pub serving: i32,
+    /// Pods in traffic on the update revision.
+    pub updated_serving: i32,
+    /// Old pods kept out of traffic as the way back.
+    pub standby: i32,
+    /// When the last of them goes (RFC 3339); empty without any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub standby_until: String,
 }

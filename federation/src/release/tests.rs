@@ -102,12 +102,34 @@ impl Fixture {
     /// Every unit reports exactly what its slice asks for, healthy.
     fn report_done(&self) -> Vec<UnitProgress> {
         self.progress(|slice| {
-            Some(Observed {
-                replicas: slice.replicas,
-                ready: slice.replicas,
-                updated: slice.replicas - slice.partition,
-                updated_ready: slice.replicas - slice.partition,
-                problems: Vec::new(),
+            let r = slice.replicas;
+            Some(match slice.blue_green {
+                None => Observed {
+                    replicas: r,
+                    ready: r,
+                    updated: r - slice.partition,
+                    updated_ready: r - slice.partition,
+                    ..Observed::default()
+                },
+                // Switched: the new pods serve, the old ones stand by.
+                Some(bg) if bg.switched => Observed {
+                    replicas: 2 * r,
+                    ready: r,
+                    updated: r,
+                    updated_ready: r,
+                    serving: r,
+                    updated_serving: r,
+                    ..Observed::default()
+                },
+                // The old pods serve, the preview is ready beside them (or not there).
+                Some(bg) => Observed {
+                    replicas: if bg.preview { 2 * r } else { r },
+                    ready: r,
+                    updated: if bg.preview { r } else { 0 },
+                    serving: r,
+                    preview_ready: if bg.preview { r } else { 0 },
+                    ..Observed::default()
+                },
             })
         })
     }
@@ -121,6 +143,7 @@ impl Fixture {
                 updated: 1,
                 updated_ready: 0,
                 problems: vec![format!("{pod}: CrashLoopBackOff")],
+                ..Observed::default()
             })
         })
     }
@@ -135,6 +158,10 @@ impl Fixture {
                 target: s.replicas - s.partition,
                 changed: true,
                 observed: observe(s),
+                blue_green: s.blue_green.map(|bg| BlueGreenPart {
+                    switched: bg.switched,
+                    preview: bg.preview,
+                }),
             })
             .collect()
     }
@@ -660,4 +687,133 @@ fn a_slice_digest_is_its_content_not_where_it_runs() {
         change(&mut changed);
         assert_ne!(changed.digest(), a.digest(), "{changed:?}");
     }
+}
+
+/// Which units serve the new revision, and which preview it.
+fn blue_green_parts(f: &Fixture) -> Vec<(bool, bool)> {
+    f.slices()
+        .iter()
+        .map(|s| {
+            s.blue_green
+                .map(|b| (b.switched, b.preview))
+                .expect("blue-green slice")
+        })
+        .collect()
+}
+
+#[test]
+fn a_blue_green_release_previews_pauses_before_each_switch_and_switches_back() {
+    let mut f = Fixture::new();
+    f.deployment.spec.strategy.type_ = crate::resources::StrategyType::BlueGreen;
+    f.deployment.spec.strategy.blue_green = Some(crate::resources::BlueGreenStrategy {
+        scale_down_delay_seconds: 600,
+    });
+    let groups: Vec<Vec<i32>> = f
+        .plan()
+        .batches
+        .iter()
+        .map(|g| g.units.iter().map(|s| s.updated).collect())
+        .collect();
+    assert_eq!(
+        groups,
+        [vec![5, 0], vec![5, 5]],
+        "a unit switches whole, one per group"
+    );
+    let stable = f.state.current_revision.clone();
+    assert_eq!(blue_green_parts(&f), [(true, false), (true, false)]);
+    assert!(f.new_image("registry.example/payments:1.1.0"));
+    assert_eq!(
+        blue_green_parts(&f),
+        [(false, true), (false, false)],
+        "sh-az1 previews"
+    );
+
+    // The preview is not ready: nothing moves.
+    let not_ready = f.progress(|s| {
+        Some(Observed {
+            replicas: s.replicas,
+            ready: s.replicas,
+            serving: s.replicas,
+            ..Observed::default()
+        })
+    });
+    f.advance(&not_ready);
+    assert_eq!(f.state.reason(), Reason::WaitingForUnits);
+    // Ready, and minReadySeconds later: the switch waits for an operator.
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    assert_eq!(
+        (f.state.phase(), f.state.reason(), f.state.batch()),
+        (Phase::Paused, Reason::AwaitingSwitch, 0)
+    );
+    assert_eq!(
+        blue_green_parts(&f),
+        [(false, true), (false, false)],
+        "no traffic moved yet"
+    );
+
+    f.command(ReleaseCommand::Continue, Some(0), f.now)
+        .expect("continue");
+    assert_eq!(f.state.reason(), Reason::Switching);
+    assert_eq!(
+        blue_green_parts(&f),
+        [(true, false), (false, false)],
+        "sh-az1 switches"
+    );
+    // Until the old pods leave traffic, the switch is not done.
+    let mid_switch = f.progress(|s| {
+        Some(Observed {
+            replicas: 2 * s.replicas,
+            ready: 2 * s.replicas,
+            updated: s.replicas,
+            updated_ready: s.replicas,
+            serving: 2 * s.replicas,
+            updated_serving: s.replicas,
+            ..Observed::default()
+        })
+    });
+    f.advance(&mid_switch);
+    assert_eq!((f.state.reason(), f.state.batch()), (Reason::Switching, 0));
+    // Switched: the next group's preview starts without a pause.
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    assert_eq!((f.state.phase(), f.state.batch()), (Phase::Progressing, 1));
+    assert_eq!(blue_green_parts(&f), [(true, false), (false, true)]);
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    assert_eq!(f.state.reason(), Reason::AwaitingSwitch);
+    f.command(ReleaseCommand::Continue, Some(1), f.now)
+        .expect("continue");
+    assert_eq!(blue_green_parts(&f), [(true, false), (true, false)]);
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    assert_eq!(
+        (f.state.phase(), f.state.reason()),
+        (Phase::Stable, Reason::Complete)
+    );
+
+    // The way back: every unit switches back to the old revision at once.
+    f.command(ReleaseCommand::Rollback { to_revision: None }, None, f.now)
+        .expect("rollback");
+    assert_eq!(f.state.phase(), Phase::RollingBack);
+    assert_eq!(f.state.update_revision, stable);
+    assert!(
+        f.slices()
+            .iter()
+            .all(|s| s.update_revision == stable && s.blue_green.is_some_and(|b| b.switched))
+    );
+    let done = f.report_done();
+    f.advance(&done);
+    assert_eq!(
+        (f.state.phase(), f.state.reason()),
+        (Phase::Stable, Reason::RolledBack)
+    );
 }

@@ -161,10 +161,50 @@ pub enum RegionOrder {
     Sequential,
 }
 
+/// How each unit of a group moves to a new template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum StrategyType {
+    /// Pods move in place, `maxUnavailable` at a time, through the traffic protocol.
+    #[default]
+    Grouped,
+    /// A full set of new pods starts beside the old ones out of traffic (the preview); traffic then
+    /// moves in one step (the switch), and the old pods stay ready for `scaleDownDelaySeconds`.
+    BlueGreen,
+}
+
+/// The blue-green part of a strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueGreenStrategy {
+    /// How long the old pods stay, out of traffic but ready, after a unit's switch: a rollback
+    /// within it switches back without starting a pod.
+    #[serde(default = "default_scale_down_delay")]
+    pub scale_down_delay_seconds: u32,
+}
+
+/// Argo Rollouts' default.
+fn default_scale_down_delay() -> u32 {
+    30
+}
+
+impl Default for BlueGreenStrategy {
+    fn default() -> Self {
+        Self {
+            scale_down_delay_seconds: default_scale_down_delay(),
+        }
+    }
+}
+
 /// How a new template is released.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Strategy {
+    /// Grouped (in place) or BlueGreen.
+    #[serde(default, rename = "type")]
+    pub type_: StrategyType,
+    /// BlueGreen: the delay before old pods go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
     /// In place or recreate.
     #[serde(default)]
     pub upgrade: UpgradeKind,
@@ -213,6 +253,8 @@ fn default_progress_deadline() -> u32 {
 impl Default for Strategy {
     fn default() -> Self {
         Self {
+            type_: StrategyType::default(),
+            blue_green: None,
             upgrade: UpgradeKind::default(),
             beta: false,
             batches: default_batches(),
@@ -504,7 +546,18 @@ impl Topology {
 }
 
 impl Strategy {
+    /// The blue-green settings, when the strategy is BlueGreen (defaults if not given).
+    pub fn blue_green(&self) -> Option<BlueGreenStrategy> {
+        (self.type_ == StrategyType::BlueGreen).then(|| self.blue_green.clone().unwrap_or_default())
+    }
+
     fn validate(&self, errors: &mut Collector) {
+        if self.blue_green.is_some() && self.type_ != StrategyType::BlueGreen {
+            errors.push(
+                "spec.strategy.blueGreen",
+                "only applies with type: BlueGreen",
+            );
+        }
         if self.batches == 0 {
             errors.push("spec.strategy.batches", "must be at least 1");
         }

@@ -15,10 +15,10 @@ pub use analysis::{
     PrometheusMetric, QUERY_VARIABLES, WebhookMetric, expand, parse_duration_ms,
 };
 pub use deployment::{
-    CAFE_DEPLOYMENT_KIND, CafeDeployment, CafeDeploymentSpec, DEFAULT_DRAIN_SECONDS,
-    DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_READINESS_GATE, FailoverScope, MAX_REPLICAS,
-    PauseMode, RegionOrder, Selector, Strategy, Topology, Traffic, UnitReplicas, UnitSelector,
-    UpgradeKind,
+    BlueGreenStrategy, CAFE_DEPLOYMENT_KIND, CafeDeployment, CafeDeploymentSpec,
+    DEFAULT_DRAIN_SECONDS, DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_READINESS_GATE,
+    FailoverScope, MAX_REPLICAS, PauseMode, RegionOrder, Selector, Strategy, StrategyType,
+    Topology, Traffic, UnitReplicas, UnitSelector, UpgradeKind,
 };
 pub use error::{Collector, FieldError, FieldErrors};
 pub use manifest::{DocumentError, Resource, Subject, parse_json_document, parse_yaml_documents};

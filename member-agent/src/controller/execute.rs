@@ -5,7 +5,7 @@ use super::Context;
 use crate::desired::{Desired, RevisionKind};
 use crate::error::Error;
 use crate::metrics::{ActionKind, UpdateMode};
-use crate::names::{DRAIN_STARTED_ANNOTATION, FIELD_MANAGER, REVISION_LABEL};
+use crate::names::{DRAIN_STARTED_ANNOTATION, FIELD_MANAGER, RETIRED_ANNOTATION, REVISION_LABEL};
 use crate::plan::{Action, DrainPurpose, PodRef};
 use crate::podspec::{Owner, build_pod};
 use crate::status::rfc3339_seconds;
@@ -95,13 +95,18 @@ impl Executor<'_> {
             Action::MarkDrainStarted { pod, purpose } => {
                 // Stamped now, after the gate closed: the mark is never older than the drain.
                 let now = self.ctx.clock.now();
-                let patch = json!({"metadata": {"annotations": {DRAIN_STARTED_ANNOTATION: now.to_string()}}});
+                let retired = (purpose == DrainPurpose::Retire).then_some("true");
+                let patch = json!({"metadata": {"annotations": {
+                    DRAIN_STARTED_ANNOTATION: now.to_string(),
+                    RETIRED_ANNOTATION: retired,
+                }}});
                 self.patch(&pod, "mark drain start", Patch::Merge(&patch))
                     .await?;
                 self.ctx.metrics.action(ActionKind::MarkDrain);
                 let why = match purpose {
                     DrainPurpose::Update => "to update it",
                     DrainPurpose::ScaleIn => "to remove it (scale-in)",
+                    DrainPurpose::Retire => "and keeps it as the way back (blue-green switch)",
                 };
                 tracing::info!(pod = %pod.name, ?purpose, "drain started");
                 self.event(
@@ -152,7 +157,7 @@ impl Executor<'_> {
                             ),
                         )
                     }
-                    DrainPurpose::ScaleIn => {
+                    DrainPurpose::ScaleIn | DrainPurpose::Retire => {
                         ("ScaledIn", format!("deleted drained pod {}", pod.name))
                     }
                 };
@@ -167,7 +172,10 @@ impl Executor<'_> {
                 Ok(())
             }
             Action::ClearDrainMark { pod } => {
-                let patch = json!({"metadata": {"annotations": {DRAIN_STARTED_ANNOTATION: null}}});
+                let patch = json!({"metadata": {"annotations": {
+                    DRAIN_STARTED_ANNOTATION: null,
+                    RETIRED_ANNOTATION: null,
+                }}});
                 self.patch(&pod, "clear drain mark", Patch::Merge(&patch))
                     .await?;
                 self.ctx.metrics.action(ActionKind::ClearDrainMark);

@@ -3,7 +3,9 @@
 //! (drained by the controller) before the InPlaceSet is deleted.
 
 use super::{ClusterSide, LinkError, StatusBoard};
-use crate::crd::{InPlaceSet, InPlaceSetSpec, LabelSelector, TrafficPolicy, UpgradeStrategy};
+use crate::crd::{
+    BlueGreenPolicy, InPlaceSet, InPlaceSetSpec, LabelSelector, TrafficPolicy, UpgradeStrategy,
+};
 use cafe_proto::v1 as pb;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -214,6 +216,11 @@ impl KubeClusterSide {
             available_replicas: status.available_replicas,
             updated_replicas: status.updated_replicas,
             updated_ready_replicas: status.updated_ready_replicas,
+            serving_replicas: status.serving_replicas,
+            updated_serving_replicas: status.updated_serving_replicas,
+            preview_ready_replicas: status.preview_ready_replicas,
+            standby_replicas: status.standby_replicas,
+            standby_until: status.standby_until.unwrap_or_default(),
             problems: status
                 .problems
                 .into_iter()
@@ -316,6 +323,11 @@ pub fn slice_to_inplaceset(slice: &pb::Slice) -> Result<InPlaceSet, LinkError> {
         node_selector: slice.node_selector.clone(),
         update_revision: Some(slice.update_revision.clone()),
         stable_revision: (!slice.stable_revision.is_empty()).then(|| slice.stable_revision.clone()),
+        blue_green: slice.blue_green.as_ref().map(|bg| BlueGreenPolicy {
+            switched: bg.switched,
+            preview: bg.preview,
+            scale_down_delay_seconds: bg.scale_down_delay_seconds.max(0),
+        }),
     };
     let mut set = InPlaceSet::new(&inplaceset_name(&slice.deployment, &slice.unit), spec);
     set.metadata.namespace = Some(slice.namespace.clone());

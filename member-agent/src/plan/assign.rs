@@ -15,6 +15,11 @@ pub enum Disposition {
     Move(Move),
     /// It goes away (scale-in), through a drain.
     Remove,
+    /// Blue-green: a pod of the preview revision, kept out of traffic until the switch.
+    Preview,
+    /// Blue-green: a pod of another revision leaves traffic and stays, ready, as the way back until
+    /// `scaleDownDelaySeconds` after its drain started; then it is removed.
+    Retire,
 }
 
 /// How a pod moves.

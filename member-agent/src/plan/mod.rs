@@ -14,6 +14,7 @@
 //! ```
 
 mod assign;
+mod blue_green;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -67,6 +68,8 @@ pub enum DrainPurpose {
     Update,
     /// It goes away (scale-in).
     ScaleIn,
+    /// Blue-green: it leaves traffic and stays as the way back.
+    Retire,
 }
 
 /// One step. Steps about the same pod are applied in order; different pods are independent.
@@ -187,7 +190,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .cloned()
         .collect();
     let failed = !release_failures.is_empty();
-    let assignment = assign::assign(input, failed);
+    let assignment = match d.blue_green {
+        Some(bg) => blue_green::assign(input, bg),
+        None => assign::assign(input, failed),
+    };
     let mut wake = Wake::default();
     let mut actions = Vec::new();
     for (pod, disposition) in &assignment.dispositions {

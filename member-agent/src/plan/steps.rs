@@ -34,10 +34,44 @@ pub(super) fn pod_steps(
                 wake.at(since.saturating_add(d.min_ready).unwrap_or(input.now));
             }
         }
+        Disposition::Preview => {}
+        Disposition::Retire => {
+            let Some(started) = pod
+                .drain_started
+                .filter(|_| pod.gate == Gate::Closed && pod.retired)
+            else {
+                if pod.gate != Gate::Closed {
+                    actions.push(Action::CloseGate { pod: at.clone() });
+                }
+                actions.push(Action::MarkDrainStarted {
+                    pod: at,
+                    purpose: DrainPurpose::Retire,
+                });
+                return;
+            };
+            let keep = d.blue_green.map_or(d.traffic.drain, |bg| {
+                bg.scale_down_delay.max(d.traffic.drain)
+            });
+            if input.now.duration_since(started) < keep {
+                wake.at(started.saturating_add(keep).unwrap_or(input.now));
+                return;
+            }
+            let deregistered = d
+                .traffic
+                .finalizers
+                .iter()
+                .all(|f| !pod.finalizers.contains(f));
+            if deregistered {
+                actions.push(Action::Delete {
+                    pod: at,
+                    purpose: DrainPurpose::ScaleIn,
+                });
+            }
+        }
         Disposition::Move(_) | Disposition::Remove => {
             let purpose = match disposition {
-                Disposition::Remove => DrainPurpose::ScaleIn,
-                _ => DrainPurpose::Update,
+                Disposition::Move(_) => DrainPurpose::Update,
+                _ => DrainPurpose::ScaleIn,
             };
             let Some(started) = pod.drain_started.filter(|_| pod.gate == Gate::Closed) else {
                 // Close the gate first, then stamp the mark: a mark is never older than the closed

@@ -49,6 +49,7 @@ fn serving(name: &str, d: &Desired, kind: RevisionKind) -> ObservedPod {
         terminating: false,
         gate: Gate::Open,
         drain_started: None,
+        retired: false,
         containers_ready: true,
         ready_since: Some(t(-50)),
         unready_since: None,
@@ -450,9 +451,10 @@ impl World {
                     self.pods[i].gate = Gate::Closed;
                     self.pods[i].ready_since = None;
                 }
-                Action::MarkDrainStarted { pod, .. } => {
+                Action::MarkDrainStarted { pod, purpose } => {
                     let i = find(&mut self.pods, &pod.name);
                     self.pods[i].drain_started = Some(now);
+                    self.pods[i].retired = *purpose == DrainPurpose::Retire;
                 }
                 Action::UpdateInPlace { pod, revision, .. } => {
                     let i = find(&mut self.pods, &pod.name);
@@ -473,6 +475,7 @@ impl World {
                 Action::ClearDrainMark { pod } => {
                     let i = find(&mut self.pods, &pod.name);
                     self.pods[i].drain_started = None;
+                    self.pods[i].retired = false;
                 }
             }
         }
@@ -581,5 +584,148 @@ fn min_ready_seconds_delay_availability_and_the_next_pod() {
                 purpose: DrainPurpose::Update
             }
         ]
+    );
+}
+
+/// A blue-green set of `replicas` between web:1 (r1) and web:2 (r2); `back` swaps the templates, as
+/// a rollback sends them.
+fn blue_green(replicas: i32, switched: bool, preview: bool, back: bool) -> Desired {
+    let (update, stable) = if back { ("r1", "r2") } else { ("r2", "r1") };
+    let image = |r: &str| format!("web:{}", &r[1..]);
+    Desired::from_spec(&InPlaceSetSpec {
+        replicas,
+        max_unavailable: 1,
+        template: template(&image(update)),
+        stable_template: Some(template(&image(stable))),
+        update_revision: Some(update.into()),
+        stable_revision: Some(stable.into()),
+        traffic: Some(TrafficPolicy {
+            readiness_gate: None,
+            finalizers: vec![LB.into()],
+            drain_seconds: 1,
+        }),
+        blue_green: Some(crate::crd::BlueGreenPolicy {
+            switched,
+            preview,
+            scale_down_delay_seconds: 30,
+        }),
+        ..InPlaceSetSpec::default()
+    })
+    .unwrap()
+}
+
+impl World {
+    /// Pods in traffic of `revision`.
+    fn serving_on(&self, revision: &str) -> usize {
+        self.pods
+            .iter()
+            .filter(|p| p.revision.as_deref() == Some(revision))
+            .filter(|p| p.gate == Gate::Open && p.containers_ready && p.drain_started.is_none())
+            .count()
+    }
+
+    /// Steps until the plan is complete, checking after every step that at least `floor` pods
+    /// serve, and that no pod of `hidden` (if any) is in traffic.
+    fn run_blue_green(&mut self, d: &Desired, clock: &mut i64, floor: usize, hidden: Option<&str>) {
+        for _ in 0..500 {
+            *clock += 1;
+            let plan = self.step(d, t(*clock));
+            let serving = self.serving_on("r1") + self.serving_on("r2");
+            assert!(serving >= floor, "{serving} serving at step {clock}");
+            if let Some(hidden) = hidden {
+                assert_eq!(
+                    self.serving_on(hidden),
+                    0,
+                    "{hidden} in traffic at step {clock}"
+                );
+            }
+            if plan.progress == Progress::Complete {
+                return;
+            }
+        }
+        panic!("no convergence");
+    }
+}
+
+#[test]
+fn blue_green_previews_switches_and_switches_back_without_a_new_pod() {
+    let mut clock = 0;
+    let before = blue_green(4, false, false, false);
+    let mut world = World::new(&before, 4);
+    // Preview: four r2 pods beside, never in traffic.
+    let preview = blue_green(4, false, true, false);
+    world.run_blue_green(&preview, &mut clock, 4, Some("r2"));
+    assert_eq!((world.on("r1"), world.on("r2")), (4, 4));
+    assert_eq!(world.serving_on("r1"), 4);
+    assert!(
+        world
+            .pods
+            .iter()
+            .filter(|p| p.revision.as_deref() == Some("r2"))
+            .all(|p| p.containers_ready && p.gate != Gate::Open)
+    );
+    let created = world.next;
+    // The switch: r2 opens first, so serving never drops below the four.
+    let switched = blue_green(4, true, false, false);
+    world.run_blue_green(&switched, &mut clock, 4, None);
+    assert_eq!((world.serving_on("r1"), world.serving_on("r2")), (0, 4));
+    assert_eq!(world.on("r1"), 4, "the old pods stay as the way back");
+    assert!(
+        world
+            .pods
+            .iter()
+            .filter(|p| p.revision.as_deref() == Some("r1"))
+            .all(|p| p.retired && p.finalizers.is_empty())
+    );
+    // Back within the delay: no pod is created, r1 serves again.
+    let back = blue_green(4, true, false, true);
+    world.run_blue_green(&back, &mut clock, 4, None);
+    assert_eq!((world.serving_on("r1"), world.serving_on("r2")), (4, 0));
+    assert_eq!(world.next, created, "a switch back creates no pod");
+    // After the delay the retired r2 pods go.
+    clock += 31;
+    for _ in 0..3 {
+        clock += 1;
+        world.step(&back, t(clock));
+    }
+    assert_eq!((world.on("r1"), world.on("r2")), (4, 0));
+}
+
+#[test]
+fn a_blue_green_switch_keeps_the_old_pods_while_the_new_ones_do_not_serve() {
+    let d = blue_green(2, true, false, false);
+    let old = [
+        serving("a", &d, RevisionKind::Stable),
+        serving("b", &d, RevisionKind::Stable),
+    ];
+    let mut new = [
+        serving("c", &d, RevisionKind::Update),
+        serving("d", &d, RevisionKind::Update),
+    ];
+    for p in &mut new {
+        p.gate = Gate::Absent;
+        p.ready_since = None;
+        p.finalizers.clear();
+        p.containers_ready = false;
+    }
+    let pods: Vec<ObservedPod> = old.iter().chain(new.iter()).cloned().collect();
+    let first = plan(&input(&d, &pods, t(0)));
+    // The new pods' containers are not ready: nothing opens, nothing old leaves, nothing is created.
+    assert!(first.actions.is_empty(), "{:?}", first.actions);
+    // One new pod serves: with maxUnavailable 1 it alone keeps the floor, so both old pods leave.
+    let mut pods = pods;
+    pods[2].gate = Gate::Open;
+    pods[2].ready_since = Some(t(-10));
+    pods[2].finalizers = vec![LB.into()];
+    pods[2].containers_ready = true;
+    let next = plan(&input(&d, &pods, t(0)));
+    assert_eq!(
+        names_of(&next.actions, |a| matches!(a, Action::CloseGate { .. })),
+        ["a", "b"]
+    );
+    assert!(
+        next.actions
+            .iter()
+            .all(|a| !matches!(a, Action::Create { .. }))
     );
 }

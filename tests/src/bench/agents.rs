@@ -133,7 +133,10 @@ pub fn ready_status(slice: &pb::Slice) -> pb::SliceStatus {
         available_replicas: slice.replicas,
         updated_replicas: updated,
         updated_ready_replicas: updated,
+        serving_replicas: slice.replicas,
+        updated_serving_replicas: updated,
         problems: Vec::new(),
+        ..pb::SliceStatus::default()
     }
 }
 
