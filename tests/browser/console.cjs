@@ -9,6 +9,8 @@
 //   DEPLOYMENT         NAMESPACE/NAME, paused at group 0 of a release
 //   OTHER_DEPLOYMENT   NAMESPACE/NAME of a second deployment, holding at PIPELINE's gate
 //   PIPELINE           NAMESPACE/NAME of a ReleasePipeline of OTHER_DEPLOYMENT at its approval gate
+//   BLUE_GREEN         NAMESPACE/NAME of a blue-green release whose group 0 preview waits for its
+//                      switch (units BLUE_GREEN_UNITS, comma-separated)
 //   EVACUATE_UNIT      the unit to evacuate
 //   SCREENSHOTS        where to save the screenshots
 //
@@ -31,6 +33,8 @@ const DEPLOYMENT = env("DEPLOYMENT");
 const OTHER = env("OTHER_DEPLOYMENT");
 const PIPELINE = env("PIPELINE");
 const UNIT = env("EVACUATE_UNIT");
+const BLUE_GREEN = env("BLUE_GREEN");
+const BLUE_GREEN_UNITS = env("BLUE_GREEN_UNITS").split(",");
 const SCREENSHOTS = env("SCREENSHOTS");
 // Every wait is for a condition, with this deadline.
 const DEADLINE = 120_000;
@@ -125,7 +129,7 @@ async function main() {
     await admin.screenshot({ path: path.join(SCREENSHOTS, "deployment-paused.png"), fullPage: true });
 
     // The page watches one stream per deployment listed, and holds no other call open.
-    const before = await waitForHub("a watch per deployment shown", (load) => load.watches === 2);
+    const before = await waitForHub("a watch per deployment shown", (load) => load.watches === 3);
     // Marks this document: a reload would lose it.
     await admin.evaluate(() => { window.cafeConsoleTest = "same page"; });
 
@@ -141,7 +145,7 @@ async function main() {
     seen.callsDuringGroup1 = callsSince(before, after);
     // The whole group, live, cost the hub one call: the Continue itself.
     assert.deepEqual(seen.callsDuringGroup1, { Continue: 1 }, "calls while group 1 ran");
-    assert.equal(after.watches, 2, "status watches while group 1 ran");
+    assert.equal(after.watches, 3, "status watches while group 1 ran");
     seen.watches = after.watches;
 
     // A viewer's Continue is refused with the hub's own message, and nothing moves.
@@ -155,6 +159,22 @@ async function main() {
     assert.match(seen.viewerRefusal, /permission denied/);
     await viewer.waitForSelector(at("Paused", 1));
     await viewer.close();
+
+    // A blue-green release: group 0's units show their preview ready, the others wait; Continue
+    // switches them, live.
+    await admin.goto(`${CONSOLE_URL}#/deployments/${BLUE_GREEN}`);
+    await admin.waitForSelector('#deployment[data-phase="Paused"][data-batch="0"]');
+    for (const unit of BLUE_GREEN_UNITS) {
+      await admin.waitForSelector(`.unit[data-unit="${unit}"] .blue-green[data-state="PreviewReady"]`);
+    }
+    seen.blueGreenBefore = await admin.$$eval(".blue-green", (all) => all.map((b) => b.dataset.state).sort());
+    await admin.screenshot({ path: path.join(SCREENSHOTS, "blue-green-preview.png"), fullPage: true });
+    await command(admin, "continue");
+    for (const unit of BLUE_GREEN_UNITS) {
+      await admin.waitForSelector(`.unit[data-unit="${unit}"] .blue-green[data-state="Switched"]`);
+      await admin.waitForSelector(`.unit[data-unit="${unit}"] .blue-green:has-text("old pods kept until")`);
+    }
+    await admin.screenshot({ path: path.join(SCREENSHOTS, "blue-green-switched.png"), fullPage: true });
 
     // The pipeline at its gate: approved from its page, it releases its last stage.
     await admin.goto(`${CONSOLE_URL}#/pipelines`);

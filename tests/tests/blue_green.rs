@@ -270,6 +270,18 @@ async fn a_blue_green_release_switches_each_group_at_once_and_switches_back_with
         .await
         .expect("group 0 switched, group 1's preview ready");
     let switched = requests(&setup.playground).await;
+    // cafectl shows each unit's part: switched with its old pods kept, or its preview ready.
+    let (code, text, err) = common::cafectl(
+        &setup.playground,
+        Role::Viewer,
+        &["status", NAME, "-n", NAMESPACE],
+    );
+    assert_eq!(code, 0, "{err}");
+    println!("{text}");
+    assert!(
+        text.contains("BLUE-GREEN") && text.contains("PreviewReady"),
+        "{text}"
+    );
     for unit in GROUPS[0] {
         let view = unit_view(&next, unit);
         assert_eq!(view.state, "Switched");

@@ -165,6 +165,29 @@ async fn the_console_shows_and_drives_a_release_live() {
     wait_status(&mut client, &payments, STEP, |_| {}, awaiting_confirm)
         .await
         .expect("group 0 waits for confirmation");
+    // A blue-green release whose group 0 preview is ready.
+    let checkout = deployment("finance", "checkout");
+    apply_yaml(&mut client, cafe_tests::demo::BLUE_GREEN_YAML)
+        .await
+        .expect("apply checkout");
+    wait_status(&mut client, &checkout, STEP, |_| {}, settled)
+        .await
+        .expect("checkout 1.0.0 everywhere");
+    apply_yaml(
+        &mut client,
+        &cafe_tests::demo::BLUE_GREEN_YAML.replace("checkout:1.0.0", "checkout:2.0.0"),
+    )
+    .await
+    .expect("apply checkout 2.0.0");
+    wait_status(
+        &mut client,
+        &checkout,
+        STEP,
+        |_| {},
+        |s| s.reason == "AwaitingSwitch" && s.batch == 0,
+    )
+    .await
+    .expect("checkout's preview waits for its switch");
     // A pipeline over the ledger, at its approval gate: Hangzhou first, then the rest.
     apply_yaml(&mut client, cafe_tests::demo::LEDGER_PIPELINE_YAML)
         .await
@@ -200,6 +223,8 @@ async fn the_console_shows_and_drives_a_release_live() {
         .env("DEPLOYMENT", "finance/payments")
         .env("OTHER_DEPLOYMENT", "finance/ledger")
         .env("EVACUATE_UNIT", UNIT)
+        .env("BLUE_GREEN", "finance/checkout")
+        .env("BLUE_GREEN_UNITS", "hz-az1,sh-az1")
         .env("PIPELINE", "finance/ledger-q4")
         .env("SCREENSHOTS", &shots)
         .kill_on_drop(true)
@@ -267,6 +292,18 @@ async fn the_console_shows_and_drives_a_release_live() {
         rows.iter()
             .all(|r| r.contains("Done") && r.contains("Stable")),
         "{rows:?}"
+    );
+
+    // The blue-green switch the page asked for: audited, and group 0 switched.
+    assert!(
+        whats
+            .iter()
+            .any(|w| w.starts_with("continue finance/checkout")),
+        "{whats:?}"
+    );
+    assert_eq!(
+        seen["blueGreenBefore"],
+        serde_json::json!(["PreviewReady", "PreviewReady", "Waiting", "Waiting"])
     );
 
     // Ctrl-C stops a console even while a page holds its event stream open.

@@ -352,6 +352,31 @@ pub fn status_table(view: &DeploymentStatusView) -> String {
         ]
     }));
     out.push_str(&table(&rows));
+    // A blue-green release: where each unit's switch stands and how long its old pods stay.
+    if view.units.iter().any(|u| u.blue_green.is_some()) {
+        let mut rows = vec![header(&[
+            "UNIT",
+            "BLUE-GREEN",
+            "PREVIEW-READY",
+            "SERVING",
+            "SERVING-UPDATED",
+            "OLD-KEPT",
+            "OLD-KEPT-UNTIL",
+        ])];
+        rows.extend(view.units.iter().filter_map(|u| {
+            let bg = u.blue_green.as_ref()?;
+            Some(vec![
+                u.unit.clone(),
+                bg.state.clone(),
+                bg.preview_ready.to_string(),
+                bg.serving.to_string(),
+                bg.updated_serving.to_string(),
+                bg.standby.to_string(),
+                bg.standby_until.clone(),
+            ])
+        }));
+        out.push_str(&table(&rows));
+    }
     for unit in &view.units {
         for problem in &unit.problems {
             out.push_str(&format!("{}: {problem}\n", unit.unit));

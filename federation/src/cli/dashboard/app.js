@@ -358,7 +358,7 @@ function deploymentView(route, fetchToo) {
 }
 
 const VERBS = {
-  continue: { label: "Continue", text: "Start the next group of this release." },
+  continue: { label: "Continue", text: "Start the next group of this release; in a blue-green release, switch the traffic of the group whose preview is ready." },
   promote: { label: "Promote", text: "Run every remaining group without pausing (the analysis still gates each one)." },
   pause: { label: "Pause", text: "Stop the release after its current group." },
   retry: { label: "Retry", text: "Try the current group of this failed release again." },
@@ -422,6 +422,20 @@ function bar(kind, label, value, of) {
   return h("div", { class: `bar ${kind}` }, h("span", {}, label), h("div", { class: "track" }, fill), h("span", { class: "count" }, `${value}/${of}`));
 }
 
+// A unit of a blue-green release: where its switch stands, the preview, what serves, and how long
+// the old pods stay as the way back.
+function blueGreen(u) {
+  const bg = u.blueGreen;
+  return h(
+    "div",
+    { class: "blue-green", dataset: { state: bg.state } },
+    h("div", {}, "blue-green ", badge(bg.state, `bg-${bg.state}`)),
+    bar("updated", "preview", bg.previewReady, u.replicas),
+    bar("ready", "serving new", bg.updatedServing, u.replicas),
+    bg.standby > 0 ? h("div", { class: "cluster" }, `${bg.standby} old pods kept until ${bg.standbyUntil}`) : null,
+  );
+}
+
 function unitMap(status) {
   const regionOf = new Map((state.plan?.units || []).map((u) => [u.unit, u.region]));
   const regions = new Map();
@@ -450,6 +464,7 @@ function unitMap(status) {
               bar("ready", "ready", u.ready, u.replicas),
               bar("updated", "updated", u.updated, u.replicas),
               bar("target", "target", u.target, u.replicas),
+              u.blueGreen ? blueGreen(u) : null,
             ),
           ),
         ),
