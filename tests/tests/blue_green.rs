@@ -159,6 +159,23 @@ fn unit_view<'a>(
         .unwrap_or_else(|| panic!("{unit} has no blue-green status: {status:?}"))
 }
 
+/// The watcher never saw a unit (one per cluster) below replicas - maxUnavailable = 1 serving, and
+/// no request was lost; then the playground stops.
+async fn no_unit_below_its_floor_and_nothing_lost(setup: common::Setup, watcher: &ReadyWatcher) {
+    let lowest = watcher.lowest_per_cluster();
+    println!("lowest ready pods per cluster: {lowest:?}");
+    for (cluster, ready) in &lowest {
+        assert!(
+            *ready >= 1,
+            "{cluster}: {ready} serving, below replicas - maxUnavailable"
+        );
+    }
+    let (sent, lost) = setup.playground.traffic();
+    println!("{sent} requests sent, {lost} lost");
+    assert_eq!(lost, 0, "lost requests");
+    setup.playground.shutdown().await;
+}
+
 fn awaiting_switch(batch: i32) -> impl Fn(&DeploymentStatusView) -> bool {
     move |s| s.reason == "AwaitingSwitch" && s.batch == batch
 }
@@ -418,18 +435,7 @@ async fn a_blue_green_release_switches_each_group_at_once_and_switches_back_with
         assert!(count(&later, unit, &v1) > count(&rolled_back, unit, &v1));
     }
 
-    let lowest = watcher.lowest_per_cluster();
-    println!("lowest ready pods per cluster: {lowest:?}");
-    for (cluster, ready) in &lowest {
-        assert!(
-            *ready >= 1,
-            "{cluster}: {ready} serving, below replicas - maxUnavailable"
-        );
-    }
-    let (sent, lost) = setup.playground.traffic();
-    println!("{sent} requests sent, {lost} lost");
-    assert_eq!(lost, 0, "lost requests");
-    setup.playground.shutdown().await;
+    no_unit_below_its_floor_and_nothing_lost(setup, &watcher).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,13 +553,5 @@ async fn an_unschedulable_preview_fails_its_group_before_traffic_moves_and_a_kil
     )
     .await
     .expect("v3 everywhere");
-    let lowest = watcher.lowest_per_cluster();
-    println!("lowest ready pods per cluster: {lowest:?}");
-    for (cluster, ready) in &lowest {
-        assert!(*ready >= 1, "{cluster}: {ready} serving");
-    }
-    let (sent, lost) = setup.playground.traffic();
-    println!("{sent} requests sent, {lost} lost");
-    assert_eq!(lost, 0, "lost requests");
-    setup.playground.shutdown().await;
+    no_unit_below_its_floor_and_nothing_lost(setup, &watcher).await;
 }

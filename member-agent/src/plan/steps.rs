@@ -56,11 +56,7 @@ pub(super) fn pod_steps(
                 wake.at(started.saturating_add(keep).unwrap_or(input.now));
                 return;
             }
-            let deregistered = d
-                .traffic
-                .finalizers
-                .iter()
-                .all(|f| !pod.finalizers.contains(f));
+            let deregistered = deregistered(pod, d);
             if deregistered {
                 actions.push(Action::Delete {
                     pod: at,
@@ -87,11 +83,7 @@ pub(super) fn pod_steps(
                 wake.at(started.saturating_add(d.traffic.drain).unwrap_or(input.now));
                 return;
             }
-            let deregistered = d
-                .traffic
-                .finalizers
-                .iter()
-                .all(|f| !pod.finalizers.contains(f));
+            let deregistered = deregistered(pod, d);
             if !deregistered {
                 // The balancers remove their finalizers; the pod event wakes us.
                 return;
@@ -109,4 +101,12 @@ pub(super) fn pod_steps(
             });
         }
     }
+}
+
+/// Every balancer has let go of the pod: none of the set's traffic finalizers is on it.
+fn deregistered(pod: &ObservedPod, d: &crate::desired::Desired) -> bool {
+    d.traffic
+        .finalizers
+        .iter()
+        .all(|f| !pod.finalizers.contains(f))
 }
