@@ -40,10 +40,10 @@ fn plan_prints_the_seed_example_as_json() {
     );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     let expected = serde_json::json!({
-        "name": "payments", "namespace": "finance", "replicas": 10,
+        "name": "payments", "namespace": "finance", "replicas": 10, "strategy": "Grouped",
         "units": [
-            {"unit": "sh-az1", "region": "cn-shanghai", "cluster": "sh-dc1", "replicas": 5},
-            {"unit": "sh-az2", "region": "cn-shanghai", "cluster": "sh-dc2", "replicas": 5}
+            {"unit": "sh-az1", "region": "cn-shanghai", "cluster": "sh-dc1", "replicas": 5, "peak": 5},
+            {"unit": "sh-az2", "region": "cn-shanghai", "cluster": "sh-dc2", "replicas": 5, "peak": 5}
         ],
         "batches": [
             {"index": 0, "units": [{"unit": "sh-az1", "size": 1, "updated": 1}, {"unit": "sh-az2", "size": 1, "updated": 1}]},
