@@ -423,16 +423,30 @@ async fn a_blue_green_release_switches_each_group_at_once_and_switches_back_with
         );
     }
     let rolled_back = requests(&setup.playground).await;
-    // Once the switch back is done, the new revision gets no request.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = requests(&setup.playground).await;
+    // Once the switch back is done, the new revision gets no request: watched until every unit's
+    // old revision has answered at least 50 more.
+    let deadline = Instant::now() + STEP;
+    let later = loop {
+        let later = requests(&setup.playground).await;
+        let served = GROUPS
+            .iter()
+            .flatten()
+            .all(|unit| count(&later, unit, &v1) >= count(&rolled_back, unit, &v1) + 50);
+        if served {
+            break later;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old revision serves too little"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for unit in GROUPS.iter().flatten() {
         assert_eq!(
             count(&later, unit, &v2),
             count(&rolled_back, unit, &v2),
             "{unit}: the new revision served after the switch back"
         );
-        assert!(count(&later, unit, &v1) > count(&rolled_back, unit, &v1));
     }
 
     no_unit_below_its_floor_and_nothing_lost(setup, &watcher).await;
