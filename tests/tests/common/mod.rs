@@ -156,6 +156,7 @@ impl ReadyWatcher {
     /// Starts watching `namespace` in every cluster; the lowest total counts once `arm` is called.
     pub fn start(playground: &Playground, namespace: &str) -> Self {
         use futures::StreamExt as _;
+        use kube::runtime::WatchStreamExt as _;
         use kube::runtime::watcher::{self, Event};
         let state = std::sync::Arc::new(std::sync::Mutex::new(ReadyState::default()));
         let tasks = playground
@@ -167,7 +168,11 @@ impl ReadyWatcher {
                 let state = std::sync::Arc::clone(&state);
                 let cluster = name.clone();
                 tokio::spawn(async move {
-                    let stream = watcher::watcher(api, watcher::Config::default());
+                    // With a backoff, errors wait: once the playground is gone every retry
+                    // would fail at once, and a task that never waits cannot be aborted, so the
+                    // test's runtime could never shut down.
+                    let stream =
+                        watcher::watcher(api, watcher::Config::default()).default_backoff();
                     futures::pin_mut!(stream);
                     while let Some(event) = stream.next().await {
                         let Ok(event) = event else { continue };
