@@ -569,3 +569,169 @@ async fn an_unschedulable_preview_fails_its_group_before_traffic_moves_and_a_kil
     .expect("v3 everywhere");
     no_unit_below_its_floor_and_nothing_lost(setup, &watcher).await;
 }
+
+/// Runs cafectl as an admin and fails the test on a non-zero exit.
+fn admin(playground: &Playground, args: &[&str]) -> String {
+    let (code, out, err) = common::cafectl(playground, Role::Admin, args);
+    assert_eq!(code, 0, "cafectl {args:?}: {err}");
+    out
+}
+
+/// The pods of `unit` on `revision`: (all of them, the Ready ones).
+fn on_revision(pods: &BTreeMap<String, PodState>, unit: &str, revision: &str) -> (usize, usize) {
+    let of: Vec<&PodState> = pods
+        .values()
+        .filter(|p| p.unit == unit && p.revision == revision)
+        .collect();
+    (of.len(), of.iter().filter(|p| p.ready).count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evacuation_mid_release_moves_a_previewing_unit_and_the_release_goes_on() {
+    const EVACUATED: &str = "hz-az1";
+    const SURVIVOR: &str = "hz-az2";
+    let setup = start().await;
+    let pg = &setup.playground;
+    let reference = deployment(NAMESPACE, NAME);
+    let (mut client, v1) = deploy(pg).await;
+    let watcher = ReadyWatcher::start(pg, NAMESPACE);
+    watcher.wait_ready(8).await;
+    watcher.arm();
+    let paused = preview_group_0(pg, &mut client, "registry.example/checkout:2.0.0").await;
+    let v2 = paused.update_revision.clone();
+
+    // Group 0 previews in hz-az1 and sh-az1 when hz-az1's datacenter is evacuated: its 2 replicas
+    // move to hz-az2 (not yet in the release, so on v1) before its own pods, serving and preview
+    // alike, are drained away. The release stays where it was.
+    admin(
+        pg,
+        &[
+            "failover",
+            "evacuate",
+            "--unit",
+            EVACUATED,
+            "--reason",
+            "blue-green test",
+        ],
+    );
+    let moved = wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| {
+            let unit = |name: &str| s.units.iter().find(|u| u.unit == name);
+            unit(EVACUATED).is_some_and(|u| u.evacuated && u.replicas == 0)
+                && unit(SURVIVOR).is_some_and(|u| u.replicas == 4 && u.ready == 4)
+        },
+    )
+    .await
+    .expect("hz-az1's replicas serve in hz-az2");
+    assert_eq!(
+        (moved.phase.as_str(), moved.reason.as_str(), moved.batch),
+        ("Paused", "AwaitingSwitch", 0),
+        "{moved:?}"
+    );
+    let deadline = Instant::now() + STEP;
+    loop {
+        let left: Vec<PodState> = pods(pg)
+            .await
+            .into_values()
+            .filter(|p| p.unit == EVACUATED)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{EVACUATED} keeps pods: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = pods(pg).await;
+    assert_eq!(on_revision(&all, SURVIVOR, &v1), (4, 4), "{all:?}");
+    assert_eq!(on_revision(&all, SURVIVOR, &v2), (0, 0), "{all:?}");
+    assert_eq!(unit_view(&moved, "sh-az1").state, "PreviewReady");
+
+    // The group goes on with its other unit; the next group previews hz-az2 at its new size.
+    client
+        .r#continue(command(&reference, Some(0)))
+        .await
+        .expect("continue");
+    let next = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_switch(1))
+        .await
+        .expect("sh-az1 switched, group 1's preview ready");
+    assert_eq!(unit_view(&next, "sh-az1").state, "Switched");
+    let survivor = unit_view(&next, SURVIVOR);
+    assert_eq!(
+        (survivor.state.as_str(), survivor.preview_ready),
+        ("PreviewReady", 4)
+    );
+    let totals = requests(pg).await;
+    assert_eq!(count(&totals, SURVIVOR, &v2), 0, "a preview took traffic");
+    client
+        .r#continue(command(&reference, Some(1)))
+        .await
+        .expect("continue");
+    let done = wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| s.phase == "Stable" && s.reason == "Complete",
+    )
+    .await
+    .expect("v2 everywhere but the evacuated unit");
+    assert_eq!(done.current_revision, v2);
+    let all = pods(pg).await;
+    for unit in ["sh-az1", "sh-az2", SURVIVOR] {
+        assert_eq!(
+            serving_revisions(&all, unit),
+            BTreeSet::from([v2.clone()]),
+            "{unit}: serving after the release"
+        );
+    }
+    assert_eq!(on_revision(&all, SURVIVOR, &v2), (4, 4), "{all:?}");
+    assert!(!all.values().any(|p| p.unit == EVACUATED), "{all:?}");
+
+    // Fail back: hz-az1 comes back on the released revision, and hz-az2 returns to 2.
+    admin(pg, &["failover", "failback", "--unit", EVACUATED]);
+    let back = wait_status(
+        &mut client,
+        &reference,
+        STEP,
+        |_| {},
+        |s| {
+            s.units
+                .iter()
+                .all(|u| !u.evacuated && u.replicas == 2 && u.ready == 2)
+        },
+    )
+    .await
+    .expect("the normal allocation");
+    assert_eq!(
+        (back.phase.as_str(), back.current_revision.as_str()),
+        ("Stable", v2.as_str())
+    );
+    let all = pods(pg).await;
+    for unit in GROUPS.iter().flatten() {
+        assert_eq!(
+            serving_revisions(&all, unit),
+            BTreeSet::from([v2.clone()]),
+            "{unit}: serving after the failback"
+        );
+    }
+
+    // Every unit kept serving; hz-dc1 was emptied on purpose, after hz-dc2 had taken its pods.
+    let lowest = watcher.lowest_per_cluster();
+    println!("lowest ready pods per cluster: {lowest:?}");
+    for (cluster, ready) in &lowest {
+        if cluster != cluster_of(EVACUATED) {
+            assert!(*ready >= 1, "{cluster}: {ready} serving");
+        }
+    }
+    let (sent, lost) = pg.traffic();
+    println!("{sent} requests sent, {lost} lost");
+    assert_eq!(lost, 0, "lost requests");
+    setup.playground.shutdown().await;
+}

@@ -42,7 +42,6 @@ pub(super) fn assign<'a>(input: &PlanInput<'a>, bg: BlueGreen) -> Assignment<'a>
     let floor = replicas.saturating_sub(d.max_unavailable as usize);
     let serving_available = serving.iter().filter(|p| available(p)).count();
     let floor_met = serving_available >= floor;
-    let mut budget = serving_available as i64 - floor as i64;
 
     let mut dispositions = Vec::new();
     let mut movers = 0;
@@ -86,14 +85,16 @@ pub(super) fn assign<'a>(input: &PlanInput<'a>, bg: BlueGreen) -> Assignment<'a>
         }
     }
     let victims_total = victims.len();
+    // Victims are surplus: they may all go once the serving pods that stay keep the floor, and
+    // until then as many available ones stay as the floor lacks (with 0 replicas it lacks none).
+    // A pod out of traffic is never kept for it, or its gate would open.
+    let mut lacking = floor.saturating_sub(serving_available);
     for v in victims {
-        // A pod out of traffic costs nothing; it must not be kept, or its gate would open.
-        let cost = i64::from(available(v));
-        let disposition = if cost == 0 || budget >= cost {
-            budget -= cost;
-            Disposition::Remove
-        } else {
+        let disposition = if lacking > 0 && available(v) {
+            lacking -= 1;
             Disposition::Keep
+        } else {
+            Disposition::Remove
         };
         dispositions.push((v, disposition));
     }

@@ -729,3 +729,35 @@ fn a_blue_green_switch_keeps_the_old_pods_while_the_new_ones_do_not_serve() {
             .all(|a| !matches!(a, Action::Create { .. }))
     );
 }
+
+#[test]
+fn a_blue_green_set_scaled_in_lets_its_surplus_go_down_to_no_pod() {
+    let mut clock = 0;
+    let mut world = World::new(&blue_green(4, false, false, false), 4);
+    world.run_blue_green(
+        &blue_green(4, false, true, false),
+        &mut clock,
+        4,
+        Some("r2"),
+    );
+    // Fewer replicas: the surplus of the serving and of the preview revision goes, and the
+    // serving pods that stay keep replicas - maxUnavailable in traffic.
+    world.run_blue_green(
+        &blue_green(2, false, true, false),
+        &mut clock,
+        1,
+        Some("r2"),
+    );
+    assert_eq!(
+        (world.on("r1"), world.serving_on("r1"), world.on("r2")),
+        (2, 2, 2)
+    );
+    // No replica at all (the unit was evacuated): every pod goes, the serving ones too.
+    world.run_blue_green(
+        &blue_green(0, false, false, false),
+        &mut clock,
+        0,
+        Some("r2"),
+    );
+    assert!(world.pods.is_empty(), "{:?}", world.pods);
+}
