@@ -948,3 +948,113 @@ fn an_aborted_pipeline_frees_its_deployment_and_goes_once_its_release_settles() 
     assert_eq!(release(&model).phase(), crate::release::Phase::Progressing);
     assert!(matches!(model.step(delete()), Answer::Deleted(true)));
 }
+
+#[test]
+fn evacuating_the_first_region_of_a_sequential_release_skips_no_group_of_the_next() {
+    let mut model = Model::new(FailoverPolicy::default());
+    let sequential = payments_in_both_regions().replace(
+        "batches: 1\n    pause: Auto",
+        "beta: true\n    batches: 2\n    pause: Manual\n    regionOrder: Sequential\n    regions: [cn-shanghai, cn-hangzhou]",
+    );
+    model.step(apply(&format!("{UNITS}\n---\n{sequential}")));
+    let units = ["sh-az1", "sh-az2", "hz-az1", "hz-az2"];
+    let sessions: Vec<u64> = ["sh-dc1", "sh-dc2", "hz-dc1", "hz-dc2"]
+        .iter()
+        .map(|c| model.connect(c))
+        .collect();
+    // Every unit reports its slice's pods ready, as many on the update revision as its target.
+    let reports = |model: &Model| {
+        let reports = units
+            .iter()
+            .zip(&sessions)
+            .map(|(u, s)| {
+                let slice = model.slice(u);
+                report(model, u, *s, slice.replicas, slice.target)
+            })
+            .collect();
+        Event::Reports(reports)
+    };
+    let event = reports(&model);
+    model.step(event);
+    model.step(apply(&format!(
+        "{UNITS}\n---\n{}",
+        sequential.replace("payments:1.0.0", "payments:2.0.0")
+    )));
+    let targets =
+        |model: &Model| -> Vec<i32> { units.iter().map(|u| model.slice(u).target).collect() };
+    let release = |model: &Model| {
+        let record = model.core.deployment(&key()).expect("record");
+        (record.release.reason(), record.release.batch())
+    };
+    let proceed = |model: &mut Model, batch: usize| {
+        model.step(Event::Command {
+            key: key(),
+            command: crate::release::ReleaseCommand::Continue,
+            reason: String::new(),
+            expected_batch: Some(batch),
+            who: "test".to_owned(),
+        });
+        let event = reports(model);
+        model.step(event);
+    };
+    let event = reports(&model);
+    model.step(event);
+    assert_eq!(
+        release(&model),
+        (crate::release::Reason::AwaitingConfirm, 0)
+    );
+    proceed(&mut model, 0);
+    assert_eq!(
+        release(&model),
+        (crate::release::Reason::AwaitingConfirm, 1)
+    );
+    assert_eq!(
+        targets(&model)[2..],
+        [0, 0],
+        "Hangzhou waits for its groups"
+    );
+
+    // Shanghai is evacuated while its group 1 waits: Hangzhou takes its pods, on the old revision.
+    model.step(Event::Evacuate {
+        target: EvacuationTarget::Region(
+            crate::names::RegionName::new("cn-shanghai").expect("region"),
+        ),
+        force: false,
+        reason: String::new(),
+        who: "test".to_owned(),
+    });
+    let event = reports(&model);
+    model.step(event);
+    assert!(!model.moving(), "the move is complete");
+    assert_eq!(
+        units.map(|u| model.slice(u).replicas),
+        [0, 0, 5, 5],
+        "every pod in Hangzhou"
+    );
+    // The release is where it was, and Hangzhou's beta group is still ahead of it.
+    assert_eq!(
+        release(&model),
+        (crate::release::Reason::AwaitingConfirm, 1)
+    );
+    assert_eq!(
+        targets(&model)[2..],
+        [0, 0],
+        "Hangzhou's groups did not move up"
+    );
+    proceed(&mut model, 1);
+    assert_eq!(
+        release(&model),
+        (crate::release::Reason::AwaitingConfirm, 2)
+    );
+    assert_eq!(targets(&model)[2..], [0, 0]);
+    proceed(&mut model, 2);
+    assert_eq!(
+        release(&model),
+        (crate::release::Reason::AwaitingConfirm, 3)
+    );
+    assert_eq!(
+        targets(&model)[2..],
+        [1, 1],
+        "Hangzhou's beta group: one pod per unit"
+    );
+}

@@ -4,7 +4,11 @@
 //! `batches` groups with cumulative target `floor(k * R / batches)` after group `k`. `Parallel` runs
 //! each group in every unit at once; `Sequential` runs all groups in one region, then the next.
 //! A group is a cumulative target per unit. Groups in which no unit changes are left out, so an
-//! operator never confirms an empty step.
+//! operator never confirms an empty step. Which groups exist is decided on the replicas the units
+//! would have with no unit evacuated: a release stores its group as a position in this list, so an
+//! evacuation or a failback must not move a later group to an earlier place (a release paused in
+//! one region would otherwise skip the next region's first group). A group that only evacuated
+//! units changed stays, with nothing to do.
 
 use crate::names::{RegionName, UnitName};
 use crate::resources::RegionOrder;
@@ -19,6 +23,8 @@ pub struct GroupUnitInput {
     pub region: RegionName,
     /// Its allocated replicas.
     pub replicas: i32,
+    /// Its replicas if no unit were evacuated: they decide which groups exist.
+    pub nominal: i32,
 }
 
 /// The release shape.
@@ -209,37 +215,52 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
             .max()
             .unwrap_or(1),
     };
-    let stages: Vec<Vec<i32>> = units
+    let stages_of = |u: &GroupUnitInput, replicas: i32| {
+        if shape.blue_green {
+            let peers = units.iter().filter(|o| o.region == u.region);
+            let place = peers.clone().take_while(|o| o.unit != u.unit).count();
+            blue_green_stages(replicas, place, peers.count(), shape)
+        } else {
+            unit_stages(replicas, shape)
+        }
+    };
+    // Per unit: its stages, and those it would have with no unit evacuated.
+    let stages: Vec<(Vec<i32>, Vec<i32>)> = units
         .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            if shape.blue_green {
-                let peers = units.iter().filter(|o| o.region == u.region);
-                let place = peers
-                    .clone()
-                    .take_while(|o| o.unit != units[i].unit)
-                    .count();
-                blue_green_stages(u.replicas, place, peers.count(), shape)
-            } else {
-                unit_stages(u.replicas, shape)
-            }
-        })
+        .map(|u| (stages_of(u, u.replicas), stages_of(u, u.nominal)))
         .collect();
-    let mut groups: Vec<Group> = Vec::new();
-    let mut previous: Vec<i32> = vec![0; units.len()];
-    for g in 0..slots * per_region {
-        let targets: Vec<i32> = units
+    // The cumulative targets of every unit after slot `g`.
+    let targets_at = |g: usize, nominal: bool| -> Vec<i32> {
+        units
             .iter()
             .zip(&stages)
-            .map(|(unit, stages)| {
+            .map(|(unit, (actual, nominal_stages))| {
+                let (stages, replicas) = if nominal {
+                    (nominal_stages, unit.nominal)
+                } else {
+                    (actual, unit.replicas)
+                };
                 let first = region_slot(&unit.region) * per_region;
                 match g.checked_sub(first) {
                     None => 0,
-                    Some(stage) => stages.get(stage).copied().unwrap_or(unit.replicas.max(0)),
+                    Some(stage) => stages.get(stage).copied().unwrap_or(replicas.max(0)),
                 }
             })
-            .collect();
-        if targets == previous {
+            .collect()
+    };
+    let last = slots * per_region - 1;
+    let mut groups: Vec<Group> = Vec::new();
+    let mut previous: Vec<i32> = vec![0; units.len()];
+    let mut previous_nominal: Vec<i32> = vec![0; units.len()];
+    for g in 0..=last {
+        let targets = targets_at(g, false);
+        let nominal = targets_at(g, true);
+        // A slot exists when it would change a unit with no unit evacuated. Moves that only an
+        // evacuation brings wait for the next slot that exists, and the last slot takes whatever
+        // is left, so that every unit ends at its replicas.
+        let exists = nominal != previous_nominal || (g == last && targets != previous);
+        previous_nominal = nominal;
+        if !exists {
             continue;
         }
         groups.push(Group {

@@ -115,6 +115,7 @@ pub fn plan_deployment_in(
             unit: unit.name.clone(),
             region: unit.region.clone(),
             replicas: share.replicas,
+            nominal: share.nominal,
         })
         .collect();
     let shape = GroupShape {

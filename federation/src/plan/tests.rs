@@ -294,8 +294,17 @@ fn group_units(replicas: &[(&str, &str, i32)]) -> Vec<GroupUnitInput> {
             unit: UnitName::new(*u).expect("name"),
             region: RegionName::new(*r).expect("region"),
             replicas: *n,
+            nominal: *n,
         })
         .collect()
+}
+
+/// `units` after an evacuation: each unit runs `replicas[i]` instead of its nominal replicas.
+fn evacuated(mut units: Vec<GroupUnitInput>, replicas: &[i32]) -> Vec<GroupUnitInput> {
+    for (unit, r) in units.iter_mut().zip(replicas) {
+        unit.replicas = *r;
+    }
+    units
 }
 
 fn sizes(groups: &[Group]) -> Vec<Vec<i32>> {
@@ -390,6 +399,59 @@ fn sequential_runs_every_group_of_a_region_before_the_next() {
         sizes(&groups),
         [vec![0, 1], vec![0, 1], vec![1, 0], vec![1, 0]]
     );
+}
+
+#[test]
+fn evacuating_a_region_mid_release_moves_no_group_of_the_next_region() {
+    let units = group_units(&[
+        ("sh-az1", "sh", 5),
+        ("sh-az2", "sh", 5),
+        ("hz-az1", "hz", 5),
+        ("hz-az2", "hz", 5),
+    ]);
+    let shape = GroupShape {
+        beta: true,
+        batches: 2,
+        region_order: RegionOrder::Sequential,
+        regions: vec![
+            RegionName::new("sh").expect("region"),
+            RegionName::new("hz").expect("region"),
+        ],
+        blocks: Vec::new(),
+        blue_green: false,
+    };
+    let before = plan_groups(&units, &shape);
+    assert_eq!(before.len(), 6);
+    // Shanghai is evacuated while the release is in its groups: Hangzhou runs every pod.
+    let after = plan_groups(&evacuated(units, &[0, 0, 10, 10]), &shape);
+    // Shanghai's groups stay, with nothing left to do, so a release paused in group 1 still has
+    // Hangzhou's beta group (one pod per unit) ahead of it rather than behind.
+    assert_eq!(
+        sizes(&after),
+        [
+            vec![0, 0, 0, 0],
+            vec![0, 0, 0, 0],
+            vec![0, 0, 0, 0],
+            vec![0, 0, 1, 1],
+            vec![0, 0, 4, 4],
+            vec![0, 0, 5, 5],
+        ]
+    );
+}
+
+#[test]
+fn a_move_only_an_evacuation_brings_waits_for_the_next_group() {
+    let units = group_units(&[("a", "r", 2), ("b", "r", 1)]);
+    let shape = parallel(false, 3);
+    // a's targets are 0, 1, 2 and b's 0, 0, 1: the first batch would change nothing.
+    assert_eq!(
+        sizes(&plan_groups(&units, &shape)),
+        [vec![1, 0], vec![1, 1]]
+    );
+    // a evacuated, b runs 3 and its own targets would be 1, 2, 3: the pod of the first batch
+    // waits for the group that exists, and there are still two groups.
+    let after = plan_groups(&evacuated(units, &[0, 3]), &shape);
+    assert_eq!(sizes(&after), [vec![0, 2], vec![0, 1]]);
 }
 
 #[test]
@@ -500,6 +562,48 @@ proptest! {
     }
 
     #[test]
+    fn an_evacuation_moves_no_group_to_another_place(
+        units in prop::collection::vec((0i32..30, 0i32..60), 1..5),
+        beta in any::<bool>(),
+        batches in 1u32..6,
+        sequential in any::<bool>(),
+        blue_green in any::<bool>(),
+    ) {
+        let nominal: Vec<GroupUnitInput> = units.iter().enumerate().map(|(i, (n, _))| GroupUnitInput {
+            unit: UnitName::new(format!("u{i}")).expect("name"),
+            region: RegionName::new(if i % 2 == 0 { "r1" } else { "r2" }).expect("region"),
+            replicas: *n,
+            nominal: *n,
+        }).collect();
+        let replicas: Vec<i32> = units.iter().map(|(_, r)| *r).collect();
+        let shape = GroupShape {
+            beta,
+            batches,
+            region_order: if sequential { RegionOrder::Sequential } else { RegionOrder::Parallel },
+            regions: vec![RegionName::new("r2").expect("region"), RegionName::new("r1").expect("region")],
+            blocks: Vec::new(),
+            blue_green,
+        };
+        let before = plan_groups(&nominal, &shape);
+        let after = plan_groups(&evacuated(nominal, &replicas), &shape);
+        // Every group keeps its place; a last one may come after them for what is left.
+        prop_assert!(
+            after.len() == before.len() || after.len() == before.len() + 1,
+            "{} groups became {}", before.len(), after.len()
+        );
+        let mut previous = vec![0; replicas.len()];
+        for (g, group) in after.iter().enumerate() {
+            prop_assert_eq!(group.index, g);
+            for (i, step) in group.units.iter().enumerate() {
+                prop_assert!(step.size >= 0);
+                prop_assert_eq!(step.updated, previous[i] + step.size);
+                previous[i] = step.updated;
+            }
+        }
+        prop_assert_eq!(&previous, &replicas);
+    }
+
+    #[test]
     fn groups_are_cumulative_and_end_at_every_units_replicas(
         replicas in prop::collection::vec(0i32..60, 1..5),
         beta in any::<bool>(),
@@ -510,6 +614,7 @@ proptest! {
             unit: UnitName::new(format!("u{i}")).expect("name"),
             region: RegionName::new(if i % 2 == 0 { "r1" } else { "r2" }).expect("region"),
             replicas: *r,
+            nominal: *r,
         }).collect();
         let shape = GroupShape {
             beta,
