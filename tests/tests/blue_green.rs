@@ -9,7 +9,7 @@ use cafe_federation::tls::Role;
 use cafe_tests::demo::BLUE_GREEN_YAML;
 use cafe_tests::driver::{apply_yaml, command, deployment, status, wait_status};
 use cafe_tests::playground::Playground;
-use common::{ReadyWatcher, STEP, start};
+use common::{ReadyWatcher, STEP, admin, start};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,6 +174,10 @@ async fn no_unit_below_its_floor_and_nothing_lost(setup: common::Setup, watcher:
     println!("{sent} requests sent, {lost} lost");
     assert_eq!(lost, 0, "lost requests");
     setup.playground.shutdown().await;
+}
+
+fn complete(status: &DeploymentStatusView) -> bool {
+    status.phase == "Stable" && status.reason == "Complete"
 }
 
 fn awaiting_switch(batch: i32) -> impl Fn(&DeploymentStatusView) -> bool {
@@ -347,15 +351,9 @@ async fn a_blue_green_release_switches_each_group_at_once_and_switches_back_with
         .playground
         .start_agent(killed)
         .expect("the agent restarts");
-    let done = wait_status(
-        &mut client,
-        &reference,
-        STEP,
-        |_| {},
-        |s| s.phase == "Stable" && s.reason == "Complete",
-    )
-    .await
-    .expect("v2 everywhere");
+    let done = wait_status(&mut client, &reference, STEP, |_| {}, complete)
+        .await
+        .expect("v2 everywhere");
     assert_eq!(done.current_revision, v2);
     let all = pods(&setup.playground).await;
     for unit in GROUPS.iter().flatten() {
@@ -558,23 +556,10 @@ async fn an_unschedulable_preview_fails_its_group_before_traffic_moves_and_a_kil
         .r#continue(command(&reference, Some(1)))
         .await
         .expect("continue");
-    wait_status(
-        &mut client,
-        &reference,
-        STEP,
-        |_| {},
-        |s| s.phase == "Stable" && s.reason == "Complete",
-    )
-    .await
-    .expect("v3 everywhere");
+    wait_status(&mut client, &reference, STEP, |_| {}, complete)
+        .await
+        .expect("v3 everywhere");
     no_unit_below_its_floor_and_nothing_lost(setup, &watcher).await;
-}
-
-/// Runs cafectl as an admin and fails the test on a non-zero exit.
-fn admin(playground: &Playground, args: &[&str]) -> String {
-    let (code, out, err) = common::cafectl(playground, Role::Admin, args);
-    assert_eq!(code, 0, "cafectl {args:?}: {err}");
-    out
 }
 
 /// The pods of `unit` on `revision`: (all of them, the Ready ones).
@@ -673,15 +658,9 @@ async fn an_evacuation_mid_release_moves_a_previewing_unit_and_the_release_goes_
         .r#continue(command(&reference, Some(1)))
         .await
         .expect("continue");
-    let done = wait_status(
-        &mut client,
-        &reference,
-        STEP,
-        |_| {},
-        |s| s.phase == "Stable" && s.reason == "Complete",
-    )
-    .await
-    .expect("v2 everywhere but the evacuated unit");
+    let done = wait_status(&mut client, &reference, STEP, |_| {}, complete)
+        .await
+        .expect("v2 everywhere but the evacuated unit");
     assert_eq!(done.current_revision, v2);
     let all = pods(pg).await;
     for unit in ["sh-az1", "sh-az2", SURVIVOR] {

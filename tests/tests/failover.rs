@@ -9,7 +9,7 @@ use cafe_federation::tls::Role;
 use cafe_sim::member::Backend;
 use cafe_tests::driver::{deployment, wait_status};
 use cafe_tests::playground::{Playground, PlaygroundOptions};
-use common::{BINARY, ReadyWatcher, cafectl, start};
+use common::{BINARY, ReadyWatcher, admin, cafectl, start};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -50,12 +50,6 @@ async fn failover_events(playground: &Playground, cluster: &str) -> Vec<String> 
         .filter(|e| e.reason.as_deref() == Some("Failover"))
         .filter_map(|e| e.note)
         .collect()
-}
-
-fn admin(playground: &Playground, args: &[&str]) -> String {
-    let (code, out, err) = cafectl(playground, Role::Admin, args);
-    assert_eq!(code, 0, "cafectl {args:?}: {err}");
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -980,11 +980,11 @@ fn evacuating_the_first_region_of_a_sequential_release_skips_no_group_of_the_nex
         "{UNITS}\n---\n{}",
         sequential.replace("payments:1.0.0", "payments:2.0.0")
     )));
-    let targets =
-        |model: &Model| -> Vec<i32> { units.iter().map(|u| model.slice(u).target).collect() };
-    let release = |model: &Model| {
+    // Where the release stands: its reason, its group, and the targets of Hangzhou's units.
+    let at = |model: &Model| {
         let record = model.core.deployment(&key()).expect("record");
-        (record.release.reason(), record.release.batch())
+        let hangzhou: Vec<i32> = units[2..].iter().map(|u| model.slice(u).target).collect();
+        (record.release.reason(), record.release.batch(), hangzhou)
     };
     let proceed = |model: &mut Model, batch: usize| {
         model.step(Event::Command {
@@ -997,22 +997,12 @@ fn evacuating_the_first_region_of_a_sequential_release_skips_no_group_of_the_nex
         let event = reports(model);
         model.step(event);
     };
+    let confirm = crate::release::Reason::AwaitingConfirm;
     let event = reports(&model);
     model.step(event);
-    assert_eq!(
-        release(&model),
-        (crate::release::Reason::AwaitingConfirm, 0)
-    );
+    assert_eq!(at(&model), (confirm, 0, vec![0, 0]));
     proceed(&mut model, 0);
-    assert_eq!(
-        release(&model),
-        (crate::release::Reason::AwaitingConfirm, 1)
-    );
-    assert_eq!(
-        targets(&model)[2..],
-        [0, 0],
-        "Hangzhou waits for its groups"
-    );
+    assert_eq!(at(&model), (confirm, 1, vec![0, 0]), "Hangzhou waits");
 
     // Shanghai is evacuated while its group 1 waits: Hangzhou takes its pods, on the old revision.
     model.step(Event::Evacuate {
@@ -1026,35 +1016,12 @@ fn evacuating_the_first_region_of_a_sequential_release_skips_no_group_of_the_nex
     let event = reports(&model);
     model.step(event);
     assert!(!model.moving(), "the move is complete");
-    assert_eq!(
-        units.map(|u| model.slice(u).replicas),
-        [0, 0, 5, 5],
-        "every pod in Hangzhou"
-    );
-    // The release is where it was, and Hangzhou's beta group is still ahead of it.
-    assert_eq!(
-        release(&model),
-        (crate::release::Reason::AwaitingConfirm, 1)
-    );
-    assert_eq!(
-        targets(&model)[2..],
-        [0, 0],
-        "Hangzhou's groups did not move up"
-    );
+    assert_eq!(units.map(|u| model.slice(u).replicas), [0, 0, 5, 5]);
+    // The release is where it was, and Hangzhou's groups did not move up: Shanghai's last group
+    // has nothing left to do, then Hangzhou's beta group updates one pod per unit.
+    assert_eq!(at(&model), (confirm, 1, vec![0, 0]));
     proceed(&mut model, 1);
-    assert_eq!(
-        release(&model),
-        (crate::release::Reason::AwaitingConfirm, 2)
-    );
-    assert_eq!(targets(&model)[2..], [0, 0]);
+    assert_eq!(at(&model), (confirm, 2, vec![0, 0]));
     proceed(&mut model, 2);
-    assert_eq!(
-        release(&model),
-        (crate::release::Reason::AwaitingConfirm, 3)
-    );
-    assert_eq!(
-        targets(&model)[2..],
-        [1, 1],
-        "Hangzhou's beta group: one pod per unit"
-    );
+    assert_eq!(at(&model), (confirm, 3, vec![1, 1]));
 }

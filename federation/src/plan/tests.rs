@@ -325,6 +325,17 @@ fn parallel(beta: bool, batches: u32) -> GroupShape {
     }
 }
 
+fn sequential(beta: bool, batches: u32, regions: &[&str]) -> GroupShape {
+    GroupShape {
+        region_order: RegionOrder::Sequential,
+        regions: regions
+            .iter()
+            .map(|r| RegionName::new(*r).expect("region"))
+            .collect(),
+        ..parallel(beta, batches)
+    }
+}
+
 #[test]
 fn a_pipeline_moves_its_stages_regions_in_turn() {
     let units = group_units(&[
@@ -383,17 +394,7 @@ fn batches_grow_with_floor_cumulative_targets() {
 #[test]
 fn sequential_runs_every_group_of_a_region_before_the_next() {
     let units = group_units(&[("sh-az1", "sh", 2), ("hz-az1", "hz", 2)]);
-    let shape = GroupShape {
-        beta: true,
-        batches: 1,
-        region_order: RegionOrder::Sequential,
-        regions: vec![
-            RegionName::new("hz").expect("region"),
-            RegionName::new("sh").expect("region"),
-        ],
-        blocks: Vec::new(),
-        blue_green: false,
-    };
+    let shape = sequential(true, 1, &["hz", "sh"]);
     let groups = plan_groups(&units, &shape);
     assert_eq!(
         sizes(&groups),
@@ -409,17 +410,7 @@ fn evacuating_a_region_mid_release_moves_no_group_of_the_next_region() {
         ("hz-az1", "hz", 5),
         ("hz-az2", "hz", 5),
     ]);
-    let shape = GroupShape {
-        beta: true,
-        batches: 2,
-        region_order: RegionOrder::Sequential,
-        regions: vec![
-            RegionName::new("sh").expect("region"),
-            RegionName::new("hz").expect("region"),
-        ],
-        blocks: Vec::new(),
-        blue_green: false,
-    };
+    let shape = sequential(true, 2, &["sh", "hz"]);
     let before = plan_groups(&units, &shape);
     assert_eq!(before.len(), 6);
     // Shanghai is evacuated while the release is in its groups: Hangzhou runs every pod.

@@ -45,6 +45,13 @@ pub fn cafectl(playground: &Playground, role: Role, args: &[&str]) -> (i32, Stri
     )
 }
 
+/// Runs cafectl as an admin and fails the test on a non-zero exit; returns its output.
+pub fn admin(playground: &Playground, args: &[&str]) -> String {
+    let (code, out, err) = cafectl(playground, Role::Admin, args);
+    assert_eq!(code, 0, "cafectl {args:?}: {err}");
+    out
+}
+
 /// cafectl's JSON output, failing the test on a non-zero exit.
 pub fn cafectl_json(playground: &Playground, args: &[&str]) -> serde_json::Value {
     let (code, stdout, stderr) = cafectl(playground, Role::Operator, args);
