@@ -77,6 +77,10 @@ pub struct GroupStep {
     pub size: i32,
     /// Pods that run the update revision once the group is done (cumulative).
     pub updated: i32,
+    /// `updated` had no unit been evacuated: what an evacuated unit's pods follow while they wait
+    /// for the survivors (so that it neither rolls back nor switches back meanwhile).
+    #[serde(skip)]
+    pub nominal: i32,
 }
 
 impl Group {
@@ -87,10 +91,16 @@ impl Group {
 
     /// The cumulative target of `unit` after this group; 0 for a unit not in the plan.
     pub fn target_of(&self, unit: &UnitName) -> i32 {
-        self.units
-            .iter()
-            .find(|s| &s.unit == unit)
-            .map_or(0, |s| s.updated)
+        self.step_of(unit).map_or(0, |s| s.updated)
+    }
+
+    /// [`Group::target_of`] had no unit been evacuated.
+    pub fn nominal_target_of(&self, unit: &UnitName) -> i32 {
+        self.step_of(unit).map_or(0, |s| s.nominal)
+    }
+
+    fn step_of(&self, unit: &UnitName) -> Option<&GroupStep> {
+        self.units.iter().find(|s| &s.unit == unit)
     }
 }
 
@@ -170,7 +180,7 @@ pub fn plan_groups(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
                 .iter()
                 .zip(&block_of)
                 .map(|(unit, &of)| {
-                    let done = if of < b { unit.replicas.max(0) } else { 0 };
+                    let done = |replicas: i32| if of < b { replicas.max(0) } else { 0 };
                     inner
                         .units
                         .iter()
@@ -179,7 +189,8 @@ pub fn plan_groups(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
                         .unwrap_or(GroupStep {
                             unit: unit.unit.clone(),
                             size: 0,
-                            updated: done,
+                            updated: done(unit.replicas),
+                            nominal: done(unit.nominal),
                         })
                 })
                 .collect();
@@ -249,6 +260,19 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
             .collect()
     };
     let last = slots * per_region - 1;
+    let steps = |before: &[i32], targets: &[i32], nominal: &[i32]| -> Vec<GroupStep> {
+        units
+            .iter()
+            .zip(targets.iter().zip(before))
+            .zip(nominal)
+            .map(|((unit, (&updated, &before)), &nominal)| GroupStep {
+                unit: unit.unit.clone(),
+                size: updated - before,
+                updated,
+                nominal,
+            })
+            .collect()
+    };
     let mut groups: Vec<Group> = Vec::new();
     let mut previous: Vec<i32> = vec![0; units.len()];
     let mut previous_nominal: Vec<i32> = vec![0; units.len()];
@@ -256,27 +280,35 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
         let targets = targets_at(g, false);
         let nominal = targets_at(g, true);
         // A slot exists when it would change a unit with no unit evacuated. Moves that only an
-        // evacuation brings wait for the next slot that exists, and the last slot takes whatever
-        // is left, so that every unit ends at its replicas.
-        let exists = nominal != previous_nominal || (g == last && targets != previous);
-        previous_nominal = nominal;
-        if !exists {
+        // evacuation brings wait for the next slot that exists.
+        if nominal == previous_nominal {
             continue;
         }
         groups.push(Group {
             index: groups.len(),
             stage: None,
-            units: units
-                .iter()
-                .zip(targets.iter().zip(&previous))
-                .map(|(unit, (&updated, &before))| GroupStep {
-                    unit: unit.unit.clone(),
-                    size: updated - before,
-                    updated,
-                })
-                .collect(),
+            units: steps(&previous, &targets, &nominal),
         });
         previous = targets;
+        previous_nominal = nominal;
+    }
+    // What is left after the last group that exists goes in it, so that every unit ends at its
+    // replicas and no group is added after it (a pipeline's next block would move). Only a block
+    // that would move nothing at all gets a group of its own.
+    let end = targets_at(last, false);
+    if end != previous {
+        match groups.last_mut() {
+            Some(group) => {
+                let before: Vec<i32> = group.units.iter().map(|s| s.updated - s.size).collect();
+                let nominal: Vec<i32> = group.units.iter().map(|s| s.nominal).collect();
+                group.units = steps(&before, &end, &nominal);
+            }
+            None => groups.push(Group {
+                index: 0,
+                stage: None,
+                units: steps(&previous, &end, &previous_nominal),
+            }),
+        }
     }
     groups
 }

@@ -559,6 +559,7 @@ proptest! {
         batches in 1u32..6,
         sequential in any::<bool>(),
         blue_green in any::<bool>(),
+        pipeline in any::<bool>(),
     ) {
         let nominal: Vec<GroupUnitInput> = units.iter().enumerate().map(|(i, (n, _))| GroupUnitInput {
             unit: UnitName::new(format!("u{i}")).expect("name"),
@@ -572,16 +573,28 @@ proptest! {
             batches,
             region_order: if sequential { RegionOrder::Sequential } else { RegionOrder::Parallel },
             regions: vec![RegionName::new("r2").expect("region"), RegionName::new("r1").expect("region")],
-            blocks: Vec::new(),
+            // A pipeline releases r1 first, then the rest.
+            blocks: if pipeline {
+                vec![
+                    Block { stage: "first".to_owned(), regions: vec![RegionName::new("r1").expect("region")] },
+                    Block { stage: "rest".to_owned(), regions: Vec::new() },
+                ]
+            } else {
+                Vec::new()
+            },
             blue_green,
         };
         let before = plan_groups(&nominal, &shape);
         let after = plan_groups(&evacuated(nominal, &replicas), &shape);
-        // Every group keeps its place; a last one may come after them for what is left.
-        prop_assert!(
-            after.len() == before.len() || after.len() == before.len() + 1,
-            "{} groups became {}", before.len(), after.len()
-        );
+        // Every group keeps its place and its stage. Only a block that would move nothing
+        // without the evacuation may get a group of its own.
+        if units.iter().all(|(n, _)| *n > 0) {
+            prop_assert_eq!(after.len(), before.len());
+            for (b, a) in before.iter().zip(&after) {
+                prop_assert_eq!(&b.stage, &a.stage);
+            }
+        }
+        prop_assert!(after.len() <= before.len() + shape.blocks.len().max(1));
         let mut previous = vec![0; replicas.len()];
         for (g, group) in after.iter().enumerate() {
             prop_assert_eq!(group.index, g);

@@ -2,7 +2,7 @@
 
 use super::state::{BlueGreenPart, ReleaseState};
 use crate::names::{ClusterName, SliceId, UnitName};
-use crate::plan::Plan;
+use crate::plan::{Group, Plan};
 use crate::resources::{CafeDeployment, Traffic, UpgradeKind};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use sha2::{Digest as _, Sha256};
@@ -207,7 +207,16 @@ pub fn desired_slices(
     plan.units
         .iter()
         .map(|unit| {
-            let mut target = state.target(group.map(|g| g.target_of(&unit.unit)), unit.replicas);
+            // An evacuated unit keeps its pods until the survivors run theirs: meanwhile they
+            // follow the groups it would have had, so they neither roll back nor switch back.
+            let target_in = |g: &Group| {
+                if unit.evacuated {
+                    g.nominal_target_of(&unit.unit)
+                } else {
+                    g.target_of(&unit.unit)
+                }
+            };
+            let mut target = state.target(group.map(target_in), unit.replicas);
             let blue_green = blue_green.as_ref().map(|bg| {
                 // A unit switches whole in its group: before it (or while the group previews) its
                 // target is 0, from it on all of its replicas.
@@ -217,10 +226,7 @@ pub fn desired_slices(
                         preview: false,
                     }
                 } else {
-                    let own_group = plan
-                        .batches
-                        .iter()
-                        .position(|g| g.target_of(&unit.unit) > 0);
+                    let own_group = plan.batches.iter().position(|g| target_in(g) > 0);
                     let current = state.batch();
                     let switched_through = state.switched_group();
                     match own_group {

@@ -817,3 +817,74 @@ fn a_blue_green_release_previews_pauses_before_each_switch_and_switches_back() {
         (Phase::Stable, Reason::RolledBack)
     );
 }
+
+/// Evacuates `unit` and returns the slices while the hub still holds its pods (its slice keeps
+/// `held` replicas until the survivors' new pods are ready).
+fn held_slices(f: &mut Fixture, unit: &str, held: i32) -> Vec<SliceSpec> {
+    let name = UnitName::new(unit).expect("unit");
+    f.units.get_mut(&name).expect("the unit").status = Some(crate::resources::LogicalUnitStatus {
+        phase: crate::resources::UnitPhase::Evacuated,
+        ..Default::default()
+    });
+    let mut plan = f.plan();
+    let planned = plan
+        .units
+        .iter_mut()
+        .find(|u| u.unit == name)
+        .expect("planned");
+    assert_eq!(planned.replicas, 0, "the evacuated unit's replicas move");
+    planned.replicas = held;
+    desired_slices(&f.deployment, &plan, &f.state, &BTreeMap::new())
+}
+
+#[test]
+fn an_evacuated_unit_keeps_its_updated_pods_while_it_holds_them() {
+    let mut f = Fixture::new();
+    f.new_image("registry.example/payments:1.1.0");
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    f.command(ReleaseCommand::Continue, Some(0), f.now)
+        .expect("continue");
+    assert_eq!(
+        f.partitions(),
+        [2, 2],
+        "group 1: three of five pods updated"
+    );
+    // sh-az1's pods follow the groups it would have had: none of them goes back meanwhile.
+    let slices = held_slices(&mut f, "sh-az1", 5);
+    assert_eq!(
+        slices.iter().map(|s| s.partition).collect::<Vec<_>>(),
+        [2, 5]
+    );
+}
+
+#[test]
+fn an_evacuated_blue_green_unit_does_not_switch_back_while_it_holds_its_pods() {
+    let mut f = Fixture::new();
+    f.deployment.spec.strategy.type_ = crate::resources::StrategyType::BlueGreen;
+    f.deployment.spec.strategy.blue_green = Some(crate::resources::BlueGreenStrategy {
+        scale_down_delay_seconds: 600,
+    });
+    assert!(f.new_image("registry.example/payments:1.1.0"));
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    f.command(ReleaseCommand::Continue, Some(0), f.now)
+        .expect("continue");
+    let done = f.report_done();
+    f.advance(&done);
+    f.tick(5_000);
+    f.advance(&done);
+    assert_eq!(blue_green_parts(&f), [(true, false), (false, true)]);
+    // sh-az1 switched in group 0 and keeps serving the new revision until its pods go.
+    let slices = held_slices(&mut f, "sh-az1", 5);
+    let parts: Vec<(bool, bool)> = slices
+        .iter()
+        .filter_map(|s| s.blue_green.map(|b| (b.switched, b.preview)))
+        .collect();
+    assert_eq!(parts, [(true, false), (false, true)]);
+    assert_eq!(slices[0].partition, 0);
+}
