@@ -193,6 +193,14 @@ impl Fixture {
     fn tick(&mut self, ms: i64) {
         self.now += ms;
     }
+
+    /// Every unit reports what its slice asks for, and stays so past minReadySeconds.
+    fn group_done(&mut self) {
+        let done = self.report_done();
+        self.advance(&done);
+        self.tick(5_000);
+        self.advance(&done);
+    }
 }
 
 #[test]
@@ -841,10 +849,7 @@ fn held_slices(f: &mut Fixture, unit: &str, held: i32) -> Vec<SliceSpec> {
 fn an_evacuated_unit_keeps_its_updated_pods_while_it_holds_them() {
     let mut f = Fixture::new();
     f.new_image("registry.example/payments:1.1.0");
-    let done = f.report_done();
-    f.advance(&done);
-    f.tick(5_000);
-    f.advance(&done);
+    f.group_done();
     f.command(ReleaseCommand::Continue, Some(0), f.now)
         .expect("continue");
     assert_eq!(
@@ -868,16 +873,10 @@ fn an_evacuated_blue_green_unit_does_not_switch_back_while_it_holds_its_pods() {
         scale_down_delay_seconds: 600,
     });
     assert!(f.new_image("registry.example/payments:1.1.0"));
-    let done = f.report_done();
-    f.advance(&done);
-    f.tick(5_000);
-    f.advance(&done);
+    f.group_done();
     f.command(ReleaseCommand::Continue, Some(0), f.now)
         .expect("continue");
-    let done = f.report_done();
-    f.advance(&done);
-    f.tick(5_000);
-    f.advance(&done);
+    f.group_done();
     assert_eq!(blue_green_parts(&f), [(true, false), (false, true)]);
     // sh-az1 switched in group 0 and keeps serving the new revision until its pods go.
     let slices = held_slices(&mut f, "sh-az1", 5);
