@@ -203,6 +203,20 @@ async fn deploy(
     (client, settled.current_revision)
 }
 
+/// Continues (switches) group 0 and waits until group 1's preview is ready.
+async fn switch_group_0(
+    client: &mut cafe_proto::v1::federation_client::FederationClient<tonic::transport::Channel>,
+) -> DeploymentStatusView {
+    let reference = deployment(NAMESPACE, NAME);
+    client
+        .r#continue(command(&reference, Some(0)))
+        .await
+        .expect("continue");
+    wait_status(client, &reference, STEP, |_| {}, awaiting_switch(1))
+        .await
+        .expect("group 0 switched, group 1's preview ready")
+}
+
 /// Applies `image`, waits for group 0's preview, and checks that it took no traffic: every unit of
 /// group 0 runs two more pods, out of traffic, and no request reached the new revision.
 async fn preview_group_0(
@@ -283,13 +297,7 @@ async fn a_blue_green_release_switches_each_group_at_once_and_switches_back_with
     let v2 = paused.update_revision.clone();
 
     // The switch of group 0.
-    client
-        .r#continue(command(&reference, Some(0)))
-        .await
-        .expect("continue");
-    let next = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_switch(1))
-        .await
-        .expect("group 0 switched, group 1's preview ready");
+    let next = switch_group_0(&mut client).await;
     let switched = requests(&setup.playground).await;
     // cafectl shows each unit's part: switched with its old pods kept, or its preview ready.
     let (code, text, err) = common::cafectl(
@@ -639,13 +647,7 @@ async fn an_evacuation_mid_release_moves_a_previewing_unit_and_the_release_goes_
     assert_eq!(unit_view(&moved, "sh-az1").state, "PreviewReady");
 
     // The group goes on with its other unit; the next group previews hz-az2 at its new size.
-    client
-        .r#continue(command(&reference, Some(0)))
-        .await
-        .expect("continue");
-    let next = wait_status(&mut client, &reference, STEP, |_| {}, awaiting_switch(1))
-        .await
-        .expect("sh-az1 switched, group 1's preview ready");
+    let next = switch_group_0(&mut client).await;
     assert_eq!(unit_view(&next, "sh-az1").state, "Switched");
     let survivor = unit_view(&next, SURVIVOR);
     assert_eq!(

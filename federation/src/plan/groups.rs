@@ -240,24 +240,22 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
         .iter()
         .map(|u| (stages_of(u, u.replicas), stages_of(u, u.nominal)))
         .collect();
-    // The cumulative targets of every unit after slot `g`.
-    let targets_at = |g: usize, nominal: bool| -> Vec<i32> {
+    // The cumulative targets of every unit after slot `g`: what it runs, and what it would run
+    // with no unit evacuated.
+    let targets_at = |g: usize| -> (Vec<i32>, Vec<i32>) {
         units
             .iter()
             .zip(&stages)
-            .map(|(unit, (actual, nominal_stages))| {
-                let (stages, replicas) = if nominal {
-                    (nominal_stages, unit.nominal)
-                } else {
-                    (actual, unit.replicas)
-                };
-                let first = region_slot(&unit.region) * per_region;
-                match g.checked_sub(first) {
+            .map(|(unit, (actual, nominal))| {
+                let target = |stages: &[i32], replicas: i32| match g
+                    .checked_sub(region_slot(&unit.region) * per_region)
+                {
                     None => 0,
                     Some(stage) => stages.get(stage).copied().unwrap_or(replicas.max(0)),
-                }
+                };
+                (target(actual, unit.replicas), target(nominal, unit.nominal))
             })
-            .collect()
+            .unzip()
     };
     let last = slots * per_region - 1;
     let steps = |before: &[i32], targets: &[i32], nominal: &[i32]| -> Vec<GroupStep> {
@@ -277,8 +275,7 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
     let mut previous: Vec<i32> = vec![0; units.len()];
     let mut previous_nominal: Vec<i32> = vec![0; units.len()];
     for g in 0..=last {
-        let targets = targets_at(g, false);
-        let nominal = targets_at(g, true);
+        let (targets, nominal) = targets_at(g);
         // A slot exists when it would change a unit with no unit evacuated. Moves that only an
         // evacuation brings wait for the next slot that exists.
         if nominal == previous_nominal {
@@ -295,7 +292,7 @@ fn plan_block(units: &[GroupUnitInput], shape: &GroupShape) -> Vec<Group> {
     // What is left after the last group that exists goes in it, so that every unit ends at its
     // replicas and no group is added after it (a pipeline's next block would move). Only a block
     // that would move nothing at all gets a group of its own.
-    let end = targets_at(last, false);
+    let (end, _) = targets_at(last);
     if end != previous {
         match groups.last_mut() {
             Some(group) => {
